@@ -1,0 +1,58 @@
+//! The MOSN v2 JSON config: parsing, defaults and validation.
+//!
+//! Keys match case-insensitively, as in MOSN (Go's `encoding/json`). An unknown key is a
+//! [`ConfigWarning`] naming its JSON path; a MOSN key that would change traffic but is not
+//! implemented yet, a wrong type, a missing required key, a bad address or a dangling reference is a
+//! [`ConfigError`] naming the JSON path and the value.
+//!
+//! Source: MOSN `pkg/config/v2` and <https://mosn.io/docs/configuration/>.
+
+mod duration;
+mod error;
+pub mod model;
+mod parse;
+mod validate;
+mod walk;
+
+pub use duration::parse_go_duration;
+pub use error::{ConfigError, ConfigWarning};
+pub use model::*;
+
+/// A config that parsed and validated, with the warnings met on the way.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The config.
+    pub config: Config,
+    /// Unknown or ignored keys, with their paths.
+    pub warnings: Vec<ConfigWarning>,
+}
+
+/// Parses and validates a config from JSON text.
+///
+/// Errors: invalid JSON (path empty, message with line and column) or any [`ConfigError`].
+pub fn from_str(text: &str) -> Result<Loaded, ConfigError> {
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| ConfigError::new("", format!("invalid JSON: {e}")))?;
+    from_value(&value)
+}
+
+/// Parses and validates a config from a JSON value.
+pub fn from_value(value: &serde_json::Value) -> Result<Loaded, ConfigError> {
+    let ctx = walk::Ctx::default();
+    let config = parse::config(value, &ctx)?;
+    validate::validate(&config)?;
+    Ok(Loaded {
+        config,
+        warnings: ctx.warnings.into_inner(),
+    })
+}
+
+/// Reads, parses and validates a config file.
+///
+/// Errors: the file cannot be read (path empty, message with the file name and the OS error), or
+/// any error of [`from_str`].
+pub fn from_file(path: &std::path::Path) -> Result<Loaded, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::new("", format!("cannot read {}: {e}", path.display())))?;
+    from_str(&text)
+}

@@ -1,0 +1,286 @@
+//! The validated MOSN v2 config model: what the proxy runs on.
+//!
+//! Source: MOSN `pkg/config/v2` (`server.go`, `route.go`, `upstream.go`). Field names follow MOSN's
+//! JSON keys; durations are [`Duration`]s, addresses [`SocketAddr`]s.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// The whole config file: one server, the cluster manager, admin and process keys.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `servers[0]`: MOSN runs exactly one server.
+    pub server: Server,
+    /// `cluster_manager.clusters`.
+    pub clusters: Vec<Cluster>,
+    /// `admin`: parsed only; the admin API is served in a later release.
+    pub admin: Option<Admin>,
+    /// `disable_upgrade`.
+    pub disable_upgrade: bool,
+    /// `pid`: the pid file path.
+    pub pid: Option<String>,
+}
+
+/// `admin.address.socket_address`.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    /// Address the admin API would bind.
+    pub address: SocketAddr,
+}
+
+/// `servers[0]`.
+#[derive(Debug, Clone)]
+pub struct Server {
+    /// `default_log_path`: `stdout`, `stderr` or a file path; `None` means stderr.
+    pub default_log_path: Option<String>,
+    /// `default_log_level`: `DEBUG`, `INFO`, `WARN`, `ERROR`, ... as written.
+    pub default_log_level: Option<String>,
+    /// `processor`: worker count; `None` means one per available core.
+    pub processor: Option<usize>,
+    /// `graceful_timeout`: how long a draining shutdown waits.
+    pub graceful_timeout: Option<Duration>,
+    /// `listeners`.
+    pub listeners: Vec<Listener>,
+    /// `routers`, by `router_config_name`.
+    pub routers: Vec<RouterConfig>,
+}
+
+/// The protocols a `proxy` network filter speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// `Http1`.
+    Http1,
+    /// `Auto`: detect the protocol; HTTP/1 only until HTTP/2 arrives.
+    Auto,
+}
+
+/// One listener with its `proxy` network filter.
+#[derive(Debug, Clone)]
+pub struct Listener {
+    /// `name` (defaults to the address).
+    pub name: String,
+    /// `address`.
+    pub address: SocketAddr,
+    /// `filter_chains[0].filters[proxy].config`.
+    pub proxy: ProxyFilter,
+    /// `connection_idle_timeout`: close a downstream connection idle this long. `None`: never.
+    pub connection_idle_timeout: Option<Duration>,
+}
+
+/// The `proxy` network filter's config.
+#[derive(Debug, Clone)]
+pub struct ProxyFilter {
+    /// `downstream_protocol`.
+    pub downstream_protocol: Protocol,
+    /// `upstream_protocol` (defaults to HTTP/1).
+    pub upstream_protocol: Protocol,
+    /// `router_config_name`: the route table this listener uses.
+    pub router_config_name: String,
+}
+
+/// `request_headers_to_add/remove` and `response_headers_to_add/remove`, at any of the three levels.
+#[derive(Debug, Clone, Default)]
+pub struct HeaderMutation {
+    /// Headers added to the request sent upstream.
+    pub request_add: Vec<HeaderValueOption>,
+    /// Header names removed from the request sent upstream.
+    pub request_remove: Vec<String>,
+    /// Headers added to the response sent downstream.
+    pub response_add: Vec<HeaderValueOption>,
+    /// Header names removed from the response sent downstream.
+    pub response_remove: Vec<String>,
+}
+
+impl HeaderMutation {
+    /// True when nothing is added or removed.
+    pub fn is_empty(&self) -> bool {
+        self.request_add.is_empty()
+            && self.request_remove.is_empty()
+            && self.response_add.is_empty()
+            && self.response_remove.is_empty()
+    }
+}
+
+/// `{"header": {"key": K, "value": V}, "append": B}`.
+#[derive(Debug, Clone)]
+pub struct HeaderValueOption {
+    /// Header name.
+    pub key: String,
+    /// Header value.
+    pub value: String,
+    /// `append`: true adds beside existing values; false (MOSN's default) replaces them.
+    pub append: bool,
+}
+
+/// `routers[]`: one named route table.
+#[derive(Debug, Clone)]
+pub struct RouterConfig {
+    /// `router_config_name`.
+    pub name: String,
+    /// `virtual_hosts`.
+    pub virtual_hosts: Vec<VirtualHost>,
+    /// Header mutation at router level.
+    pub headers: HeaderMutation,
+}
+
+/// `virtual_hosts[]`.
+#[derive(Debug, Clone)]
+pub struct VirtualHost {
+    /// `name`.
+    pub name: String,
+    /// `domains`: `host:port`, `host`, `*.suffix`, `*`.
+    pub domains: Vec<String>,
+    /// `routers`.
+    pub routes: Vec<Route>,
+    /// Header mutation at virtual host level.
+    pub headers: HeaderMutation,
+}
+
+/// How a route matches the path.
+#[derive(Debug, Clone)]
+pub enum PathMatch {
+    /// `prefix`.
+    Prefix(String),
+    /// `path`: exact.
+    Exact(String),
+    /// `regex`: the whole path must match.
+    Regex(String),
+}
+
+/// `match.headers[]`.
+#[derive(Debug, Clone)]
+pub struct HeaderMatcher {
+    /// Header name; `method` matches the HTTP method.
+    pub name: String,
+    /// Expected value, or a regex when `regex` is true (whole value).
+    pub value: String,
+    /// `regex`.
+    pub regex: bool,
+}
+
+/// `routers[]` in a virtual host.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// `match.prefix | path | regex`; `None` matches every path.
+    pub path: Option<PathMatch>,
+    /// `match.headers`.
+    pub headers: Vec<HeaderMatcher>,
+    /// What the route does.
+    pub action: RouteAction,
+}
+
+/// What a matched route does.
+#[derive(Debug, Clone)]
+pub enum RouteAction {
+    /// `route`: forward to a cluster.
+    Forward(Box<ForwardAction>),
+    /// `direct_response`.
+    DirectResponse {
+        /// `status`.
+        status: u16,
+        /// `body`.
+        body: String,
+    },
+    /// `redirect`.
+    Redirect {
+        /// `response_code` (default 301).
+        response_code: u16,
+        /// `path_redirect`.
+        path: Option<String>,
+        /// `host_redirect`.
+        host: Option<String>,
+        /// `scheme_redirect`.
+        scheme: Option<String>,
+    },
+}
+
+/// `route`: forward to a cluster.
+#[derive(Debug, Clone)]
+pub struct ForwardAction {
+    /// `cluster_name`, or `weighted_clusters[].cluster {name, weight}`.
+    pub clusters: Vec<(String, u32)>,
+    /// `metadata_match.filter_metadata["mosn.lb"]`: only hosts whose metadata has all these pairs.
+    pub metadata_match: BTreeMap<String, String>,
+    /// `timeout`: time to the response head. `None`: no route timeout.
+    pub timeout: Option<Duration>,
+    /// `retry_policy`.
+    pub retry: Option<RetryPolicy>,
+    /// `prefix_rewrite`.
+    pub prefix_rewrite: Option<String>,
+    /// `regex_rewrite {pattern.regex, substitution}`.
+    pub regex_rewrite: Option<(String, String)>,
+    /// `host_rewrite`.
+    pub host_rewrite: Option<String>,
+    /// Header mutation at route level (`route.request_headers_to_add`, ...).
+    pub headers: HeaderMutation,
+}
+
+/// `retry_policy`.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// `retry_on`: retries are off unless true.
+    pub retry_on: bool,
+    /// `retry_timeout`: per-try timeout. `None`: the route timeout alone.
+    pub retry_timeout: Option<Duration>,
+    /// `num_retries`: exactly this many retries (MOSN adds a hidden minimum of 3; we do not).
+    pub num_retries: u32,
+    /// `status_codes`: upstream statuses that are retried; empty means every 5xx.
+    pub status_codes: Vec<u16>,
+}
+
+/// `lb_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LbType {
+    /// `LB_ROUNDROBIN`.
+    RoundRobin,
+    /// `LB_RANDOM`.
+    Random,
+    /// `LB_WEIGHTED_ROUNDROBIN`.
+    WeightedRoundRobin,
+    /// `LB_LEAST_REQUEST`, as "least connection" in MOSN: power of two choices over active requests.
+    LeastRequest,
+}
+
+/// `circuit_breakers[0]`; `None` fields are unlimited.
+#[derive(Debug, Clone, Default)]
+pub struct CircuitBreakers {
+    /// `max_connections` per cluster, across workers.
+    pub max_connections: Option<u32>,
+    /// `max_pending_requests`: requests waiting for an upstream connection.
+    pub max_pending_requests: Option<u32>,
+    /// `max_requests`: requests in flight.
+    pub max_requests: Option<u32>,
+    /// `max_retries`: retries in flight.
+    pub max_retries: Option<u32>,
+}
+
+/// `cluster_manager.clusters[]`.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    /// `name`.
+    pub name: String,
+    /// `lb_type` (default `LB_ROUNDROBIN`).
+    pub lb: LbType,
+    /// `hosts`.
+    pub hosts: Vec<Host>,
+    /// `connect_timeout` (default 3 s, as MOSN).
+    pub connect_timeout: Duration,
+    /// `idle_timeout`: close idle upstream connections after this long. `None`: keep them.
+    pub idle_timeout: Option<Duration>,
+    /// `circuit_breakers[0]`.
+    pub circuit_breakers: CircuitBreakers,
+    /// `max_request_per_conn`: close an upstream connection after this many requests. `None`: no limit.
+    pub max_request_per_conn: Option<u32>,
+}
+
+/// `hosts[]`.
+#[derive(Debug, Clone)]
+pub struct Host {
+    /// `address`.
+    pub address: SocketAddr,
+    /// `weight` (default 1, MOSN's range 1..=128).
+    pub weight: u32,
+    /// `metadata.filter_metadata["mosn.lb"]` as strings.
+    pub metadata: BTreeMap<String, String>,
+}

@@ -1,0 +1,726 @@
+//! Reads a MOSN v2 JSON document into the [`crate::model`] types, checking types as it goes.
+//! Cross-references (routes to clusters, listeners to route tables) are checked in
+//! [`crate::validate`].
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use serde_json::Value;
+
+use crate::error::{ConfigError, Result};
+use crate::model::*;
+use crate::walk::{is_set, show, Ctx, Obj};
+
+const OBSERVABILITY_LATER: &str = "recognised, not implemented yet; ignored (no effect on traffic)";
+
+pub(crate) fn config(root: &Value, ctx: &Ctx) -> Result<Config> {
+    let o = Obj::new(root, "")?;
+    o.unsupported(
+        &[
+            "dynamic_resources",
+            "static_resources",
+            "third_part_codec",
+            "wasm_global_plugins",
+            "stream_filters",
+            "extends",
+            "layered_runtime",
+            "cluster_manager_tls",
+        ],
+        "xDS, plugins, codecs and global filter chains arrive in later releases",
+    )?;
+    for key in ["metrics", "tracing", "pprof", "plugin", "node", "close_graceful"] {
+        if o.get(key).is_some_and(is_set) {
+            ctx.warn(&o.key_path(key), OBSERVABILITY_LATER);
+        }
+    }
+    let servers = o.opt_array("servers")?;
+    let server = match servers.as_slice() {
+        [] => return Err(ConfigError::new(o.key_path("servers"), "is required (one server)")),
+        [(p, v)] => self::server(v, p, ctx)?,
+        _ => {
+            return Err(ConfigError::new(
+                o.key_path("servers"),
+                format!("has {} servers; MOSN runs exactly one", servers.len()),
+            ))
+        }
+    };
+    let clusters = match o.opt_obj("cluster_manager")? {
+        None => Vec::new(),
+        Some(cm) => {
+            cm.unsupported(&["clusters_configs"], "clusters from a folder")?;
+            cm.unsupported(&["tls_context"], "TLS arrives in a later release")?;
+            cm.ignored(&["cluster_pool_enable"]);
+            let cs = cm
+                .opt_array("clusters")?
+                .into_iter()
+                .map(|(p, v)| cluster(v, &p, ctx))
+                .collect::<Result<Vec<_>>>()?;
+            cm.finish(ctx);
+            cs
+        }
+    };
+    let admin = match o.opt_obj("admin")? {
+        None => None,
+        Some(a) => {
+            let addr = a.req("address")?;
+            let ao = Obj::new(addr, &a.key_path("address"))?;
+            let sa = ao.opt_obj("socket_address")?.ok_or_else(|| {
+                ConfigError::new(ao.key_path("socket_address"), "is required")
+            })?;
+            let host = sa.req_str("address")?;
+            let port = sa.opt_u64("port_value", 65535)?.unwrap_or(0);
+            let ip: std::net::IpAddr = host.parse().map_err(|_| {
+                ConfigError::new(sa.key_path("address"), format!("{host:?} is not an IP address"))
+            })?;
+            sa.finish(ctx);
+            ao.finish(ctx);
+            a.ignored(&["access_log_path"]);
+            a.finish(ctx);
+            Some(Admin {
+                address: SocketAddr::new(ip, port as u16),
+            })
+        }
+    };
+    let disable_upgrade = o.opt_bool("disable_upgrade")?.unwrap_or(false);
+    let pid = o.opt_str("pid")?.map(str::to_string);
+    o.finish(ctx);
+    Ok(Config {
+        server,
+        clusters,
+        admin,
+        disable_upgrade,
+        pid,
+    })
+}
+
+fn server(v: &Value, path: &str, ctx: &Ctx) -> Result<Server> {
+    let o = Obj::new(v, path)?;
+    o.ignored(&["mosn_server_name", "use_netpoll_mode", "optimize_local_write"]);
+    if o.get("global_log_roller").is_some_and(is_set) {
+        ctx.warn(&o.key_path("global_log_roller"), OBSERVABILITY_LATER);
+    }
+    let processor = match o.get("processor") {
+        None => None,
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("auto") || s.is_empty() => None,
+        Some(Value::String(s)) => Some(s.parse::<usize>().map_err(|_| {
+            ConfigError::new(o.key_path("processor"), format!("{s:?} is not a worker count"))
+        })?),
+        Some(v) => match v.as_u64() {
+            Some(n) => Some(n as usize),
+            None => {
+                return Err(ConfigError::new(
+                    o.key_path("processor"),
+                    format!("{} is not a worker count", show(v)),
+                ))
+            }
+        },
+    }
+    .filter(|n| *n > 0);
+    let listeners = o
+        .opt_array("listeners")?
+        .into_iter()
+        .map(|(p, v)| listener(v, &p, ctx))
+        .collect::<Result<Vec<_>>>()?;
+    let routers = o
+        .opt_array("routers")?
+        .into_iter()
+        .map(|(p, v)| router_config(v, &p, ctx))
+        .collect::<Result<Vec<_>>>()?;
+    let s = Server {
+        default_log_path: o.opt_str("default_log_path")?.map(str::to_string),
+        default_log_level: o.opt_str("default_log_level")?.map(str::to_string),
+        processor,
+        graceful_timeout: o.opt_duration("graceful_timeout")?,
+        listeners,
+        routers,
+    };
+    o.finish(ctx);
+    Ok(s)
+}
+
+/// Parses `host:port` into a socket address, with MOSN's error wording.
+pub(crate) fn socket_addr(o: &Obj<'_>, key: &str) -> Result<SocketAddr> {
+    let s = o.req_str(key)?;
+    s.parse().map_err(|_| {
+        ConfigError::new(o.key_path(key), format!("{s:?} is not a socket address"))
+    })
+}
+
+fn listener(v: &Value, path: &str, ctx: &Ctx) -> Result<Listener> {
+    let o = Obj::new(v, path)?;
+    o.unsupported(
+        &["listener_filters", "use_original_dst", "inspector"],
+        "listener filters and transparent proxying arrive in a later release",
+    )?;
+    o.ignored(&["type", "reuseport", "default_read_buffer_size", "log_path", "log_level"]);
+    if o.get("access_logs").is_some_and(is_set) {
+        ctx.warn(&o.key_path("access_logs"), OBSERVABILITY_LATER);
+    }
+    if let Some(net) = o.opt_str("network")? {
+        if !net.is_empty() && !net.eq_ignore_ascii_case("tcp") {
+            return Err(ConfigError::new(
+                o.key_path("network"),
+                format!("{net:?} listeners are not supported by mosn-rs yet (only \"tcp\")"),
+            ));
+        }
+    }
+    if o.opt_bool("bind_port")? == Some(false) {
+        return Err(ConfigError::new(
+            o.key_path("bind_port"),
+            "false (a virtual listener) is not supported by mosn-rs yet; set it to true",
+        ));
+    }
+    let address = socket_addr(&o, "address")?;
+    let name = o
+        .opt_str("name")?
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .unwrap_or_else(|| address.to_string());
+    let chains = o.opt_array("filter_chains")?;
+    let (cp, cv) = match chains.as_slice() {
+        [] => return Err(ConfigError::new(o.key_path("filter_chains"), "is required")),
+        [one] => one,
+        _ => {
+            return Err(ConfigError::new(
+                o.key_path("filter_chains"),
+                "has more than one filter chain; MOSN uses only the first, mosn-rs wants exactly one",
+            ))
+        }
+    };
+    let chain = Obj::new(cv, cp)?;
+    if let Some(tls) = chain.opt_obj("tls_context")? {
+        let on = tls.opt_bool("status")?.unwrap_or(false);
+        if on {
+            return Err(ConfigError::new(
+                tls.key_path("status"),
+                "true: listener TLS is not supported by mosn-rs yet",
+            ));
+        }
+        tls.ignored(&[
+            "type", "server_name", "ca_cert", "cert_chain", "private_key", "verify_client",
+            "require_client_cert", "insecure_skip", "cipher_suites", "ecdh_curves", "min_version",
+            "max_version", "alpn", "fall_back", "sds_source", "extend_verify",
+        ]);
+        tls.finish(ctx);
+    }
+    chain.unsupported(&["tls_context_set"], "TLS arrives in a later release")?;
+    chain.ignored(&["match"]);
+    let filters = chain.opt_array("filters")?;
+    let mut proxy = None;
+    for (fp, fv) in &filters {
+        let f = Obj::new(fv, fp)?;
+        let ty = f.req_str("type")?;
+        match ty {
+            "proxy" => {
+                if proxy.is_some() {
+                    return Err(ConfigError::new(fp.clone(), "a second \"proxy\" filter"));
+                }
+                let c = f.req("config")?;
+                proxy = Some(proxy_filter(c, &f.key_path("config"), ctx)?);
+            }
+            other => {
+                return Err(ConfigError::new(
+                    f.key_path("type"),
+                    format!("network filter {other:?} is not supported by mosn-rs yet (supported: \"proxy\")"),
+                ))
+            }
+        }
+        f.finish(ctx);
+    }
+    chain.finish(ctx);
+    let proxy = proxy.ok_or_else(|| {
+        ConfigError::new(format!("{cp}.filters"), "needs a \"proxy\" network filter")
+    })?;
+    for (sp, sv) in o.opt_array("stream_filters")? {
+        let f = Obj::new(sv, &sp)?;
+        let ty = f.req_str("type")?;
+        return Err(ConfigError::new(
+            f.key_path("type"),
+            format!("stream filter {ty:?} is not supported by mosn-rs yet (no stream filter is)"),
+        ));
+    }
+    let l = Listener {
+        name,
+        address,
+        proxy,
+        connection_idle_timeout: o.opt_duration("connection_idle_timeout")?,
+    };
+    o.finish(ctx);
+    Ok(l)
+}
+
+fn protocol(o: &Obj<'_>, key: &str, ctx: &Ctx) -> Result<Option<Protocol>> {
+    match o.opt_str(key)? {
+        None | Some("") => Ok(None),
+        Some("Http1") | Some("HTTP1") | Some("http1") => Ok(Some(Protocol::Http1)),
+        Some("Auto") | Some("auto") => {
+            ctx.warn(
+                &o.key_path(key),
+                "\"Auto\" serves HTTP/1.1 only until HTTP/2 arrives",
+            );
+            Ok(Some(Protocol::Auto))
+        }
+        Some(other) => Err(ConfigError::new(
+            o.key_path(key),
+            format!("protocol {other:?} is not supported by mosn-rs yet (supported: \"Http1\", \"Auto\")"),
+        )),
+    }
+}
+
+fn proxy_filter(v: &Value, path: &str, ctx: &Ctx) -> Result<ProxyFilter> {
+    let o = Obj::new(v, path)?;
+    o.unsupported(
+        &["extend_config", "fallback_for_unknown_protocol"],
+        "protocol extensions arrive with the RPC protocols",
+    )?;
+    o.ignored(&["name"]);
+    let downstream = protocol(&o, "downstream_protocol", ctx)?.unwrap_or(Protocol::Http1);
+    let upstream = protocol(&o, "upstream_protocol", ctx)?.unwrap_or(Protocol::Http1);
+    let p = ProxyFilter {
+        downstream_protocol: downstream,
+        upstream_protocol: upstream,
+        router_config_name: o.req_str("router_config_name")?.to_string(),
+    };
+    o.finish(ctx);
+    Ok(p)
+}
+
+fn headers_to_add(o: &Obj<'_>, key: &str, ctx: &Ctx) -> Result<Vec<HeaderValueOption>> {
+    o.opt_array(key)?
+        .into_iter()
+        .map(|(p, v)| {
+            let h = Obj::new(v, &p)?;
+            let header = h.opt_obj("header")?.ok_or_else(|| {
+                ConfigError::new(format!("{p}.header"), "is required")
+            })?;
+            let key = header.req_str("key")?;
+            http_header_name(key, &header.key_path("key"))?;
+            let value = header.opt_str("value")?.unwrap_or("");
+            http_header_value(value, &header.key_path("value"))?;
+            let out = HeaderValueOption {
+                key: key.to_ascii_lowercase(),
+                value: value.to_string(),
+                append: h.opt_bool("append")?.unwrap_or(false),
+            };
+            header.finish(ctx);
+            h.finish(ctx);
+            Ok(out)
+        })
+        .collect()
+}
+
+fn http_header_name(name: &str, path: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::new(path, format!("{name:?} is not a valid HTTP header name")))
+    }
+}
+
+fn http_header_value(value: &str, path: &str) -> Result<()> {
+    if value.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f)) {
+        Ok(())
+    } else {
+        Err(ConfigError::new(path, format!("{value:?} is not a valid HTTP header value")))
+    }
+}
+
+fn header_mutation(o: &Obj<'_>, ctx: &Ctx) -> Result<HeaderMutation> {
+    let remove = |key: &str| -> Result<Vec<String>> {
+        let names = o.opt_str_array(key)?;
+        for (i, n) in names.iter().enumerate() {
+            http_header_name(n, &format!("{}[{i}]", o.key_path(key)))?;
+        }
+        Ok(names.into_iter().map(|n| n.to_ascii_lowercase()).collect())
+    };
+    Ok(HeaderMutation {
+        request_add: headers_to_add(o, "request_headers_to_add", ctx)?,
+        request_remove: remove("request_headers_to_remove")?,
+        response_add: headers_to_add(o, "response_headers_to_add", ctx)?,
+        response_remove: remove("response_headers_to_remove")?,
+    })
+}
+
+fn router_config(v: &Value, path: &str, ctx: &Ctx) -> Result<RouterConfig> {
+    let o = Obj::new(v, path)?;
+    o.unsupported(&["router_configs"], "route tables from a folder")?;
+    let r = RouterConfig {
+        name: o.req_str("router_config_name")?.to_string(),
+        virtual_hosts: o
+            .opt_array("virtual_hosts")?
+            .into_iter()
+            .map(|(p, v)| virtual_host(v, &p, ctx))
+            .collect::<Result<Vec<_>>>()?,
+        headers: header_mutation(&o, ctx)?,
+    };
+    o.finish(ctx);
+    Ok(r)
+}
+
+fn virtual_host(v: &Value, path: &str, ctx: &Ctx) -> Result<VirtualHost> {
+    let o = Obj::new(v, path)?;
+    o.unsupported(&["per_filter_config"], "no stream filter is supported yet")?;
+    o.ignored(&["require_tls"]);
+    let domains = o.opt_str_array("domains")?;
+    for (i, d) in domains.iter().enumerate() {
+        if d.is_empty() || (d.contains('*') && d != "*" && !d.starts_with("*.") && !d.starts_with("*-")) {
+            return Err(ConfigError::new(
+                format!("{}[{i}]", o.key_path("domains")),
+                format!("{d:?} is not a domain (use \"host\", \"host:port\", \"*.suffix\" or \"*\")"),
+            ));
+        }
+    }
+    let vh = VirtualHost {
+        name: o.opt_str("name")?.unwrap_or("").to_string(),
+        domains,
+        routes: o
+            .opt_array("routers")?
+            .into_iter()
+            .map(|(p, v)| route(v, &p, ctx))
+            .collect::<Result<Vec<_>>>()?,
+        headers: header_mutation(&o, ctx)?,
+    };
+    o.finish(ctx);
+    Ok(vh)
+}
+
+fn compile_regex(re: &str, path: &str) -> Result<()> {
+    regex::Regex::new(re)
+        .map(|_| ())
+        .map_err(|e| ConfigError::new(path, format!("{re:?} is not a valid regex: {e}")))
+}
+
+fn route(v: &Value, path: &str, ctx: &Ctx) -> Result<Route> {
+    let o = Obj::new(v, path)?;
+    o.unsupported(
+        &["request_mirror_policies", "per_filter_config"],
+        "mirroring and per-route filter config arrive with stream filters",
+    )?;
+    if o.get("metadata").is_some_and(is_set) {
+        ctx.warn(&o.key_path("metadata"), "route metadata is kept for filters; none reads it yet");
+    }
+    let m = o
+        .opt_obj("match")?
+        .ok_or_else(|| ConfigError::new(format!("{path}.match"), "is required"))?;
+    m.unsupported(&["variables", "dsl_expressions"], "variable and DSL matchers")?;
+    let mut path_match = None;
+    for key in ["prefix", "path", "regex"] {
+        if let Some(s) = m.opt_str(key)? {
+            if path_match.is_some() {
+                return Err(ConfigError::new(
+                    m.key_path(key),
+                    "only one of prefix, path and regex may be set",
+                ));
+            }
+            path_match = Some(match key {
+                "prefix" => PathMatch::Prefix(s.to_string()),
+                "path" => PathMatch::Exact(s.to_string()),
+                _ => {
+                    compile_regex(s, &m.key_path(key))?;
+                    PathMatch::Regex(s.to_string())
+                }
+            });
+        }
+    }
+    let mut headers = Vec::new();
+    for (hp, hv) in m.opt_array("headers")? {
+        let h = Obj::new(hv, &hp)?;
+        let hm = HeaderMatcher {
+            name: h.req_str("name")?.to_ascii_lowercase(),
+            value: h.opt_str("value")?.unwrap_or("").to_string(),
+            regex: h.opt_bool("regex")?.unwrap_or(false),
+        };
+        if hm.regex {
+            compile_regex(&hm.value, &h.key_path("value"))?;
+        }
+        h.finish(ctx);
+        headers.push(hm);
+    }
+    m.finish(ctx);
+
+    let direct = o.opt_obj("direct_response")?;
+    let redirect = o.opt_obj("redirect")?;
+    let forward = o.opt_obj("route")?.filter(|r| {
+        r.get("cluster_name").is_some_and(is_set) || r.get("weighted_clusters").is_some_and(is_set)
+    });
+    let set = [direct.is_some(), redirect.is_some(), forward.is_some()]
+        .iter()
+        .filter(|b| **b)
+        .count();
+    if set != 1 {
+        return Err(ConfigError::new(
+            path,
+            "needs exactly one of \"route\" (with cluster_name or weighted_clusters), \"direct_response\" and \"redirect\"",
+        ));
+    }
+    let action = if let Some(d) = direct {
+        let status = d.opt_u64("status", 999)?.unwrap_or(200) as u16;
+        if !(100..=999).contains(&status) {
+            return Err(ConfigError::new(d.key_path("status"), format!("{status} is not an HTTP status")));
+        }
+        let body = d.opt_str("body")?.unwrap_or("").to_string();
+        d.finish(ctx);
+        RouteAction::DirectResponse { status, body }
+    } else if let Some(r) = redirect {
+        let code = r.opt_u64("response_code", 999)?.unwrap_or(301) as u16;
+        if ![301, 302, 303, 307, 308].contains(&code) {
+            return Err(ConfigError::new(
+                r.key_path("response_code"),
+                format!("{code} is not a redirect status (301, 302, 303, 307, 308)"),
+            ));
+        }
+        let s = |k: &str| -> Result<Option<String>> {
+            Ok(r.opt_str(k)?.filter(|s| !s.is_empty()).map(str::to_string))
+        };
+        let a = RouteAction::Redirect {
+            response_code: code,
+            path: s("path_redirect")?,
+            host: s("host_redirect")?,
+            scheme: s("scheme_redirect")?,
+        };
+        r.finish(ctx);
+        a
+    } else if let Some(r) = forward {
+        let a = forward_action(&r, ctx)?;
+        r.finish(ctx);
+        RouteAction::Forward(Box::new(a))
+    } else {
+        unreachable!("exactly one action is set")
+    };
+    o.finish(ctx);
+    Ok(Route {
+        path: path_match,
+        headers,
+        action,
+    })
+}
+
+fn metadata_map(v: &Value, path: &str) -> Result<BTreeMap<String, String>> {
+    let o = Obj::new(v, path)?;
+    let fm = match o.opt_obj("filter_metadata")? {
+        None => return Ok(BTreeMap::new()),
+        Some(fm) => fm,
+    };
+    let lb = match fm.get("mosn.lb") {
+        None => return Ok(BTreeMap::new()),
+        Some(v) => v,
+    };
+    let lb_path = fm.key_path("mosn.lb");
+    let map = lb.as_object().ok_or_else(|| ConfigError::new(&lb_path, "expected an object"))?;
+    map.iter()
+        .map(|(k, v)| {
+            let s = match v {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                Value::Bool(b) => b.to_string(),
+                other => {
+                    return Err(ConfigError::new(
+                        format!("{lb_path}.{k}"),
+                        format!("expected a string, found {}", show(other)),
+                    ))
+                }
+            };
+            Ok((k.clone(), s))
+        })
+        .collect()
+}
+
+fn forward_action(r: &Obj<'_>, ctx: &Ctx) -> Result<ForwardAction> {
+    r.unsupported(
+        &["cluster_header", "cluster_variable", "hash_policy", "auto_host_rewrite", "auto_host_rewrite_header"],
+        "header-selected clusters, hash policies and auto host rewrite",
+    )?;
+    if let Some(p) = r.opt_str("upstream_protocol")? {
+        if !p.is_empty() && p != "Http1" {
+            return Err(ConfigError::new(
+                r.key_path("upstream_protocol"),
+                format!("{p:?} is not supported by mosn-rs yet (supported: \"Http1\")"),
+            ));
+        }
+    }
+    let mut clusters = Vec::new();
+    if let Some(name) = r.opt_str("cluster_name")?.filter(|s| !s.is_empty()) {
+        clusters.push((name.to_string(), 1));
+    }
+    let weighted = r.opt_array("weighted_clusters")?;
+    if !weighted.is_empty() && !clusters.is_empty() {
+        return Err(ConfigError::new(
+            r.key_path("weighted_clusters"),
+            "cannot be set together with cluster_name",
+        ));
+    }
+    for (wp, wv) in weighted {
+        let w = Obj::new(wv, &wp)?;
+        let c = w
+            .opt_obj("cluster")?
+            .ok_or_else(|| ConfigError::new(format!("{wp}.cluster"), "is required"))?;
+        c.ignored(&["metadata_match"]);
+        let name = c.req_str("name")?.to_string();
+        let weight = c.opt_u64("weight", u32::MAX as u64)?.unwrap_or(0) as u32;
+        c.finish(ctx);
+        w.finish(ctx);
+        clusters.push((name, weight));
+    }
+    if clusters.len() > 1 && clusters.iter().all(|(_, w)| *w == 0) {
+        return Err(ConfigError::new(
+            r.key_path("weighted_clusters"),
+            "every weight is 0",
+        ));
+    }
+    let metadata_match = match r.get("metadata_match") {
+        None => BTreeMap::new(),
+        Some(v) => metadata_map(v, &r.key_path("metadata_match"))?,
+    };
+    let retry = match r.opt_obj("retry_policy")? {
+        None => None,
+        Some(p) => {
+            let codes = p
+                .opt_array("status_codes")?
+                .into_iter()
+                .map(|(cp, cv)| match cv.as_u64() {
+                    Some(c) if (100..=999).contains(&c) => Ok(c as u16),
+                    _ => Err(ConfigError::new(cp, format!("{} is not an HTTP status", show(cv)))),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let rp = RetryPolicy {
+                retry_on: p.opt_bool("retry_on")?.unwrap_or(false),
+                retry_timeout: p.opt_duration("retry_timeout")?.filter(|d| !d.is_zero()),
+                num_retries: p.opt_u64("num_retries", 100)?.unwrap_or(0) as u32,
+                status_codes: codes,
+            };
+            p.finish(ctx);
+            Some(rp)
+        }
+    };
+    let regex_rewrite = match r.opt_obj("regex_rewrite")? {
+        None => None,
+        Some(rr) => {
+            let pat = rr
+                .opt_obj("pattern")?
+                .ok_or_else(|| ConfigError::new(format!("{}.pattern", rr.path()), "is required"))?;
+            pat.ignored(&["google_re2"]);
+            let re = pat.req_str("regex")?.to_string();
+            compile_regex(&re, &pat.key_path("regex"))?;
+            pat.finish(ctx);
+            let sub = rr.opt_str("substitution")?.unwrap_or("").to_string();
+            rr.finish(ctx);
+            Some((re, sub))
+        }
+    };
+    let nonempty = |k: &str| -> Result<Option<String>> {
+        Ok(r.opt_str(k)?.filter(|s| !s.is_empty()).map(str::to_string))
+    };
+    Ok(ForwardAction {
+        clusters,
+        metadata_match,
+        timeout: r.opt_duration("timeout")?.filter(|d| !d.is_zero()),
+        retry,
+        prefix_rewrite: nonempty("prefix_rewrite")?,
+        regex_rewrite,
+        host_rewrite: nonempty("host_rewrite")?,
+        headers: header_mutation(r, ctx)?,
+    })
+}
+
+fn cluster(v: &Value, path: &str, ctx: &Ctx) -> Result<Cluster> {
+    let o = Obj::new(v, path)?;
+    o.unsupported(
+        &["health_check", "slow_start", "lbconfig", "original_dst_lb_config", "dns_resolvers", "keepalive", "cluster_manager_tls", "mark"],
+        "health checks, slow start, DNS and these cluster options arrive in later releases",
+    )?;
+    if let Some(tls) = o.opt_obj("tls_context")? {
+        if tls.opt_bool("status")?.unwrap_or(false) {
+            return Err(ConfigError::new(
+                tls.key_path("status"),
+                "true: upstream TLS is not supported by mosn-rs yet",
+            ));
+        }
+        tls.ignored(&[
+            "type", "server_name", "ca_cert", "cert_chain", "private_key", "verify_client",
+            "require_client_cert", "insecure_skip", "cipher_suites", "ecdh_curves", "min_version",
+            "max_version", "alpn", "fall_back", "sds_source", "extend_verify",
+        ]);
+        tls.finish(ctx);
+    }
+    o.ignored(&["sub_type", "conn_buffer_limit_bytes", "spec", "cluster_pool_enable", "lb_subset_config"]);
+    let name = o.req_str("name")?.to_string();
+    match o.opt_str("type")? {
+        None | Some("") | Some("SIMPLE") => {}
+        Some(t) => {
+            return Err(ConfigError::new(
+                o.key_path("type"),
+                format!("cluster type {t:?} is not supported by mosn-rs yet (supported: \"SIMPLE\")"),
+            ))
+        }
+    }
+    let lb = match o.opt_str("lb_type")? {
+        None | Some("") | Some("LB_ROUNDROBIN") => LbType::RoundRobin,
+        Some("LB_RANDOM") => LbType::Random,
+        Some("LB_WEIGHTED_ROUNDROBIN") => LbType::WeightedRoundRobin,
+        Some("LB_LEAST_REQUEST") | Some("LB_LEAST_CONNECTION") => LbType::LeastRequest,
+        Some(t) => {
+            return Err(ConfigError::new(
+                o.key_path("lb_type"),
+                format!("{t:?} is not supported (supported: LB_ROUNDROBIN, LB_RANDOM, LB_WEIGHTED_ROUNDROBIN, LB_LEAST_REQUEST)"),
+            ))
+        }
+    };
+    let mut hosts = Vec::new();
+    for (hp, hv) in o.opt_array("hosts")? {
+        let h = Obj::new(hv, &hp)?;
+        h.ignored(&["hostname"]);
+        h.unsupported(&["tls_disable"], "upstream TLS")?;
+        let address = socket_addr(&h, "address")?;
+        let weight = h.opt_u64("weight", 128)?.unwrap_or(1).max(1) as u32;
+        let metadata = match h.get("metadata") {
+            None => BTreeMap::new(),
+            Some(v) => metadata_map(v, &h.key_path("metadata"))?,
+        };
+        h.finish(ctx);
+        hosts.push(Host {
+            address,
+            weight,
+            metadata,
+        });
+    }
+    let cbs = o.opt_array("circuit_breakers")?;
+    let circuit_breakers = match cbs.first() {
+        None => CircuitBreakers::default(),
+        Some((cp, cv)) => {
+            let c = Obj::new(cv, cp)?;
+            c.ignored(&["priority"]);
+            let lim = |k: &str| -> Result<Option<u32>> {
+                Ok(c.opt_u64(k, u32::MAX as u64)?.map(|n| n as u32).filter(|n| *n > 0))
+            };
+            let cb = CircuitBreakers {
+                max_connections: lim("max_connections")?,
+                max_pending_requests: lim("max_pending_requests")?,
+                max_requests: lim("max_requests")?,
+                max_retries: lim("max_retries")?,
+            };
+            c.finish(ctx);
+            cb
+        }
+    };
+    let c = Cluster {
+        name,
+        lb,
+        hosts,
+        connect_timeout: o
+            .opt_duration("connect_timeout")?
+            .filter(|d| !d.is_zero())
+            .unwrap_or(std::time::Duration::from_secs(3)),
+        idle_timeout: o.opt_duration("idle_timeout")?.filter(|d| !d.is_zero()),
+        circuit_breakers,
+        max_request_per_conn: o
+            .opt_u64("max_request_per_conn", u32::MAX as u64)?
+            .map(|n| n as u32)
+            .filter(|n| *n > 0),
+    };
+    o.finish(ctx);
+    Ok(c)
+}

@@ -1,0 +1,79 @@
+//! Cross-reference checks over a parsed [`Config`]: every error names the JSON path at fault.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::error::{ConfigError, Result};
+use crate::model::{Config, RouteAction};
+
+pub(crate) fn validate(c: &Config) -> Result<()> {
+    let mut clusters = HashSet::new();
+    for (i, cl) in c.clusters.iter().enumerate() {
+        if !clusters.insert(cl.name.as_str()) {
+            return Err(ConfigError::new(
+                format!("cluster_manager.clusters[{i}].name"),
+                format!("{:?} is a duplicate cluster name", cl.name),
+            ));
+        }
+    }
+    let mut routers = HashSet::new();
+    for (ri, r) in c.server.routers.iter().enumerate() {
+        let rp = format!("servers[0].routers[{ri}]");
+        if !routers.insert(r.name.as_str()) {
+            return Err(ConfigError::new(
+                format!("{rp}.router_config_name"),
+                format!("{:?} is a duplicate route table name", r.name),
+            ));
+        }
+        for (vi, vh) in r.virtual_hosts.iter().enumerate() {
+            let vp = format!("{rp}.virtual_hosts[{vi}]");
+            for (ui, route) in vh.routes.iter().enumerate() {
+                let up = format!("{vp}.routers[{ui}].route");
+                if let RouteAction::Forward(f) = &route.action {
+                    for (ci, (name, _)) in f.clusters.iter().enumerate() {
+                        if !clusters.contains(name.as_str()) {
+                            let p = if f.clusters.len() == 1 && ci == 0 {
+                                format!("{up}.cluster_name")
+                            } else {
+                                format!("{up}.weighted_clusters[{ci}].cluster.name")
+                            };
+                            return Err(ConfigError::new(
+                                p,
+                                format!("{name:?} is not a cluster in cluster_manager.clusters"),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut addrs: HashMap<std::net::SocketAddr, usize> = HashMap::new();
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    for (li, l) in c.server.listeners.iter().enumerate() {
+        let lp = format!("servers[0].listeners[{li}]");
+        if let Some(prev) = addrs.insert(l.address, li) {
+            return Err(ConfigError::new(
+                format!("{lp}.address"),
+                format!(
+                    "\"{}\" is already the address of servers[0].listeners[{prev}]",
+                    l.address
+                ),
+            ));
+        }
+        if let Some(prev) = names.insert(l.name.as_str(), li) {
+            return Err(ConfigError::new(
+                format!("{lp}.name"),
+                format!("{:?} is already the name of servers[0].listeners[{prev}]", l.name),
+            ));
+        }
+        if !routers.contains(l.proxy.router_config_name.as_str()) {
+            return Err(ConfigError::new(
+                format!("{lp}.filter_chains[0].filters[0].config.router_config_name"),
+                format!(
+                    "{:?} is not a route table in servers[0].routers",
+                    l.proxy.router_config_name
+                ),
+            ));
+        }
+    }
+    Ok(())
+}

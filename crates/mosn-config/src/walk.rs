@@ -1,0 +1,261 @@
+//! A walker over `serde_json::Value` that keeps the JSON path, matches keys case-insensitively (as
+//! Go's `encoding/json`, and so MOSN, does) and reports keys nobody read.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::duration::parse_go_duration;
+use crate::error::{ConfigError, ConfigWarning, Result};
+
+/// Collects warnings while a config is read.
+#[derive(Default)]
+pub struct Ctx {
+    pub(crate) warnings: RefCell<Vec<ConfigWarning>>,
+}
+
+impl Ctx {
+    pub(crate) fn warn(&self, path: &str, message: impl Into<String>) {
+        self.warnings.borrow_mut().push(ConfigWarning {
+            path: path.to_string(),
+            message: message.into(),
+        });
+    }
+}
+
+/// Short JSON rendering of a value for messages (strings quoted, long values cut at 60 chars).
+pub fn show(v: &Value) -> String {
+    let s = v.to_string();
+    if s.chars().count() > 60 {
+        let cut: String = s.chars().take(57).collect();
+        format!("{cut}...")
+    } else {
+        s
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Joins a parent path and a key (`a.b`), or the key alone at the root.
+pub fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// True when a value carries something: not null, false, 0, "", [] or {}.
+pub fn is_set(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64() != Some(0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
+/// One JSON object being read. Every key must be read, declared ignored or declared unsupported;
+/// [`Obj::finish`] warns about the rest.
+pub struct Obj<'a> {
+    path: String,
+    keys: HashMap<String, (&'a str, &'a Value)>,
+    used: RefCell<Vec<String>>,
+}
+
+impl<'a> Obj<'a> {
+    /// Reads `v` as an object at `path`. Errors when it is not an object.
+    pub fn new(v: &'a Value, path: &str) -> Result<Obj<'a>> {
+        let map = v.as_object().ok_or_else(|| {
+            ConfigError::new(path, format!("expected an object, found {}", kind(v)))
+        })?;
+        let keys = map
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), (k.as_str(), v)))
+            .collect();
+        Ok(Obj {
+            path: path.to_string(),
+            keys,
+            used: RefCell::new(Vec::new()),
+        })
+    }
+
+    /// The JSON path of this object.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The path of `key` inside this object, spelled as the file spells it.
+    pub fn key_path(&self, key: &str) -> String {
+        let shown = self.keys.get(key).map(|(k, _)| *k).unwrap_or(key);
+        join(&self.path, shown)
+    }
+
+    /// The raw value of `key` (lower-case), marking it read. `null` counts as absent.
+    pub fn get(&self, key: &str) -> Option<&'a Value> {
+        self.used.borrow_mut().push(key.to_string());
+        self.keys.get(key).map(|(_, v)| *v).filter(|v| !v.is_null())
+    }
+
+    /// Like [`Obj::get`] but an absent key is an error.
+    pub fn req(&self, key: &str) -> Result<&'a Value> {
+        self.get(key)
+            .ok_or_else(|| ConfigError::new(self.key_path(key), "is required"))
+    }
+
+    /// Optional string.
+    pub fn opt_str(&self, key: &str) -> Result<Option<&'a str>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.as_str())),
+            Some(v) => Err(self.type_err(key, "a string", v)),
+        }
+    }
+
+    /// Required, non-empty string.
+    pub fn req_str(&self, key: &str) -> Result<&'a str> {
+        match self.opt_str(key)? {
+            Some(s) if !s.is_empty() => Ok(s),
+            _ => Err(ConfigError::new(self.key_path(key), "is required")),
+        }
+    }
+
+    /// Optional boolean.
+    pub fn opt_bool(&self, key: &str) -> Result<Option<bool>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(v) => Err(self.type_err(key, "a boolean", v)),
+        }
+    }
+
+    /// Optional unsigned integer no larger than `max`.
+    pub fn opt_u64(&self, key: &str, max: u64) -> Result<Option<u64>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => match v.as_u64() {
+                Some(n) if n <= max => Ok(Some(n)),
+                Some(n) => Err(ConfigError::new(
+                    self.key_path(key),
+                    format!("{n} is out of range (at most {max})"),
+                )),
+                None => Err(self.type_err(key, "an unsigned integer", v)),
+            },
+        }
+    }
+
+    /// Optional Go duration string (`"3s"`); a JSON number is read as nanoseconds, as Go's
+    /// `time.Duration` would.
+    pub fn opt_duration(&self, key: &str) -> Result<Option<Duration>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) if s.is_empty() => Ok(None),
+            Some(Value::String(s)) => parse_go_duration(s).map(Some).map_err(|e| {
+                ConfigError::new(
+                    self.key_path(key),
+                    format!("{:?} is not a duration: {e}", s),
+                )
+            }),
+            Some(v) => match v.as_u64() {
+                Some(ns) => Ok(Some(Duration::from_nanos(ns))),
+                None => Err(self.type_err(key, "a duration string such as \"3s\"", v)),
+            },
+        }
+    }
+
+    /// Optional array: its items with their paths.
+    pub fn opt_array(&self, key: &str) -> Result<Vec<(String, &'a Value)>> {
+        match self.get(key) {
+            None => Ok(Vec::new()),
+            Some(Value::Array(a)) => {
+                let p = self.key_path(key);
+                Ok(a.iter()
+                    .enumerate()
+                    .map(|(i, v)| (format!("{p}[{i}]"), v))
+                    .collect())
+            }
+            Some(v) => Err(self.type_err(key, "an array", v)),
+        }
+    }
+
+    /// Optional array of strings.
+    pub fn opt_str_array(&self, key: &str) -> Result<Vec<String>> {
+        self.opt_array(key)?
+            .into_iter()
+            .map(|(p, v)| match v {
+                Value::String(s) => Ok(s.clone()),
+                other => Err(ConfigError::new(
+                    p,
+                    format!("expected a string, found {}", kind(other)),
+                )),
+            })
+            .collect()
+    }
+
+    /// Optional nested object.
+    pub fn opt_obj(&self, key: &str) -> Result<Option<Obj<'a>>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => Obj::new(v, &self.key_path(key)).map(Some),
+        }
+    }
+
+    /// Keys MOSN knows that change traffic but that mosn-rs does not implement yet: present with a
+    /// value ([`is_set`]) they are an error naming the key, so nothing is silently half-applied.
+    pub fn unsupported(&self, keys: &[&str], why: &str) -> Result<()> {
+        for k in keys {
+            if let Some(v) = self.get(k) {
+                if is_set(v) {
+                    return Err(ConfigError::new(
+                        self.key_path(k),
+                        format!("is not supported by mosn-rs yet ({why})"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Keys MOSN knows that mosn-rs accepts without effect (tuning knobs of Go's runtime, fields
+    /// MOSN itself marks unused). They are read silently.
+    pub fn ignored(&self, keys: &[&str]) {
+        for k in keys {
+            let _ = self.get(k);
+        }
+    }
+
+    /// Warns, with its path, about every key that was not read.
+    pub fn finish(self, ctx: &Ctx) {
+        let used = self.used.borrow();
+        let mut unknown: Vec<&str> = self
+            .keys
+            .iter()
+            .filter(|(k, _)| !used.iter().any(|u| u == *k))
+            .map(|(_, (orig, _))| *orig)
+            .collect();
+        unknown.sort_unstable();
+        for k in unknown {
+            ctx.warn(&join(&self.path, k), "unknown key, ignored");
+        }
+    }
+
+    fn type_err(&self, key: &str, want: &str, got: &Value) -> ConfigError {
+        ConfigError::new(
+            self.key_path(key),
+            format!("expected {want}, found {} {}", kind(got), show(got)),
+        )
+    }
+}

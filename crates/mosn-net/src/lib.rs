@@ -1,0 +1,41 @@
+//! Listener sockets and socket options.
+//!
+//! Each worker binds its own listening socket on the same address with `SO_REUSEPORT`, so the
+//! kernel spreads new connections across workers with no shared accept queue or lock.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Listen backlog passed to `listen(2)`.
+pub const BACKLOG: i32 = 4096;
+
+/// Binds a non-blocking TCP listener on `addr` with `SO_REUSEADDR` and `SO_REUSEPORT`, so that
+/// several workers may bind the same address. Port 0 picks a free port; read it back with
+/// `local_addr()` and bind the other workers to that.
+///
+/// Errors: the OS error of `socket(2)`, `setsockopt(2)`, `bind(2)` or `listen(2)`.
+pub fn bind_reuseport(addr: SocketAddr) -> io::Result<TcpListener> {
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    sock.set_reuse_address(true)?;
+    sock.set_reuse_port(true)?;
+    sock.set_nonblocking(true)?;
+    sock.set_tcp_nodelay(true)?;
+    sock.bind(&addr.into())?;
+    sock.listen(BACKLOG)?;
+    Ok(sock.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_sockets_share_one_port() {
+        let a = bind_reuseport("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = a.local_addr().unwrap();
+        let b = bind_reuseport(addr).unwrap();
+        assert_eq!(b.local_addr().unwrap(), addr);
+    }
+}

@@ -1,0 +1,85 @@
+//! Route matchers: path (`prefix`, exact `path`, whole-path `regex`) and headers, where the header
+//! name `method` matches the HTTP method (MOSN's convention).
+
+use http::{HeaderMap, Method};
+use mosn_config::{HeaderMatcher, PathMatch};
+use regex::Regex;
+
+/// A compiled path matcher.
+#[derive(Debug, Clone)]
+pub enum PathMatcher {
+    /// Matches paths that start with the string.
+    Prefix(String),
+    /// Matches the exact path.
+    Exact(String),
+    /// Matches when the regex matches the whole path.
+    Regex(Regex),
+}
+
+/// Anchors a config regex so it must match the whole input, as MOSN and Envoy do.
+pub(crate) fn whole(re: &str) -> Option<Regex> {
+    Regex::new(&format!("^(?:{re})$")).ok()
+}
+
+impl PathMatcher {
+    /// Compiles a config matcher; `None` when the regex does not compile (mosn-config has checked it).
+    pub fn new(p: &PathMatch) -> Option<Self> {
+        Some(match p {
+            PathMatch::Prefix(s) => PathMatcher::Prefix(s.clone()),
+            PathMatch::Exact(s) => PathMatcher::Exact(s.clone()),
+            PathMatch::Regex(r) => PathMatcher::Regex(whole(r)?),
+        })
+    }
+
+    /// True when `path` (without the query) matches.
+    pub fn matches(&self, path: &str) -> bool {
+        match self {
+            PathMatcher::Prefix(p) => path.starts_with(p.as_str()),
+            PathMatcher::Exact(p) => path == p,
+            PathMatcher::Regex(r) => r.is_match(path),
+        }
+    }
+}
+
+/// A compiled header matcher.
+#[derive(Debug, Clone)]
+pub struct HeaderCheck {
+    name: http::HeaderName,
+    is_method: bool,
+    value: ValueMatch,
+}
+
+#[derive(Debug, Clone)]
+enum ValueMatch {
+    Exact(String),
+    Regex(Regex),
+}
+
+impl HeaderCheck {
+    /// Compiles a config header matcher; `None` on a bad name or regex.
+    pub fn new(h: &HeaderMatcher) -> Option<Self> {
+        Some(HeaderCheck {
+            name: http::HeaderName::from_bytes(h.name.as_bytes()).ok()?,
+            is_method: h.name == "method",
+            value: if h.regex {
+                ValueMatch::Regex(whole(&h.value)?)
+            } else {
+                ValueMatch::Exact(h.value.clone())
+            },
+        })
+    }
+
+    /// True when the request's header (or method) matches; an absent header never matches.
+    pub fn matches(&self, method: &Method, headers: &HeaderMap) -> bool {
+        let got = if self.is_method {
+            Some(method.as_str())
+        } else {
+            headers.get(&self.name).and_then(|v| v.to_str().ok())
+        };
+        match (got, &self.value) {
+            (None, _) => false,
+            (Some(g), ValueMatch::Exact(v)) => g == v,
+            (Some(g), ValueMatch::Regex(r)) => r.is_match(g),
+        }
+    }
+}
