@@ -49,7 +49,11 @@ pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
             "m" => 60e9,
             "h" => 3600e9,
             "" => return Err("missing unit (use ns, us, ms, s, m or h)".into()),
-            other => return Err(format!("unknown unit {other:?} (use ns, us, ms, s, m or h)")),
+            other => {
+                return Err(format!(
+                    "unknown unit {other:?} (use ns, us, ms, s, m or h)"
+                ))
+            }
         };
         total_ns += num * scale;
     }
@@ -66,17 +70,28 @@ mod tests {
     #[test]
     fn parses_go_forms() {
         assert_eq!(parse_go_duration("3s").unwrap(), Duration::from_secs(3));
-        assert_eq!(parse_go_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(
+            parse_go_duration("250ms").unwrap(),
+            Duration::from_millis(250)
+        );
         assert_eq!(parse_go_duration("1m30s").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_go_duration("1.5h").unwrap(), Duration::from_secs(5400));
-        assert_eq!(parse_go_duration("10us").unwrap(), Duration::from_micros(10));
+        assert_eq!(
+            parse_go_duration("1.5h").unwrap(),
+            Duration::from_secs(5400)
+        );
+        assert_eq!(
+            parse_go_duration("10us").unwrap(),
+            Duration::from_micros(10)
+        );
         assert_eq!(parse_go_duration("0").unwrap(), Duration::ZERO);
     }
 
     #[test]
     fn rejects_bad_forms() {
         assert!(parse_go_duration("3").unwrap_err().contains("missing unit"));
-        assert!(parse_go_duration("3d").unwrap_err().contains("unknown unit"));
+        assert!(parse_go_duration("3d")
+            .unwrap_err()
+            .contains("unknown unit"));
         assert!(parse_go_duration("-1s").is_err());
         assert!(parse_go_duration("").is_err());
         assert!(parse_go_duration("s").is_err());

@@ -28,14 +28,26 @@ pub(crate) fn config(root: &Value, ctx: &Ctx) -> Result<Config> {
         ],
         "xDS, plugins, codecs and global filter chains arrive in later releases",
     )?;
-    for key in ["metrics", "tracing", "pprof", "plugin", "node", "close_graceful"] {
+    for key in [
+        "metrics",
+        "tracing",
+        "pprof",
+        "plugin",
+        "node",
+        "close_graceful",
+    ] {
         if o.get(key).is_some_and(is_set) {
             ctx.warn(&o.key_path(key), OBSERVABILITY_LATER);
         }
     }
     let servers = o.opt_array("servers")?;
     let server = match servers.as_slice() {
-        [] => return Err(ConfigError::new(o.key_path("servers"), "is required (one server)")),
+        [] => {
+            return Err(ConfigError::new(
+                o.key_path("servers"),
+                "is required (one server)",
+            ))
+        }
         [(p, v)] => self::server(v, p, ctx)?,
         _ => {
             return Err(ConfigError::new(
@@ -64,13 +76,16 @@ pub(crate) fn config(root: &Value, ctx: &Ctx) -> Result<Config> {
         Some(a) => {
             let addr = a.req("address")?;
             let ao = Obj::new(addr, &a.key_path("address"))?;
-            let sa = ao.opt_obj("socket_address")?.ok_or_else(|| {
-                ConfigError::new(ao.key_path("socket_address"), "is required")
-            })?;
+            let sa = ao
+                .opt_obj("socket_address")?
+                .ok_or_else(|| ConfigError::new(ao.key_path("socket_address"), "is required"))?;
             let host = sa.req_str("address")?;
             let port = sa.opt_u64("port_value", 65535)?.unwrap_or(0);
             let ip: std::net::IpAddr = host.parse().map_err(|_| {
-                ConfigError::new(sa.key_path("address"), format!("{host:?} is not an IP address"))
+                ConfigError::new(
+                    sa.key_path("address"),
+                    format!("{host:?} is not an IP address"),
+                )
             })?;
             sa.finish(ctx);
             ao.finish(ctx);
@@ -95,7 +110,11 @@ pub(crate) fn config(root: &Value, ctx: &Ctx) -> Result<Config> {
 
 fn server(v: &Value, path: &str, ctx: &Ctx) -> Result<Server> {
     let o = Obj::new(v, path)?;
-    o.ignored(&["mosn_server_name", "use_netpoll_mode", "optimize_local_write"]);
+    o.ignored(&[
+        "mosn_server_name",
+        "use_netpoll_mode",
+        "optimize_local_write",
+    ]);
     if o.get("global_log_roller").is_some_and(is_set) {
         ctx.warn(&o.key_path("global_log_roller"), OBSERVABILITY_LATER);
     }
@@ -103,7 +122,10 @@ fn server(v: &Value, path: &str, ctx: &Ctx) -> Result<Server> {
         None => None,
         Some(Value::String(s)) if s.eq_ignore_ascii_case("auto") || s.is_empty() => None,
         Some(Value::String(s)) => Some(s.parse::<usize>().map_err(|_| {
-            ConfigError::new(o.key_path("processor"), format!("{s:?} is not a worker count"))
+            ConfigError::new(
+                o.key_path("processor"),
+                format!("{s:?} is not a worker count"),
+            )
         })?),
         Some(v) => match v.as_u64() {
             Some(n) => Some(n as usize),
@@ -141,9 +163,8 @@ fn server(v: &Value, path: &str, ctx: &Ctx) -> Result<Server> {
 /// Parses `host:port` into a socket address, with MOSN's error wording.
 pub(crate) fn socket_addr(o: &Obj<'_>, key: &str) -> Result<SocketAddr> {
     let s = o.req_str(key)?;
-    s.parse().map_err(|_| {
-        ConfigError::new(o.key_path(key), format!("{s:?} is not a socket address"))
-    })
+    s.parse()
+        .map_err(|_| ConfigError::new(o.key_path(key), format!("{s:?} is not a socket address")))
 }
 
 fn listener(v: &Value, path: &str, ctx: &Ctx) -> Result<Listener> {
@@ -152,7 +173,13 @@ fn listener(v: &Value, path: &str, ctx: &Ctx) -> Result<Listener> {
         &["listener_filters", "use_original_dst", "inspector"],
         "listener filters and transparent proxying arrive in a later release",
     )?;
-    o.ignored(&["type", "reuseport", "default_read_buffer_size", "log_path", "log_level"]);
+    o.ignored(&[
+        "type",
+        "reuseport",
+        "default_read_buffer_size",
+        "log_path",
+        "log_level",
+    ]);
     if o.get("access_logs").is_some_and(is_set) {
         ctx.warn(&o.key_path("access_logs"), OBSERVABILITY_LATER);
     }
@@ -180,12 +207,10 @@ fn listener(v: &Value, path: &str, ctx: &Ctx) -> Result<Listener> {
     let (cp, cv) = match chains.as_slice() {
         [] => return Err(ConfigError::new(o.key_path("filter_chains"), "is required")),
         [one] => one,
-        _ => {
-            return Err(ConfigError::new(
-                o.key_path("filter_chains"),
-                "has more than one filter chain; MOSN uses only the first, mosn-rs wants exactly one",
-            ))
-        }
+        _ => return Err(ConfigError::new(
+            o.key_path("filter_chains"),
+            "has more than one filter chain; MOSN uses only the first, mosn-rs wants exactly one",
+        )),
     };
     let chain = Obj::new(cv, cp)?;
     if let Some(tls) = chain.opt_obj("tls_context")? {
@@ -197,9 +222,22 @@ fn listener(v: &Value, path: &str, ctx: &Ctx) -> Result<Listener> {
             ));
         }
         tls.ignored(&[
-            "type", "server_name", "ca_cert", "cert_chain", "private_key", "verify_client",
-            "require_client_cert", "insecure_skip", "cipher_suites", "ecdh_curves", "min_version",
-            "max_version", "alpn", "fall_back", "sds_source", "extend_verify",
+            "type",
+            "server_name",
+            "ca_cert",
+            "cert_chain",
+            "private_key",
+            "verify_client",
+            "require_client_cert",
+            "insecure_skip",
+            "cipher_suites",
+            "ecdh_curves",
+            "min_version",
+            "max_version",
+            "alpn",
+            "fall_back",
+            "sds_source",
+            "extend_verify",
         ]);
         tls.finish(ctx);
     }
@@ -290,9 +328,9 @@ fn headers_to_add(o: &Obj<'_>, key: &str, ctx: &Ctx) -> Result<Vec<HeaderValueOp
         .into_iter()
         .map(|(p, v)| {
             let h = Obj::new(v, &p)?;
-            let header = h.opt_obj("header")?.ok_or_else(|| {
-                ConfigError::new(format!("{p}.header"), "is required")
-            })?;
+            let header = h
+                .opt_obj("header")?
+                .ok_or_else(|| ConfigError::new(format!("{p}.header"), "is required"))?;
             let key = header.req_str("key")?;
             http_header_name(key, &header.key_path("key"))?;
             let value = header.opt_str("value")?.unwrap_or("");
@@ -311,21 +349,30 @@ fn headers_to_add(o: &Obj<'_>, key: &str, ctx: &Ctx) -> Result<Vec<HeaderValueOp
 
 fn http_header_name(name: &str, path: &str) -> Result<()> {
     let ok = !name.is_empty()
-        && name.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-        });
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
     if ok {
         Ok(())
     } else {
-        Err(ConfigError::new(path, format!("{name:?} is not a valid HTTP header name")))
+        Err(ConfigError::new(
+            path,
+            format!("{name:?} is not a valid HTTP header name"),
+        ))
     }
 }
 
 fn http_header_value(value: &str, path: &str) -> Result<()> {
-    if value.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f)) {
+    if value
+        .bytes()
+        .all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+    {
         Ok(())
     } else {
-        Err(ConfigError::new(path, format!("{value:?} is not a valid HTTP header value")))
+        Err(ConfigError::new(
+            path,
+            format!("{value:?} is not a valid HTTP header value"),
+        ))
     }
 }
 
@@ -367,10 +414,14 @@ fn virtual_host(v: &Value, path: &str, ctx: &Ctx) -> Result<VirtualHost> {
     o.ignored(&["require_tls"]);
     let domains = o.opt_str_array("domains")?;
     for (i, d) in domains.iter().enumerate() {
-        if d.is_empty() || (d.contains('*') && d != "*" && !d.starts_with("*.") && !d.starts_with("*-")) {
+        if d.is_empty()
+            || (d.contains('*') && d != "*" && !d.starts_with("*.") && !d.starts_with("*-"))
+        {
             return Err(ConfigError::new(
                 format!("{}[{i}]", o.key_path("domains")),
-                format!("{d:?} is not a domain (use \"host\", \"host:port\", \"*.suffix\" or \"*\")"),
+                format!(
+                    "{d:?} is not a domain (use \"host\", \"host:port\", \"*.suffix\" or \"*\")"
+                ),
             ));
         }
     }
@@ -401,12 +452,18 @@ fn route(v: &Value, path: &str, ctx: &Ctx) -> Result<Route> {
         "mirroring and per-route filter config arrive with stream filters",
     )?;
     if o.get("metadata").is_some_and(is_set) {
-        ctx.warn(&o.key_path("metadata"), "route metadata is kept for filters; none reads it yet");
+        ctx.warn(
+            &o.key_path("metadata"),
+            "route metadata is kept for filters; none reads it yet",
+        );
     }
     let m = o
         .opt_obj("match")?
         .ok_or_else(|| ConfigError::new(format!("{path}.match"), "is required"))?;
-    m.unsupported(&["variables", "dsl_expressions"], "variable and DSL matchers")?;
+    m.unsupported(
+        &["variables", "dsl_expressions"],
+        "variable and DSL matchers",
+    )?;
     let mut path_match = None;
     for key in ["prefix", "path", "regex"] {
         if let Some(s) = m.opt_str(key)? {
@@ -460,7 +517,10 @@ fn route(v: &Value, path: &str, ctx: &Ctx) -> Result<Route> {
     let action = if let Some(d) = direct {
         let status = d.opt_u64("status", 999)?.unwrap_or(200) as u16;
         if !(100..=999).contains(&status) {
-            return Err(ConfigError::new(d.key_path("status"), format!("{status} is not an HTTP status")));
+            return Err(ConfigError::new(
+                d.key_path("status"),
+                format!("{status} is not an HTTP status"),
+            ));
         }
         let body = d.opt_str("body")?.unwrap_or("").to_string();
         d.finish(ctx);
@@ -510,7 +570,9 @@ fn metadata_map(v: &Value, path: &str) -> Result<BTreeMap<String, String>> {
         Some(v) => v,
     };
     let lb_path = fm.key_path("mosn.lb");
-    let map = lb.as_object().ok_or_else(|| ConfigError::new(&lb_path, "expected an object"))?;
+    let map = lb
+        .as_object()
+        .ok_or_else(|| ConfigError::new(&lb_path, "expected an object"))?;
     map.iter()
         .map(|(k, v)| {
             let s = match v {
@@ -531,7 +593,13 @@ fn metadata_map(v: &Value, path: &str) -> Result<BTreeMap<String, String>> {
 
 fn forward_action(r: &Obj<'_>, ctx: &Ctx) -> Result<ForwardAction> {
     r.unsupported(
-        &["cluster_header", "cluster_variable", "hash_policy", "auto_host_rewrite", "auto_host_rewrite_header"],
+        &[
+            "cluster_header",
+            "cluster_variable",
+            "hash_policy",
+            "auto_host_rewrite",
+            "auto_host_rewrite_header",
+        ],
         "header-selected clusters, hash policies and auto host rewrite",
     )?;
     if let Some(p) = r.opt_str("upstream_protocol")? {
@@ -583,7 +651,10 @@ fn forward_action(r: &Obj<'_>, ctx: &Ctx) -> Result<ForwardAction> {
                 .into_iter()
                 .map(|(cp, cv)| match cv.as_u64() {
                     Some(c) if (100..=999).contains(&c) => Ok(c as u16),
-                    _ => Err(ConfigError::new(cp, format!("{} is not an HTTP status", show(cv)))),
+                    _ => Err(ConfigError::new(
+                        cp,
+                        format!("{} is not an HTTP status", show(cv)),
+                    )),
                 })
                 .collect::<Result<Vec<_>>>()?;
             let rp = RetryPolicy {
@@ -629,7 +700,16 @@ fn forward_action(r: &Obj<'_>, ctx: &Ctx) -> Result<ForwardAction> {
 fn cluster(v: &Value, path: &str, ctx: &Ctx) -> Result<Cluster> {
     let o = Obj::new(v, path)?;
     o.unsupported(
-        &["health_check", "slow_start", "lbconfig", "original_dst_lb_config", "dns_resolvers", "keepalive", "cluster_manager_tls", "mark"],
+        &[
+            "health_check",
+            "slow_start",
+            "lbconfig",
+            "original_dst_lb_config",
+            "dns_resolvers",
+            "keepalive",
+            "cluster_manager_tls",
+            "mark",
+        ],
         "health checks, slow start, DNS and these cluster options arrive in later releases",
     )?;
     if let Some(tls) = o.opt_obj("tls_context")? {
@@ -640,20 +720,41 @@ fn cluster(v: &Value, path: &str, ctx: &Ctx) -> Result<Cluster> {
             ));
         }
         tls.ignored(&[
-            "type", "server_name", "ca_cert", "cert_chain", "private_key", "verify_client",
-            "require_client_cert", "insecure_skip", "cipher_suites", "ecdh_curves", "min_version",
-            "max_version", "alpn", "fall_back", "sds_source", "extend_verify",
+            "type",
+            "server_name",
+            "ca_cert",
+            "cert_chain",
+            "private_key",
+            "verify_client",
+            "require_client_cert",
+            "insecure_skip",
+            "cipher_suites",
+            "ecdh_curves",
+            "min_version",
+            "max_version",
+            "alpn",
+            "fall_back",
+            "sds_source",
+            "extend_verify",
         ]);
         tls.finish(ctx);
     }
-    o.ignored(&["sub_type", "conn_buffer_limit_bytes", "spec", "cluster_pool_enable", "lb_subset_config"]);
+    o.ignored(&[
+        "sub_type",
+        "conn_buffer_limit_bytes",
+        "spec",
+        "cluster_pool_enable",
+        "lb_subset_config",
+    ]);
     let name = o.req_str("name")?.to_string();
     match o.opt_str("type")? {
         None | Some("") | Some("SIMPLE") => {}
         Some(t) => {
             return Err(ConfigError::new(
                 o.key_path("type"),
-                format!("cluster type {t:?} is not supported by mosn-rs yet (supported: \"SIMPLE\")"),
+                format!(
+                    "cluster type {t:?} is not supported by mosn-rs yet (supported: \"SIMPLE\")"
+                ),
             ))
         }
     }
@@ -694,7 +795,9 @@ fn cluster(v: &Value, path: &str, ctx: &Ctx) -> Result<Cluster> {
             let c = Obj::new(cv, cp)?;
             c.ignored(&["priority"]);
             let lim = |k: &str| -> Result<Option<u32>> {
-                Ok(c.opt_u64(k, u32::MAX as u64)?.map(|n| n as u32).filter(|n| *n > 0))
+                Ok(c.opt_u64(k, u32::MAX as u64)?
+                    .map(|n| n as u32)
+                    .filter(|n| *n > 0))
             };
             let cb = CircuitBreakers {
                 max_connections: lim("max_connections")?,

@@ -62,7 +62,10 @@ pub(crate) fn validate(c: &Config) -> Result<()> {
         if let Some(prev) = names.insert(l.name.as_str(), li) {
             return Err(ConfigError::new(
                 format!("{lp}.name"),
-                format!("{:?} is already the name of servers[0].listeners[{prev}]", l.name),
+                format!(
+                    "{:?} is already the name of servers[0].listeners[{prev}]",
+                    l.name
+                ),
             ));
         }
         if !routers.contains(l.proxy.router_config_name.as_str()) {

@@ -197,13 +197,16 @@ impl RouteTable {
                 let path = match &r.path {
                     None => None,
                     Some(p) => Some(
-                        PathMatcher::new(p).ok_or_else(|| err(format!("bad path matcher {p:?}")))?,
+                        PathMatcher::new(p)
+                            .ok_or_else(|| err(format!("bad path matcher {p:?}")))?,
                     ),
                 };
                 let headers = r
                     .headers
                     .iter()
-                    .map(|h| HeaderCheck::new(h).ok_or_else(|| err(format!("bad header matcher {h:?}"))))
+                    .map(|h| {
+                        HeaderCheck::new(h).ok_or_else(|| err(format!("bad header matcher {h:?}")))
+                    })
                     .collect::<Result<Vec<_>, _>>()?;
                 let action = match &r.action {
                     RouteAction::DirectResponse { status, body } => Action::Direct {
@@ -240,7 +243,8 @@ impl RouteTable {
                         let regex_rewrite = match &f.regex_rewrite {
                             None => None,
                             Some((re, sub)) => Some((
-                                Regex::new(re).map_err(|e| err(format!("bad regex_rewrite: {e}")))?,
+                                Regex::new(re)
+                                    .map_err(|e| err(format!("bad regex_rewrite: {e}")))?,
                                 substitution(sub),
                             )),
                         };
@@ -248,10 +252,7 @@ impl RouteTable {
                             total_weight: targets.iter().map(|(_, w)| *w as u64).sum(),
                             targets,
                             timeout: f.timeout,
-                            retry: f
-                                .retry
-                                .clone()
-                                .filter(|r| r.retry_on && r.num_retries > 0),
+                            retry: f.retry.clone().filter(|r| r.retry_on && r.num_retries > 0),
                             prefix_rewrite,
                             regex_rewrite,
                             host_rewrite: f
@@ -388,7 +389,12 @@ mod tests {
                 {"match":{"prefix":"/re/"},"route":{"cluster_name":"a",
                     "regex_rewrite":{"pattern":{"regex":"^/re/(\\w+)/x$"},"substitution":"/y/\\1"}}}]}]}"#,
         );
-        let fwd = |p: &str| match &t.route("h", &Method::GET, p, &HeaderMap::new()).unwrap().1.action {
+        let fwd = |p: &str| match &t
+            .route("h", &Method::GET, p, &HeaderMap::new())
+            .unwrap()
+            .1
+            .action
+        {
             Action::Forward(f) => f.rewrite_path(p),
             _ => panic!(),
         };

@@ -1,0 +1,56 @@
+//! The `proxy` network filter for HTTP/1.1 (downstream `Http1` or `Auto`, upstream `Http1`).
+//!
+//! hyper is the HTTP/1 codec: keep-alive, chunked and `Content-Length` bodies streamed both ways,
+//! `Expect: 100-continue`, HEAD/204/304 without bodies, pipelined requests answered in order, 400
+//! and close on a malformed request, 431 past the header size limit.
+
+pub mod body;
+pub mod headers;
+pub mod stream;
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use http::HeaderValue;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+
+use crate::snapshot::Snapshot;
+use crate::worker::Worker;
+use stream::ConnCtx;
+
+/// Largest request head accepted, in bytes; a larger one gets 431 and the connection closes.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// Serves one downstream HTTP/1 connection until it closes.
+pub async fn serve_connection(
+    worker: Rc<Worker>,
+    snapshot: Arc<Snapshot>,
+    listener: usize,
+    stream: TcpStream,
+    peer: SocketAddr,
+) {
+    let idle = snapshot.listeners[listener].idle_timeout;
+    let client_ip = HeaderValue::from_str(&peer.ip().to_string())
+        .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+    let ctx = Rc::new(ConnCtx {
+        worker,
+        snapshot,
+        listener,
+        client_ip,
+    });
+    let svc = service_fn(move |req| stream::handle(ctx.clone(), req));
+    let mut b = http1::Builder::new();
+    b.max_buf_size(MAX_HEADER_BYTES).pipeline_flush(true);
+    if let Some(t) = idle {
+        // hyper's header read timeout also runs while a keep-alive connection waits for its next
+        // request: that is the listener's connection_idle_timeout.
+        b.timer(TokioTimer::new()).header_read_timeout(t);
+    }
+    if let Err(e) = b.serve_connection(TokioIo::new(stream), svc).await {
+        tracing::debug!(%peer, error = %e, "downstream connection ended with an error");
+    }
+}

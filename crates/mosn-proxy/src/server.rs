@@ -1,0 +1,188 @@
+//! The server: binds every listener once per worker (SO_REUSEPORT), then runs the workers on their
+//! own threads until shut down.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use mosn_config::Config;
+use tokio::sync::watch;
+
+use crate::snapshot::{Snapshot, SnapshotError};
+use crate::stats::WorkerStats;
+use crate::worker::{accept_loop, Worker};
+
+/// Why the server did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The config did not compile into a snapshot.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    /// A listener address could not be bound.
+    #[error("listener {name:?}: cannot bind {address}: {source}")]
+    Bind {
+        /// Listener name.
+        name: String,
+        /// Address asked for.
+        address: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A worker thread or runtime could not start.
+    #[error("worker {0}: {1}")]
+    Worker(usize, std::io::Error),
+}
+
+/// A running server. Dropping it stops the workers at once.
+pub struct Server {
+    listeners: Vec<(String, SocketAddr)>,
+    stats: Vec<Arc<WorkerStats>>,
+    shutdown: watch::Sender<bool>,
+    threads: Vec<JoinHandle<()>>,
+    config: Arc<ArcSwap<Snapshot>>,
+}
+
+impl Server {
+    /// Starts `workers` workers (`None`: `servers[0].processor`, else one per available core) for a
+    /// validated config. Every socket is bound before any worker starts, so a bind error leaves
+    /// nothing running. A listener on port 0 gets a free port, shared by all workers; read it with
+    /// [`Server::listener_addr`].
+    ///
+    /// Errors: [`StartError`].
+    pub fn start(cfg: &Config, workers: Option<usize>) -> Result<Server, StartError> {
+        let snapshot = Arc::new(Snapshot::build(cfg)?);
+        let n = workers
+            .or(cfg.server.processor)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .max(1);
+        let mut addrs = Vec::new();
+        let mut sockets: Vec<Vec<std::net::TcpListener>> = (0..n).map(|_| Vec::new()).collect();
+        for l in &cfg.server.listeners {
+            let bind_err = |source| StartError::Bind {
+                name: l.name.clone(),
+                address: l.address,
+                source,
+            };
+            let first = mosn_net::bind_reuseport(l.address).map_err(bind_err)?;
+            let actual = first.local_addr().map_err(bind_err)?;
+            sockets[0].push(first);
+            for s in sockets.iter_mut().skip(1) {
+                s.push(mosn_net::bind_reuseport(actual).map_err(bind_err)?);
+            }
+            addrs.push((l.name.clone(), actual));
+        }
+        let config = Arc::new(ArcSwap::new(snapshot));
+        let (tx, rx) = watch::channel(false);
+        let mut stats = Vec::new();
+        let mut threads = Vec::new();
+        for (id, socks) in sockets.into_iter().enumerate() {
+            let st = Arc::new(WorkerStats::default());
+            stats.push(st.clone());
+            let config = config.clone();
+            let rx = rx.clone();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| StartError::Worker(id, e))?;
+            let t = std::thread::Builder::new()
+                .name(format!("mosn-worker-{id}"))
+                .spawn(move || run_worker(id, rt, socks, config, st, rx))
+                .map_err(|e| StartError::Worker(id, e))?;
+            threads.push(t);
+        }
+        Ok(Server {
+            listeners: addrs,
+            stats,
+            shutdown: tx,
+            threads,
+            config,
+        })
+    }
+
+    /// The bound address of a listener, by name.
+    pub fn listener_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.listeners
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, a)| *a)
+    }
+
+    /// `(name, bound address)` of every listener, in config order.
+    pub fn listeners(&self) -> &[(String, SocketAddr)] {
+        &self.listeners
+    }
+
+    /// Each worker's counters.
+    pub fn stats(&self) -> &[Arc<WorkerStats>] {
+        &self.stats
+    }
+
+    /// The current config snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.config.load_full()
+    }
+
+    /// Stops accepting, waits up to `grace` for requests in flight to finish, then stops the
+    /// workers. Returns the number of requests still in flight when it gave up (0 when drained).
+    pub fn shutdown(mut self, grace: Duration) -> u64 {
+        let _ = self.shutdown.send(true);
+        let until = Instant::now() + grace;
+        let in_flight = |s: &Self| crate::stats::sum(&s.stats, |w| &w.active_requests);
+        while in_flight(&self) > 0 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let left = in_flight(&self);
+        self.stop();
+        left
+    }
+
+    fn stop(&mut self) {
+        let _ = self.shutdown.send(true);
+        // Closing the channel ends every worker's run loop.
+        let (tx, _) = watch::channel(true);
+        drop(std::mem::replace(&mut self.shutdown, tx));
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn run_worker(
+    id: usize,
+    rt: tokio::runtime::Runtime,
+    sockets: Vec<std::net::TcpListener>,
+    config: Arc<ArcSwap<Snapshot>>,
+    stats: Arc<WorkerStats>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async move {
+        let worker = Rc::new(Worker::new(id, &config.load(), stats));
+        for (index, s) in sockets.into_iter().enumerate() {
+            match tokio::net::TcpListener::from_std(s) {
+                Ok(l) => {
+                    tokio::task::spawn_local(accept_loop(
+                        worker.clone(),
+                        l,
+                        index,
+                        config.clone(),
+                        shutdown.clone(),
+                    ));
+                }
+                Err(e) => tracing::error!(worker = id, error = %e, "listener socket unusable"),
+            }
+        }
+        // Run until the server's sender is dropped (stop), serving in-flight requests meanwhile.
+        let mut rx = shutdown;
+        while rx.changed().await.is_ok() {}
+    });
+}

@@ -1,0 +1,125 @@
+//! A worker: one thread with a single-threaded tokio runtime, its own listener sockets
+//! (SO_REUSEPORT), its own upstream pools and load-balancer state. Nothing on the data path is
+//! shared with other workers but the read-only config snapshot and the circuit-breaker gauges.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use mosn_upstream::{ClusterManager, LbState, Pools};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::snapshot::Snapshot;
+use crate::stats::WorkerStats;
+
+/// Load-balancer state and per-host active request counts, for one cluster manager.
+struct LbCache {
+    clusters: Arc<ClusterManager>,
+    states: Vec<LbState>,
+    active: Vec<Cell<u32>>,
+}
+
+impl LbCache {
+    fn new(clusters: &Arc<ClusterManager>) -> Self {
+        LbCache {
+            clusters: clusters.clone(),
+            states: clusters.targets.iter().map(LbState::new).collect(),
+            active: (0..clusters.host_count).map(|_| Cell::new(0)).collect(),
+        }
+    }
+}
+
+/// One worker's state.
+pub struct Worker {
+    /// Worker number, from 0.
+    pub id: usize,
+    /// This worker's counters.
+    pub stats: Arc<WorkerStats>,
+    /// Upstream connection pools.
+    pub pools: Pools,
+    lb: RefCell<LbCache>,
+}
+
+/// Counts a request in flight to a host for least-request balancing; released on drop.
+pub struct Busy<'a>(&'a Worker, usize);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.lb.borrow().active.get(self.1) {
+            c.set(c.get().saturating_sub(1));
+        }
+    }
+}
+
+impl Worker {
+    /// A worker for the clusters of `snapshot`.
+    pub fn new(id: usize, snapshot: &Snapshot, stats: Arc<WorkerStats>) -> Self {
+        Worker {
+            id,
+            stats,
+            pools: Pools::new(snapshot.clusters.host_count),
+            lb: RefCell::new(LbCache::new(&snapshot.clusters)),
+        }
+    }
+
+    /// Picks a host of a target with this worker's load balancer: an index into the target
+    /// cluster's `hosts`, or `None` when the target has no host.
+    pub fn pick_host(&self, snapshot: &Snapshot, target: usize) -> Option<usize> {
+        {
+            let cache = self.lb.borrow();
+            if !Arc::ptr_eq(&cache.clusters, &snapshot.clusters) {
+                drop(cache);
+                *self.lb.borrow_mut() = LbCache::new(&snapshot.clusters);
+            }
+        }
+        let cache = self.lb.borrow();
+        let t = snapshot.clusters.targets.get(target)?;
+        let active = |id: usize| cache.active.get(id).map_or(0, Cell::get);
+        cache.states.get(target)?.pick(t, &active)
+    }
+
+    /// Marks one request in flight to host `host_id` until the guard drops.
+    pub fn busy(&self, host_id: usize) -> Busy<'_> {
+        if let Some(c) = self.lb.borrow().active.get(host_id) {
+            c.set(c.get() + 1);
+        }
+        Busy(self, host_id)
+    }
+}
+
+/// Accepts connections on one listener socket until `shutdown` turns true.
+pub async fn accept_loop(
+    worker: Rc<Worker>,
+    listener: TcpListener,
+    index: usize,
+    config: Arc<ArcSwap<Snapshot>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shutdown.wait_for(|s| *s) => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        WorkerStats::inc(&worker.stats.downstream_connections);
+        let snapshot = config.load_full();
+        tokio::task::spawn_local(crate::http::serve_connection(
+            worker.clone(),
+            snapshot,
+            index,
+            stream,
+            peer,
+        ));
+    }
+}

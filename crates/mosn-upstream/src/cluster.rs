@@ -1,0 +1,179 @@
+//! The cluster manager: clusters, their hosts, host subsets chosen by route metadata, and the
+//! cluster-wide circuit-breaker counters shared by every worker.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mosn_config::{CircuitBreakers, LbType};
+
+/// One upstream host.
+#[derive(Debug)]
+pub struct Host {
+    /// Index of the host across all clusters; workers key their pools and LB state by it.
+    pub id: usize,
+    /// `address`.
+    pub address: SocketAddr,
+    /// `weight` (1..=128).
+    pub weight: u32,
+    /// `metadata.filter_metadata["mosn.lb"]`.
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// Cluster-wide gauges checked against the circuit breakers (all workers share them).
+#[derive(Debug, Default)]
+pub struct Gauges {
+    /// Open upstream connections.
+    pub connections: AtomicU32,
+    /// Requests waiting for an upstream connection.
+    pub pending: AtomicU32,
+    /// Requests in flight.
+    pub requests: AtomicU32,
+    /// Retries in flight.
+    pub retries: AtomicU32,
+}
+
+/// A slot taken in one of the [`Gauges`]; released on drop.
+#[derive(Debug)]
+pub struct Slot(Arc<Cluster>, fn(&Gauges) -> &AtomicU32);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        (self.1)(&self.0.gauges).fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One cluster.
+#[derive(Debug)]
+pub struct Cluster {
+    /// Index in [`ClusterManager::clusters`].
+    pub index: usize,
+    /// `name`.
+    pub name: String,
+    /// `lb_type`.
+    pub lb: LbType,
+    /// `hosts`.
+    pub hosts: Vec<Arc<Host>>,
+    /// `connect_timeout`.
+    pub connect_timeout: Duration,
+    /// `idle_timeout` of pooled upstream connections.
+    pub idle_timeout: Option<Duration>,
+    /// `max_request_per_conn`.
+    pub max_request_per_conn: Option<u32>,
+    /// `circuit_breakers[0]`.
+    pub limits: CircuitBreakers,
+    /// Live counters for the circuit breakers.
+    pub gauges: Gauges,
+}
+
+impl Cluster {
+    /// Takes a slot in the gauge `which` unless `limit` is reached.
+    /// `None` means the circuit breaker is open (the caller answers 503 with flag `UO`).
+    pub fn try_take(
+        self: &Arc<Self>,
+        which: fn(&Gauges) -> &AtomicU32,
+        limit: Option<u32>,
+    ) -> Option<Slot> {
+        let g = which(&self.gauges);
+        let before = g.fetch_add(1, Ordering::Relaxed);
+        if limit.is_some_and(|l| before >= l) {
+            g.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(Slot(self.clone(), which))
+    }
+}
+
+/// Hosts of one cluster that a route may use: all of them, or those whose metadata matches the
+/// route's `metadata_match`.
+#[derive(Debug)]
+pub struct Target {
+    /// The cluster.
+    pub cluster: Arc<Cluster>,
+    /// Indexes into `cluster.hosts`.
+    pub hosts: Vec<usize>,
+    /// Sum of the weights of `hosts`.
+    pub total_weight: u64,
+}
+
+/// All clusters and the targets routes resolved to.
+#[derive(Debug, Default)]
+pub struct ClusterManager {
+    /// Clusters in config order.
+    pub clusters: Vec<Arc<Cluster>>,
+    /// Targets by id (see [`ClusterManager::resolve`]).
+    pub targets: Vec<Target>,
+    /// Number of hosts across all clusters.
+    pub host_count: usize,
+}
+
+impl ClusterManager {
+    /// Builds clusters from config.
+    pub fn new(cfg: &[mosn_config::Cluster]) -> Self {
+        let mut id = 0;
+        let clusters = cfg
+            .iter()
+            .enumerate()
+            .map(|(index, c)| {
+                let hosts = c
+                    .hosts
+                    .iter()
+                    .map(|h| {
+                        id += 1;
+                        Arc::new(Host {
+                            id: id - 1,
+                            address: h.address,
+                            weight: h.weight.max(1),
+                            metadata: h.metadata.clone(),
+                        })
+                    })
+                    .collect();
+                Arc::new(Cluster {
+                    index,
+                    name: c.name.clone(),
+                    lb: c.lb,
+                    hosts,
+                    connect_timeout: c.connect_timeout,
+                    idle_timeout: c.idle_timeout,
+                    max_request_per_conn: c.max_request_per_conn,
+                    limits: c.circuit_breakers.clone(),
+                    gauges: Gauges::default(),
+                })
+            })
+            .collect();
+        ClusterManager {
+            clusters,
+            targets: Vec::new(),
+            host_count: id,
+        }
+    }
+
+    /// The target id for a cluster name and a metadata match (empty: every host), creating it on
+    /// first use. `None` for an unknown cluster.
+    pub fn resolve(&mut self, name: &str, meta: &BTreeMap<String, String>) -> Option<usize> {
+        let cluster = self.clusters.iter().find(|c| c.name == name)?.clone();
+        let hosts: Vec<usize> = cluster
+            .hosts
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| meta.iter().all(|(k, v)| h.metadata.get(k) == Some(v)))
+            .map(|(i, _)| i)
+            .collect();
+        if let Some(i) = self
+            .targets
+            .iter()
+            .position(|t| Arc::ptr_eq(&t.cluster, &cluster) && t.hosts == hosts)
+        {
+            return Some(i);
+        }
+        let total_weight = hosts.iter().map(|i| cluster.hosts[*i].weight as u64).sum();
+        self.targets.push(Target {
+            cluster,
+            hosts,
+            total_weight,
+        });
+        Some(self.targets.len() - 1)
+    }
+}

@@ -1,0 +1,213 @@
+//! Per-worker HTTP/1 connection pools, one per upstream host: idle connections are reused LIFO, so
+//! a keep-alive load opens about one upstream connection per concurrent request, not one per
+//! request. A connection goes back to the pool when its response body has been read to the end.
+
+use std::cell::RefCell;
+use std::pin::Pin;
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use mosn_api::{ProxyError, ResponseFlag};
+use tokio::net::TcpStream;
+
+use crate::body::RequestBody;
+use crate::cluster::{Cluster, Gauges, Host};
+
+/// An idle or checked-out upstream connection.
+pub struct Conn {
+    sender: SendRequest<RequestBody>,
+    host_id: usize,
+    requests: u32,
+    max_requests: Option<u32>,
+    last_used: Instant,
+}
+
+impl Conn {
+    /// The sender, to issue one request.
+    pub fn sender(&mut self) -> &mut SendRequest<RequestBody> {
+        &mut self.sender
+    }
+}
+
+#[derive(Default)]
+struct HostPool {
+    idle: Vec<Conn>,
+}
+
+/// The pools of one worker, indexed by host id. Not `Send`: each worker owns its own.
+#[derive(Clone)]
+pub struct Pools {
+    inner: Rc<RefCell<Vec<HostPool>>>,
+}
+
+impl Pools {
+    /// Pools for `host_count` hosts (ids `0..host_count`).
+    pub fn new(host_count: usize) -> Self {
+        let v = (0..host_count).map(|_| HostPool::default()).collect();
+        Pools {
+            inner: Rc::new(RefCell::new(v)),
+        }
+    }
+
+    /// Idle connections held for a host.
+    pub fn idle_count(&self, host_id: usize) -> usize {
+        self.inner.borrow().get(host_id).map_or(0, |p| p.idle.len())
+    }
+
+    /// A ready connection to `host`: a pooled idle one if any is alive and not idle past the
+    /// cluster's `idle_timeout`, else a new one.
+    ///
+    /// Errors: `UO` when `max_connections` or `max_pending_requests` is reached; `UF` when the
+    /// connection is refused, fails, or does not complete within `connect_timeout`.
+    pub async fn acquire(&self, cluster: &Arc<Cluster>, host: &Host) -> Result<Conn, ProxyError> {
+        loop {
+            let c = {
+                let mut pools = self.inner.borrow_mut();
+                match pools.get_mut(host.id).and_then(|p| p.idle.pop()) {
+                    Some(c) => c,
+                    None => break,
+                }
+            };
+            let expired = cluster
+                .idle_timeout
+                .is_some_and(|t| c.last_used.elapsed() >= t);
+            if expired || c.sender.is_closed() {
+                continue;
+            }
+            let mut c = c;
+            if c.sender.is_ready() || c.sender.ready().await.is_ok() {
+                return Ok(c);
+            }
+        }
+        self.connect(cluster, host).await
+    }
+
+    /// Opens a new connection to `host` (see [`Pools::acquire`] for the errors).
+    pub async fn connect(&self, cluster: &Arc<Cluster>, host: &Host) -> Result<Conn, ProxyError> {
+        let pending = cluster
+            .try_take(|g: &Gauges| &g.pending, cluster.limits.max_pending_requests)
+            .ok_or_else(|| {
+                ProxyError::new(ResponseFlag::UpstreamOverflow, "max_pending_requests")
+            })?;
+        let conn_slot = cluster
+            .try_take(|g: &Gauges| &g.connections, cluster.limits.max_connections)
+            .ok_or_else(|| ProxyError::new(ResponseFlag::UpstreamOverflow, "max_connections"))?;
+        let addr = host.address;
+        let stream = tokio::time::timeout(cluster.connect_timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| {
+                ProxyError::new(
+                    ResponseFlag::UpstreamConnectionFailure,
+                    format!("connect to {addr} timed out"),
+                )
+            })?
+            .map_err(|e| {
+                ProxyError::new(
+                    ResponseFlag::UpstreamConnectionFailure,
+                    format!("connect to {addr}: {e}"),
+                )
+            })?;
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| {
+                ProxyError::new(
+                    ResponseFlag::UpstreamConnectionFailure,
+                    format!("handshake with {addr}: {e}"),
+                )
+            })?;
+        drop(pending);
+        tokio::task::spawn_local(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%addr, error = %e, "upstream connection ended");
+            }
+            drop(conn_slot);
+        });
+        Ok(Conn {
+            sender,
+            host_id: host.id,
+            requests: 0,
+            max_requests: cluster.max_request_per_conn,
+            last_used: Instant::now(),
+        })
+    }
+
+    fn release(&self, mut c: Conn) {
+        c.requests += 1;
+        if c.max_requests.is_some_and(|m| c.requests >= m) || c.sender.is_closed() {
+            return;
+        }
+        c.last_used = Instant::now();
+        if let Some(p) = self.inner.borrow_mut().get_mut(c.host_id) {
+            p.idle.push(c);
+        }
+    }
+
+    /// Wraps an upstream response body so that the connection returns to this pool once the body
+    /// has been read to its end (or was empty). A body dropped early closes the connection.
+    pub fn pooled_body(&self, body: Incoming, conn: Conn) -> PooledBody {
+        PooledBody {
+            inner: body,
+            conn: Some(conn),
+            pools: Rc::downgrade(&self.inner),
+        }
+    }
+}
+
+/// An upstream response body that hands its connection back to the pool at its end.
+pub struct PooledBody {
+    inner: Incoming,
+    conn: Option<Conn>,
+    pools: Weak<RefCell<Vec<HostPool>>>,
+}
+
+impl PooledBody {
+    fn give_back(&mut self) {
+        if let (Some(c), Some(p)) = (self.conn.take(), self.pools.upgrade()) {
+            Pools { inner: p }.release(c);
+        }
+    }
+}
+
+impl Body for PooledBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        match &r {
+            Poll::Ready(None) => self.give_back(),
+            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.give_back(),
+            Poll::Ready(Some(Err(_))) => self.conn = None,
+            _ => {}
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for PooledBody {
+    fn drop(&mut self) {
+        if self.inner.is_end_stream() {
+            self.give_back();
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! The short summary `mosn check` prints: listeners, route tables and clusters.
+
+use std::fmt::Write;
+
+use mosn_config::{Config, LbType, PathMatch, RouteAction};
+
+/// Renders the summary as text, one item a line.
+pub fn summary(c: &Config) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "config ok");
+    let _ = writeln!(s, "listeners: {}", c.server.listeners.len());
+    for l in &c.server.listeners {
+        let _ = writeln!(
+            s,
+            "  {} {} {:?}->{:?} router={}",
+            l.name,
+            l.address,
+            l.proxy.downstream_protocol,
+            l.proxy.upstream_protocol,
+            l.proxy.router_config_name
+        );
+    }
+    let _ = writeln!(s, "routers: {}", c.server.routers.len());
+    for r in &c.server.routers {
+        let _ = writeln!(s, "  {}", r.name);
+        for vh in &r.virtual_hosts {
+            let _ = writeln!(s, "    virtual_host {} domains={:?}", vh.name, vh.domains);
+            for rt in &vh.routes {
+                let m = match &rt.path {
+                    None => "any".to_string(),
+                    Some(PathMatch::Prefix(p)) => format!("prefix {p}"),
+                    Some(PathMatch::Exact(p)) => format!("path {p}"),
+                    Some(PathMatch::Regex(p)) => format!("regex {p}"),
+                };
+                let hs: Vec<String> = rt
+                    .headers
+                    .iter()
+                    .map(|h| format!("{}={}", h.name, h.value))
+                    .collect();
+                let a = match &rt.action {
+                    RouteAction::Forward(f) => {
+                        let cs: Vec<String> =
+                            f.clusters.iter().map(|(n, w)| format!("{n}:{w}")).collect();
+                        format!("-> {}", cs.join(","))
+                    }
+                    RouteAction::DirectResponse { status, .. } => {
+                        format!("direct_response {status}")
+                    }
+                    RouteAction::Redirect { response_code, .. } => {
+                        format!("redirect {response_code}")
+                    }
+                };
+                let hs = if hs.is_empty() {
+                    String::new()
+                } else {
+                    format!(" headers[{}]", hs.join(","))
+                };
+                let _ = writeln!(s, "      {m}{hs} {a}");
+            }
+        }
+    }
+    let _ = writeln!(s, "clusters: {}", c.clusters.len());
+    for cl in &c.clusters {
+        let lb = match cl.lb {
+            LbType::RoundRobin => "LB_ROUNDROBIN",
+            LbType::Random => "LB_RANDOM",
+            LbType::WeightedRoundRobin => "LB_WEIGHTED_ROUNDROBIN",
+            LbType::LeastRequest => "LB_LEAST_REQUEST",
+        };
+        let hosts: Vec<String> = cl.hosts.iter().map(|h| h.address.to_string()).collect();
+        let _ = writeln!(s, "  {} {lb} hosts={}", cl.name, hosts.join(","));
+    }
+    s
+}
