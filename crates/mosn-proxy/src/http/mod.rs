@@ -22,7 +22,8 @@ use crate::snapshot::Snapshot;
 use crate::worker::Worker;
 use stream::ConnCtx;
 
-/// Largest request head accepted, in bytes; a larger one gets 431 and the connection closes.
+/// Largest request head accepted, in bytes (target plus header lines); a larger one gets 431 and
+/// the connection closes. Envoy's default is 60 KiB.
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 
 /// Serves one downstream HTTP/1 connection until it closes.
@@ -44,7 +45,8 @@ pub async fn serve_connection(
     });
     let svc = service_fn(move |req| stream::handle(ctx.clone(), req));
     let mut b = http1::Builder::new();
-    b.max_buf_size(MAX_HEADER_BYTES).pipeline_flush(true);
+    // No pipeline_flush: with it, hyper 1.x drops the automatic 400/431 it writes on a parse error.
+    b.max_buf_size(MAX_HEADER_BYTES);
     if let Some(t) = idle {
         // hyper's header read timeout also runs while a keep-alive connection waits for its next
         // request: that is the listener's connection_idle_timeout.

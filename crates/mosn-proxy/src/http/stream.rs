@@ -65,6 +65,13 @@ pub async fn handle(
     WorkerStats::inc(&stats.downstream_requests);
     WorkerStats::inc(&stats.active_requests);
     let _active = ActiveGuard(stats);
+    if head_size(&req) > super::MAX_HEADER_BYTES {
+        stats.flag(ResponseFlag::DownstreamProtocolError);
+        let mut r = local(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "");
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return Ok(r);
+    }
     Ok(match route(&ctx, req).await {
         Ok(r) => r,
         Err(e) => {
@@ -73,6 +80,14 @@ pub async fn handle(
             local(e.status(), format!("{}\n", e.flag.short()))
         }
     })
+}
+
+/// Bytes of the request head as sent: the target plus each header line.
+fn head_size<B>(req: &Request<B>) -> usize {
+    let target = req.uri().path_and_query().map_or(1, |p| p.as_str().len());
+    req.headers()
+        .iter()
+        .fold(target, |n, (k, v)| n + k.as_str().len() + v.len() + 4)
 }
 
 fn local(status: StatusCode, body: impl Into<Bytes>) -> Response<ResponseBody> {
