@@ -269,7 +269,8 @@ fn listener(v: &Value, path: &str, ctx: &Ctx) -> Result<Listener> {
     let proxy = proxy.ok_or_else(|| {
         ConfigError::new(format!("{cp}.filters"), "needs a \"proxy\" network filter")
     })?;
-    for (sp, sv) in o.opt_array("stream_filters")? {
+    // No stream filter is implemented yet: the first one configured is named in the error.
+    if let Some((sp, sv)) = o.opt_array("stream_filters")?.into_iter().next() {
         let f = Obj::new(sv, &sp)?;
         let ty = f.req_str("type")?;
         return Err(ConfigError::new(

@@ -16,7 +16,13 @@ async fn flaky(fail: usize) -> Upstream {
     let n = Arc::new(AtomicUsize::new(0));
     upstream(move |_| {
         let i = n.fetch_add(1, Ordering::SeqCst);
-        async move { if i < fail { text(503, "down") } else { text(200, "ok") } }
+        async move {
+            if i < fail {
+                text(503, "down")
+            } else {
+                text(200, "ok")
+            }
+        }
     })
     .await
 }
@@ -34,16 +40,26 @@ fn retry_route(num_retries: u32, extra: serde_json::Value) -> serde_json::Value 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_exactly_num_retries_times_on_5xx() {
     let u = flaky(2).await;
-    let p = proxy(config(retry_route(2, json!({})), json!([cluster("a", &[u.addr])])));
+    let p = proxy(config(
+        retry_route(2, json!({})),
+        json!([cluster("a", &[u.addr])]),
+    ));
     let r = get(p.addr, "/", &[]).await;
     assert_eq!((r.status, r.text().as_str()), (200, "ok"));
     assert_eq!(u.requests(), 3);
 
     let u = flaky(2).await;
-    let p = proxy(config(retry_route(1, json!({})), json!([cluster("a", &[u.addr])])));
+    let p = proxy(config(
+        retry_route(1, json!({})),
+        json!([cluster("a", &[u.addr])]),
+    ));
     let r = get(p.addr, "/", &[]).await;
     assert_eq!(r.status, 503, "one retry is not enough for two failures");
-    assert_eq!(u.requests(), 2, "exactly 1 + num_retries tries, no hidden minimum");
+    assert_eq!(
+        u.requests(),
+        2,
+        "exactly 1 + num_retries tries, no hidden minimum"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -68,16 +84,26 @@ async fn retries_only_listed_status_codes_and_replay_small_bodies() {
             use http_body_util::BodyExt;
             let b = r.into_body().collect().await.unwrap().to_bytes();
             s2.lock().unwrap().push(b);
-            if i == 0 { text(502, "") } else { text(200, "ok") }
+            if i == 0 {
+                text(502, "")
+            } else {
+                text(200, "ok")
+            }
         }
     })
     .await;
-    let p = proxy(config(retry_route(1, json!({})), json!([cluster("a", &[u.addr])])));
+    let p = proxy(config(
+        retry_route(1, json!({})),
+        json!([cluster("a", &[u.addr])]),
+    ));
     let mut c = Client::connect(p.addr).await;
     let body = http_body_util::Full::new(bytes::Bytes::from_static(b"payload-123"));
     let r = c.send(http::Request::post("/").body(body).unwrap()).await;
     assert_eq!(r.status, 200);
-    assert_eq!(*seen.lock().unwrap(), vec![bytes::Bytes::from_static(b"payload-123"); 2]);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![bytes::Bytes::from_static(b"payload-123"); 2]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,7 +119,10 @@ async fn connect_refused_is_502_and_retried_on_another_host() {
 
     // Round robin over a dead and a live host with one retry: every request succeeds.
     let live = named("live").await;
-    let p = proxy(config(retry_route(1, json!({})), json!([cluster("a", &[dead, live.addr])])));
+    let p = proxy(config(
+        retry_route(1, json!({})),
+        json!([cluster("a", &[dead, live.addr])]),
+    ));
     let mut c = Client::connect(p.addr).await;
     for _ in 0..10 {
         assert_eq!(c.get("/").await.text(), "live");
@@ -116,7 +145,10 @@ async fn route_timeout_is_504_at_the_configured_time() {
     let r = c.get("/").await;
     let took = t0.elapsed();
     assert_eq!(r.status, 504);
-    assert!(took >= Duration::from_millis(300) && took <= Duration::from_millis(350), "504 after {took:?}");
+    assert!(
+        took >= Duration::from_millis(300) && took <= Duration::from_millis(350),
+        "504 after {took:?}"
+    );
     assert!(p.flag_count(ResponseFlag::UpstreamRequestTimeout) >= 1);
 }
 
@@ -156,17 +188,26 @@ async fn upstream_dying_mid_response_closes_only_that_connection() {
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((mut s, _)) = l.accept().await else { return };
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 4096];
                 loop {
-                    let n = match s.read(&mut buf).await { Ok(0) | Err(_) => return, Ok(n) => n };
+                    let n = match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
                     let head = String::from_utf8_lossy(&buf[..n]).to_string();
                     if head.starts_with("GET /die") {
-                        let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n0123456789").await;
+                        let _ = s
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n0123456789")
+                            .await;
                         return;
                     }
-                    let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+                    let _ = s
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                        .await;
                 }
             });
         }
@@ -179,6 +220,10 @@ async fn upstream_dying_mid_response_closes_only_that_connection() {
     let r = victim.try_send(req("GET", "/die", &[])).await;
     assert!(r.is_err(), "a truncated body must not look complete");
     for _ in 0..5 {
-        assert_eq!(other.get("/b").await.text(), "ok", "other connections go on");
+        assert_eq!(
+            other.get("/b").await.text(),
+            "ok",
+            "other connections go on"
+        );
     }
 }

@@ -29,7 +29,11 @@ async fn keep_alive_load_reuses_upstream_connections() {
         }
     }
     assert_eq!(u.requests(), 400);
-    assert!(u.connections() <= 4, "{} upstream connections for 400 requests", u.connections());
+    assert!(
+        u.connections() <= 4,
+        "{} upstream connections for 400 requests",
+        u.connections()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,14 +55,26 @@ async fn first_chunk_of_a_slow_response_arrives_before_the_upstream_finishes() {
     .await;
     let p = proxy(all_to(u.addr));
     let s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(s)).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(s))
+        .await
+        .unwrap();
     tokio::spawn(conn);
-    let resp = sender.send_request(req("GET", "/", &[("host", "x")])).await.unwrap();
-    assert_eq!(resp.headers().get("transfer-encoding").map(|v| v.to_str().unwrap()), Some("chunked"));
+    let resp = sender
+        .send_request(req("GET", "/", &[("host", "x")]))
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.headers()
+            .get("transfer-encoding")
+            .map(|v| v.to_str().unwrap()),
+        Some("chunked")
+    );
     let mut body = resp.into_body();
     let first = tokio::time::timeout(Duration::from_secs(5), body.frame())
         .await
-        .expect("first chunk did not arrive while the upstream was still sending: the proxy buffers")
+        .expect(
+            "first chunk did not arrive while the upstream was still sending: the proxy buffers",
+        )
         .unwrap()
         .unwrap();
     assert_eq!(first.into_data().unwrap(), "first ");
@@ -70,15 +86,40 @@ async fn first_chunk_of_a_slow_response_arrives_before_the_upstream_finishes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hop_by_hop_headers_removed_and_xff_appended() {
     let u = upstream(|r| async move {
-        let h = |n: &str| r.headers().get(n).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
-        let mut resp = text(200, format!("xff={} conn={} x-hop={} keep={}", h("x-forwarded-for"), h("connection"), h("x-hop"), h("x-keep")));
+        let h = |n: &str| {
+            r.headers()
+                .get(n)
+                .map(|v| v.to_str().unwrap().to_string())
+                .unwrap_or_default()
+        };
+        let mut resp = text(
+            200,
+            format!(
+                "xff={} conn={} x-hop={} keep={}",
+                h("x-forwarded-for"),
+                h("connection"),
+                h("x-hop"),
+                h("x-keep")
+            ),
+        );
         resp.headers_mut().insert("x-up-hop", "1".parse().unwrap());
-        resp.headers_mut().insert("connection", "x-up-hop".parse().unwrap());
+        resp.headers_mut()
+            .insert("connection", "x-up-hop".parse().unwrap());
         resp
     })
     .await;
     let p = proxy(all_to(u.addr));
-    let r = get(p.addr, "/", &[("connection", "x-hop"), ("x-hop", "1"), ("x-keep", "1"), ("x-forwarded-for", "10.1.1.1")]).await;
+    let r = get(
+        p.addr,
+        "/",
+        &[
+            ("connection", "x-hop"),
+            ("x-hop", "1"),
+            ("x-keep", "1"),
+            ("x-forwarded-for", "10.1.1.1"),
+        ],
+    )
+    .await;
     assert_eq!(r.text(), "xff=10.1.1.1, 127.0.0.1 conn= x-hop= keep=1");
     assert_eq!(r.header("x-up-hop"), None);
 }
@@ -102,9 +143,25 @@ async fn head_204_304_have_no_body_and_keep_the_connection() {
     )
     .await;
     let statuses: Vec<&str> = out.lines().filter(|l| l.starts_with("HTTP/1.1")).collect();
-    assert_eq!(statuses, ["HTTP/1.1 200 OK", "HTTP/1.1 204 No Content", "HTTP/1.1 304 Not Modified", "HTTP/1.1 200 OK"], "{out}");
-    assert!(out.to_ascii_lowercase().contains("content-length: 12"), "HEAD keeps the length: {out}");
-    assert_eq!(out.matches("twelve bytes").count(), 1, "only the GET has a body: {out}");
+    assert_eq!(
+        statuses,
+        [
+            "HTTP/1.1 200 OK",
+            "HTTP/1.1 204 No Content",
+            "HTTP/1.1 304 Not Modified",
+            "HTTP/1.1 200 OK"
+        ],
+        "{out}"
+    );
+    assert!(
+        out.to_ascii_lowercase().contains("content-length: 12"),
+        "HEAD keeps the length: {out}"
+    );
+    assert_eq!(
+        out.matches("twelve bytes").count(),
+        1,
+        "only the GET has a body: {out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,7 +181,11 @@ async fn pipelined_requests_are_answered_in_order() {
     reqs.extend_from_slice(b"GET /0 HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
     let (out, closed) = raw(p.addr, &reqs, Duration::from_secs(5)).await;
     assert!(closed);
-    let bodies: String = out.split("\r\n\r\n").skip(1).map(|s| s.split("HTTP/1.1").next().unwrap_or("")).collect();
+    let bodies: String = out
+        .split("\r\n\r\n")
+        .skip(1)
+        .map(|s| s.split("HTTP/1.1").next().unwrap_or(""))
+        .collect();
     assert_eq!(bodies, "r0;r1;r2;r3;r4;r0;");
 }
 
@@ -138,14 +199,26 @@ async fn expect_100_continue_gets_continue_before_the_body() {
     let p = proxy(all_to(u.addr));
     let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    s.write_all(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\nexpect: 100-continue\r\n\r\n").await.unwrap();
+    s.write_all(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\nexpect: 100-continue\r\n\r\n")
+        .await
+        .unwrap();
     let mut buf = [0u8; 256];
-    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.unwrap().unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 100 Continue"), "{:?}", String::from_utf8_lossy(&buf[..n]));
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 100 Continue"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
     s.write_all(b"hello").await.unwrap();
     let mut out = Vec::new();
     while !String::from_utf8_lossy(&out).contains("got 5") {
-        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.unwrap().unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
         assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&out));
         out.extend_from_slice(&buf[..n]);
     }
@@ -158,11 +231,19 @@ async fn malformed_and_oversized_requests_are_rejected_while_others_are_served()
     let mut good = Client::connect(p.addr).await;
     assert_eq!(good.get("/").await.text(), "ok");
 
-    let (out, closed) = raw(p.addr, b"GARBAGE\x01\x02 / HTTP/1.1\r\n\r\n", Duration::from_secs(5)).await;
+    let (out, closed) = raw(
+        p.addr,
+        b"GARBAGE\x01\x02 / HTTP/1.1\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
     assert!(out.starts_with("HTTP/1.1 400"), "{out}");
     assert!(closed, "a malformed request closes the connection");
 
-    let big = format!("GET / HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n", "a".repeat(100 * 1024));
+    let big = format!(
+        "GET / HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n",
+        "a".repeat(100 * 1024)
+    );
     let (out, closed) = raw(p.addr, big.as_bytes(), Duration::from_secs(5)).await;
     assert!(out.starts_with("HTTP/1.1 431"), "{out}");
     assert!(closed);
@@ -175,11 +256,23 @@ async fn malformed_and_oversized_requests_are_rejected_while_others_are_served()
         Duration::from_secs(5),
     )
     .await;
-    assert_eq!(out.matches("HTTP/1.1 ").count(), 1, "CL+TE: one response only: {out}");
+    assert_eq!(
+        out.matches("HTTP/1.1 ").count(),
+        1,
+        "CL+TE: one response only: {out}"
+    );
     assert!(closed);
 
-    assert_eq!(good.get("/").await.text(), "ok", "the well-behaved client is still served");
-    assert_eq!(u.requests(), 3, "only the well-formed requests and the chunked POST reached the upstream");
+    assert_eq!(
+        good.get("/").await.text(),
+        "ok",
+        "the well-behaved client is still served"
+    );
+    assert_eq!(
+        u.requests(),
+        3,
+        "only the well-formed requests and the chunked POST reached the upstream"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -189,7 +282,12 @@ async fn idle_downstream_connection_is_closed_after_connection_idle_timeout() {
     cfg["servers"][0]["listeners"][0]["connection_idle_timeout"] = json!("200ms");
     let p = proxy(cfg);
     let t0 = std::time::Instant::now();
-    let (out, closed) = raw(p.addr, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n", Duration::from_secs(3)).await;
+    let (out, closed) = raw(
+        p.addr,
+        b"GET / HTTP/1.1\r\nhost: x\r\n\r\n",
+        Duration::from_secs(3),
+    )
+    .await;
     assert!(out.ends_with("ok"), "{out}");
     assert!(closed, "idle keep-alive connection was not closed");
     assert!(t0.elapsed() < Duration::from_secs(2));

@@ -7,12 +7,18 @@ use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_by_host_prefix_path_regex_header_and_method() {
-    let names = ["host", "prefix", "path", "regex", "header", "method", "default"];
+    let names = [
+        "host", "prefix", "path", "regex", "header", "method", "default",
+    ];
     let mut ups = Vec::new();
     for n in names {
         ups.push(named(n).await);
     }
-    let clusters: Vec<_> = names.iter().zip(&ups).map(|(n, u)| cluster(n, &[u.addr])).collect();
+    let clusters: Vec<_> = names
+        .iter()
+        .zip(&ups)
+        .map(|(n, u)| cluster(n, &[u.addr]))
+        .collect();
     let vhosts = json!([
         {"name": "byhost", "domains": ["api.example.com"], "routers": [
             {"match": {"prefix": "/"}, "route": {"cluster_name": "host"}}]},
@@ -27,12 +33,25 @@ async fn routes_by_host_prefix_path_regex_header_and_method() {
     let p = proxy(config(vhosts, json!(clusters)));
     let mut c = Client::connect(p.addr).await;
     let body = |r: Resp| r.text();
-    assert_eq!(body(c.send(req("GET", "/x", &[("host", "api.example.com:80")])).await), "host");
+    assert_eq!(
+        body(
+            c.send(req("GET", "/x", &[("host", "api.example.com:80")]))
+                .await
+        ),
+        "host"
+    );
     assert_eq!(body(c.get("/exact").await), "path");
     assert_eq!(body(c.get("/exact/no").await), "default");
     assert_eq!(body(c.get("/items/42").await), "regex");
-    assert_eq!(body(c.get("/items/42x").await), "default", "regex must match the whole path");
-    assert_eq!(body(c.send(req("GET", "/api/x", &[("version", "v2")])).await), "header");
+    assert_eq!(
+        body(c.get("/items/42x").await),
+        "default",
+        "regex must match the whole path"
+    );
+    assert_eq!(
+        body(c.send(req("GET", "/api/x", &[("version", "v2")])).await),
+        "header"
+    );
     assert_eq!(body(c.send(req("DELETE", "/api/x", &[])).await), "method");
     assert_eq!(body(c.get("/api/x").await), "prefix");
     assert_eq!(body(c.get("/other?q=1").await), "default");
@@ -57,7 +76,10 @@ async fn weighted_clusters_split_80_20_within_3_percent() {
     let vhosts = json!([{"name": "v", "domains": ["*"], "routers": [
         {"match": {"prefix": "/"}, "route": {"weighted_clusters": [
             {"cluster": {"name": "a", "weight": 80}}, {"cluster": {"name": "b", "weight": 20}}]}}]}]);
-    let p = proxy(config(vhosts, json!([cluster("a", &[a.addr]), cluster("b", &[b.addr])])));
+    let p = proxy(config(
+        vhosts,
+        json!([cluster("a", &[a.addr]), cluster("b", &[b.addr])]),
+    ));
     let mut c = Client::connect(p.addr).await;
     let mut na = 0;
     for _ in 0..10_000 {
@@ -87,7 +109,10 @@ async fn grey_release_by_header_and_host_metadata() {
     let p = proxy(config(vhosts, clusters));
     let mut c = Client::connect(p.addr).await;
     for _ in 0..20 {
-        assert_eq!(c.send(req("GET", "/", &[("version", "2.0")])).await.text(), "2.0");
+        assert_eq!(
+            c.send(req("GET", "/", &[("version", "2.0")])).await.text(),
+            "2.0"
+        );
         assert_eq!(c.get("/").await.text(), "1.0");
     }
 }
@@ -103,8 +128,10 @@ async fn header_mutation_at_router_vhost_and_route_levels() {
             .collect();
         names.sort();
         let mut resp = text(200, names.join("\n"));
-        resp.headers_mut().insert("x-upstream-secret", "s".parse().unwrap());
-        resp.headers_mut().insert("x-resp-keep", "k".parse().unwrap());
+        resp.headers_mut()
+            .insert("x-upstream-secret", "s".parse().unwrap());
+        resp.headers_mut()
+            .insert("x-resp-keep", "k".parse().unwrap());
         resp
     })
     .await;
@@ -126,12 +153,34 @@ async fn header_mutation_at_router_vhost_and_route_levels() {
     r0["request_headers_to_remove"] = json!(["x-drop-router"]);
     r0["response_headers_to_add"] = json!([add("x-resp-router", "1")]);
     let p = proxy(cfg);
-    let r = get(p.addr, "/", &[("x-drop-vhost", "1"), ("x-drop-route", "1"), ("x-drop-router", "1"), ("x-keep", "1")]).await;
+    let r = get(
+        p.addr,
+        "/",
+        &[
+            ("x-drop-vhost", "1"),
+            ("x-drop-route", "1"),
+            ("x-drop-router", "1"),
+            ("x-keep", "1"),
+        ],
+    )
+    .await;
     let seen = r.text();
-    for want in ["x-router=1", "x-vhost=1", "x-route=1", "x-keep=1", "x-level=route"] {
-        assert!(seen.lines().any(|l| l == want), "upstream lacks {want}: {seen}");
+    for want in [
+        "x-router=1",
+        "x-vhost=1",
+        "x-route=1",
+        "x-keep=1",
+        "x-level=route",
+    ] {
+        assert!(
+            seen.lines().any(|l| l == want),
+            "upstream lacks {want}: {seen}"
+        );
     }
-    assert!(!seen.contains("x-drop-"), "removed headers reached the upstream: {seen}");
+    assert!(
+        !seen.contains("x-drop-"),
+        "removed headers reached the upstream: {seen}"
+    );
     assert_eq!(r.header("x-resp-router"), Some("1"));
     assert_eq!(r.header("x-resp-vhost"), Some("1"));
     assert_eq!(r.header("x-resp-route"), Some("1"));
@@ -142,7 +191,12 @@ async fn header_mutation_at_router_vhost_and_route_levels() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rewrites_redirects_and_direct_responses() {
     let u = upstream(|r| async move {
-        let host = r.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or("").to_string();
+        let host = r
+            .headers()
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("")
+            .to_string();
         text(200, format!("{} {}", r.uri(), host))
     })
     .await;
@@ -165,8 +219,86 @@ async fn rewrites_redirects_and_direct_responses() {
     assert_eq!(r.header("location"), Some("https://new.example.com/here"));
     let r = c.get("/temp/b?x=1").await;
     assert_eq!(r.status, 307);
-    assert_eq!(r.header("location"), Some("http://t.example.com/temp/b?x=1"));
+    assert_eq!(
+        r.header("location"),
+        Some("http://t.example.com/temp/b?x=1")
+    );
     let r = c.get("/teapot").await;
     assert_eq!((r.status, r.text().as_str()), (418, "short and stout"));
-    assert_eq!(u.requests(), 3, "redirects and direct responses never reach the upstream");
+    assert_eq!(
+        u.requests(),
+        3,
+        "redirects and direct responses never reach the upstream"
+    );
+}
+
+async fn distribution(lb: &str, weights: &[u32], n: usize) -> (Vec<usize>, Vec<Upstream>) {
+    let mut ups = Vec::new();
+    for _ in weights {
+        ups.push(named("x").await);
+    }
+    let hosts: Vec<_> = ups
+        .iter()
+        .zip(weights)
+        .map(|(u, w)| json!({"address": u.addr.to_string(), "weight": w}))
+        .collect();
+    let vhosts = json!([{"name": "v", "domains": ["*"], "routers": [{"match": {"prefix": "/"}, "route": {"cluster_name": "c"}}]}]);
+    let p = proxy(config(
+        vhosts,
+        json!([{"name": "c", "type": "SIMPLE", "lb_type": lb, "hosts": hosts}]),
+    ));
+    let mut c = Client::connect(p.addr).await;
+    for _ in 0..n {
+        assert_eq!(c.get("/").await.status, 200);
+    }
+    (ups.iter().map(Upstream::requests).collect(), ups)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_balancer_distributions_over_real_hosts() {
+    let (rr, _) = distribution("LB_ROUNDROBIN", &[1, 1, 1], 600).await;
+    assert_eq!(rr, vec![200, 200, 200]);
+    let (wrr, _) = distribution("LB_WEIGHTED_ROUNDROBIN", &[1, 2, 3], 600).await;
+    assert_eq!(wrr, vec![100, 200, 300]);
+    let (rnd, _) = distribution("LB_RANDOM", &[1, 1, 1], 3000).await;
+    assert!(rnd.iter().all(|n| (800..1200).contains(n)), "{rnd:?}");
+    let (lr, _) = distribution("LB_LEAST_REQUEST", &[1, 1, 1], 600).await;
+    assert!(
+        lr.iter().all(|n| *n > 100),
+        "idle hosts all get traffic: {lr:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn least_request_sends_less_to_the_slow_host() {
+    let slow = upstream(|_| async {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        text(200, "slow")
+    })
+    .await;
+    let fast = named("fast").await;
+    let vhosts = json!([{"name": "v", "domains": ["*"], "routers": [{"match": {"prefix": "/"}, "route": {"cluster_name": "c"}}]}]);
+    let cl = json!({"name": "c", "type": "SIMPLE", "lb_type": "LB_LEAST_REQUEST",
+        "hosts": [{"address": slow.addr.to_string()}, {"address": fast.addr.to_string()}]});
+    let p = proxy(config(vhosts, json!([cl])));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let addr = p.addr;
+        tasks.push(tokio::spawn(async move {
+            let mut c = Client::connect(addr).await;
+            for _ in 0..20 {
+                c.get("/").await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(slow.requests() + fast.requests(), 160);
+    assert!(
+        slow.requests() * 3 < fast.requests(),
+        "slow {} fast {}",
+        slow.requests(),
+        fast.requests()
+    );
 }

@@ -42,6 +42,9 @@ pub mod bytes_body {
     pub type Body = std::sync::Arc<str>;
 }
 
+/// Maps `(cluster name, metadata match)` to a target id, `None` for an unknown cluster.
+pub type Resolver<'a> = dyn FnMut(&str, &BTreeMap<String, String>) -> Option<usize> + 'a;
+
 /// A forwarding route.
 #[derive(Debug, Clone)]
 pub struct Forward {
@@ -171,7 +174,7 @@ impl RouteTable {
     /// Errors: an unknown cluster or a regex that does not compile.
     pub fn new(
         cfg: &RouterConfig,
-        resolve: &mut dyn FnMut(&str, &BTreeMap<String, String>) -> Option<usize>,
+        resolve: &mut Resolver<'_>,
     ) -> Result<Self, BuildError> {
         let err = |what: String| BuildError {
             table: cfg.name.clone(),
@@ -275,7 +278,7 @@ impl RouteTable {
                 headers: CompiledMutation::new(&vh.headers),
             });
         }
-        suffixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        suffixes.sort_by_key(|s| std::cmp::Reverse(s.0.len()));
         Ok(RouteTable {
             name: cfg.name.clone(),
             vhosts,

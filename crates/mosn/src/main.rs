@@ -103,6 +103,16 @@ fn run(cfg: &mosn_config::Config, args: &RunArgs) -> anyhow::Result<()> {
             .as_deref()
             .or(cfg.server.default_log_level.as_deref()),
     )?;
+    // Signal handlers go in before anything is bound, so a signal sent as soon as a listener
+    // answers is already handled.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("control runtime")?;
+    let signals = {
+        let _enter = rt.enter();
+        Signals::new()?
+    };
     let server = mosn_proxy::Server::start(cfg, None)?;
     for (name, addr) in server.listeners() {
         tracing::info!(listener = %name, address = %addr, "listening");
@@ -111,11 +121,7 @@ fn run(cfg: &mosn_config::Config, args: &RunArgs) -> anyhow::Result<()> {
         std::fs::write(pid, format!("{}\n", std::process::id()))
             .with_context(|| format!("writing pid file {pid}"))?;
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("control runtime")?;
-    let graceful = rt.block_on(wait_for_signal())?;
+    let graceful = rt.block_on(signals.wait());
     if graceful {
         let grace = cfg
             .server
@@ -138,15 +144,30 @@ fn run(cfg: &mosn_config::Config, args: &RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits for SIGTERM (returns true: drain) or SIGINT/SIGQUIT (returns false: stop now).
-async fn wait_for_signal() -> anyhow::Result<bool> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
-    let mut quit = signal(SignalKind::quit()).context("SIGQUIT handler")?;
-    Ok(tokio::select! {
-        _ = term.recv() => true,
-        _ = int.recv() => false,
-        _ = quit.recv() => false,
-    })
+/// The signals the process reacts to.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    quit: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Installs the handlers (inside a tokio runtime context).
+    fn new() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("SIGINT handler")?,
+            quit: signal(SignalKind::quit()).context("SIGQUIT handler")?,
+        })
+    }
+
+    /// Waits for SIGTERM (returns true: drain) or SIGINT/SIGQUIT (returns false: stop now).
+    async fn wait(mut self) -> bool {
+        tokio::select! {
+            _ = self.term.recv() => true,
+            _ = self.int.recv() => false,
+            _ = self.quit.recv() => false,
+        }
+    }
 }

@@ -28,7 +28,10 @@ pub struct ChanBody(pub mpsc::Receiver<Bytes>);
 impl Body for ChanBody {
     type Data = Bytes;
     type Error = Infallible;
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         self.0.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
     }
 }
@@ -42,7 +45,10 @@ pub enum UBody {
 impl Body for UBody {
     type Data = Bytes;
     type Error = Infallible;
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         match self.get_mut() {
             UBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             UBody::Chan(c) => Pin::new(c).poll_frame(cx),
@@ -53,7 +59,9 @@ impl Body for UBody {
     }
     fn size_hint(&self) -> http_body::SizeHint {
         match self {
-            UBody::Full(b) => http_body::SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            UBody::Full(b) => {
+                http_body::SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64))
+            }
             UBody::Chan(_) => http_body::SizeHint::default(),
         }
     }
@@ -65,7 +73,11 @@ pub fn text(status: u16, body: impl Into<Bytes>) -> Response<UBody> {
     r
 }
 
-type Handler = Arc<dyn Fn(Request<Incoming>) -> Pin<Box<dyn Future<Output = Response<UBody>> + Send>> + Send + Sync>;
+type Handler = Arc<
+    dyn Fn(Request<Incoming>) -> Pin<Box<dyn Future<Output = Response<UBody>> + Send>>
+        + Send
+        + Sync,
+>;
 
 /// A running upstream: its address, and counts of accepted connections and requests.
 pub struct Upstream {
@@ -113,7 +125,11 @@ where
             });
         }
     });
-    Upstream { addr, connections, requests }
+    Upstream {
+        addr,
+        connections,
+        requests,
+    }
 }
 
 /// An upstream that answers `200 name` to everything.
@@ -146,7 +162,10 @@ pub fn config(virtual_hosts: Value, clusters: Value) -> Value {
 
 /// One cluster with these hosts.
 pub fn cluster(name: &str, hosts: &[SocketAddr]) -> Value {
-    let hosts: Vec<Value> = hosts.iter().map(|a| json!({"address": a.to_string()})).collect();
+    let hosts: Vec<Value> = hosts
+        .iter()
+        .map(|a| json!({"address": a.to_string()}))
+        .collect();
     json!({"name": name, "type": "SIMPLE", "lb_type": "LB_ROUNDROBIN", "hosts": hosts})
 }
 
@@ -171,7 +190,10 @@ pub fn proxy_workers(cfg: Value, workers: usize) -> Proxy {
 impl Proxy {
     /// Count of local replies with a response flag, summed over workers.
     pub fn flag_count(&self, flag: mosn_api::ResponseFlag) -> u64 {
-        let i = mosn_proxy::stats::FLAGS.iter().position(|f| *f == flag).unwrap();
+        let i = mosn_proxy::stats::FLAGS
+            .iter()
+            .position(|f| *f == flag)
+            .unwrap();
         mosn_proxy::stats::sum(self.server.stats(), |s| &s.flags[i])
     }
 }
@@ -200,7 +222,9 @@ impl Resp {
 impl Client {
     pub async fn connect(addr: SocketAddr) -> Client {
         let s = TcpStream::connect(addr).await.unwrap();
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s)).await.unwrap();
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
+            .await
+            .unwrap();
         tokio::spawn(conn);
         Client { sender }
     }
@@ -210,7 +234,10 @@ impl Client {
         self.try_send(req).await.expect("request failed")
     }
 
-    pub async fn try_send(&mut self, mut req: Request<http_body_util::Full<Bytes>>) -> Result<Resp, hyper::Error> {
+    pub async fn try_send(
+        &mut self,
+        mut req: Request<http_body_util::Full<Bytes>>,
+    ) -> Result<Resp, hyper::Error> {
         if !req.headers().contains_key("host") {
             req.headers_mut().insert("host", "test".parse().unwrap());
         }
@@ -218,7 +245,11 @@ impl Client {
         let r = self.sender.send_request(req).await?;
         let (p, b) = r.into_parts();
         let body = b.collect().await?.to_bytes();
-        Ok(Resp { status: p.status.as_u16(), headers: p.headers, body })
+        Ok(Resp {
+            status: p.status.as_u16(),
+            headers: p.headers,
+            body,
+        })
     }
 
     pub async fn get(&mut self, path: &str) -> Resp {
@@ -227,7 +258,11 @@ impl Client {
 }
 
 /// Builds a request with headers and an empty body.
-pub fn req(method: &str, path: &str, headers: &[(&str, &str)]) -> Request<http_body_util::Full<Bytes>> {
+pub fn req(
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Request<http_body_util::Full<Bytes>> {
     let mut b = Request::builder().method(method).uri(path);
     for (k, v) in headers {
         b = b.header(*k, *v);
@@ -237,7 +272,10 @@ pub fn req(method: &str, path: &str, headers: &[(&str, &str)]) -> Request<http_b
 
 /// One request on a fresh connection.
 pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Resp {
-    Client::connect(addr).await.send(req("GET", path, headers)).await
+    Client::connect(addr)
+        .await
+        .send(req("GET", path, headers))
+        .await
 }
 
 /// Writes raw bytes on a new connection and reads until the peer closes or `deadline` passes.

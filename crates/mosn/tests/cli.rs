@@ -1,0 +1,520 @@
+//! End-to-end tests of the `mosn` binary: bad configs exit 1 naming the JSON path, MOSN's own
+//! example configs start unchanged, the README's quickstart answers curl, signals stop the process,
+//! and a 512 MiB body streams through while the process stays small.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+fn mosn() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_mosn"))
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn corpus() -> PathBuf {
+    let p = repo().join("../shared/mosn-configs");
+    assert!(
+        p.is_dir(),
+        "MOSN's config corpus is expected at {}",
+        p.display()
+    );
+    p
+}
+
+fn write_temp(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mosn-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// Runs `mosn check -c` on a config text; returns (exit code, stdout, stderr).
+fn check(text: &str) -> (i32, String, String) {
+    let p = write_temp(&format!("check-{}.json", fastrand_name()), text);
+    let out = mosn().args(["check", "-c"]).arg(&p).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn fastrand_name() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+const GOOD: &str = r#"{"servers":[{"routers":[{"router_config_name":"r","virtual_hosts":[{"name":"v","domains":["*"],
+  "routers":[{"match":{"prefix":"/"},"route":{"cluster_name":"c"}}]}]}],
+  "listeners":[{"name":"l","address":"127.0.0.1:0","bind_port":true,"filter_chains":[{"filters":[
+  {"type":"proxy","config":{"downstream_protocol":"Http1","router_config_name":"r"}}]}]}]}],
+  "cluster_manager":{"clusters":[{"name":"c","type":"SIMPLE","lb_type":"LB_ROUNDROBIN","hosts":[{"address":"127.0.0.1:9"}]}]}}"#;
+
+#[test]
+fn good_config_checks_with_a_summary() {
+    let (code, out, err) = check(GOOD);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("l 127.0.0.1:0 Http1->Http1 router=r"), "{out}");
+    assert!(out.contains("c LB_ROUNDROBIN hosts=127.0.0.1:9"), "{out}");
+}
+
+#[test]
+fn every_bad_config_class_exits_1_naming_the_json_path() {
+    let cases: &[(&str, &str, &str)] = &[
+        (r#""address":"127.0.0.1:0""#, r#""address":"127.0.0.1:99999""#,
+         r#"servers[0].listeners[0].address: "127.0.0.1:99999" is not a socket address"#),
+        (r#""bind_port":true"#, r#""bind_port":"yes""#,
+         "servers[0].listeners[0].bind_port: expected a boolean, found a string \"yes\""),
+        (r#""router_config_name":"r","virtual"#, r#""virtual"#,
+         "servers[0].routers[0].router_config_name: is required"),
+        (r#""cluster_name":"c""#, r#""cluster_name":"nope""#,
+         r#"servers[0].routers[0].virtual_hosts[0].routers[0].route.cluster_name: "nope" is not a cluster"#),
+        (r#"{"address":"127.0.0.1:9"}"#, r#"{"address":"backend:80"}"#,
+         r#"cluster_manager.clusters[0].hosts[0].address: "backend:80" is not a socket address"#),
+        (r#""lb_type":"LB_ROUNDROBIN""#, r#""lb_type":"LB_MAGLEV2""#,
+         "cluster_manager.clusters[0].lb_type: \"LB_MAGLEV2\" is not supported"),
+        (r#""type":"proxy""#, r#""type":"sofa_magic""#,
+         "servers[0].listeners[0].filter_chains[0].filters[0].type: network filter \"sofa_magic\""),
+        (r#""bind_port":true"#, r#""bind_port":true,"stream_filters":[{"type":"fault","config":{}}]"#,
+         "servers[0].listeners[0].stream_filters[0].type: stream filter \"fault\""),
+        (r#""route":{"cluster_name":"c"}"#, r#""route":{"cluster_name":"c","timeout":"3 seconds"}"#,
+         "route.timeout: \"3 seconds\" is not a duration"),
+    ];
+    for (from, to, want) in cases {
+        let text = GOOD.replacen(from, to, 1);
+        assert_ne!(text, GOOD, "case {want} did not change the config");
+        let (code, _, err) = check(&text);
+        assert_eq!(code, 1, "{want}: {err}");
+        assert!(err.contains(want), "expected {want:?} in: {err}");
+    }
+    // A duplicate listener address.
+    let v: serde_json::Value = serde_json::from_str(GOOD).unwrap();
+    let mut v2 = v.clone();
+    let mut l2 = v["servers"][0]["listeners"][0].clone();
+    l2["name"] = "other".into();
+    v2["servers"][0]["listeners"]
+        .as_array_mut()
+        .unwrap()
+        .push(l2);
+    let (code, _, err) = check(&v2.to_string());
+    assert_eq!(code, 1);
+    assert!(err.contains("servers[0].listeners[1].address: \"127.0.0.1:0\" is already the address of servers[0].listeners[0]"), "{err}");
+    // Not JSON at all.
+    let (code, _, err) = check("{ not json");
+    assert_eq!(code, 1);
+    assert!(err.contains("invalid JSON"), "{err}");
+}
+
+#[test]
+fn start_with_a_bad_config_exits_1_before_binding() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let text = GOOD
+        .replacen("127.0.0.1:0", &format!("127.0.0.1:{port}"), 1)
+        .replacen(r#""cluster_name":"c""#, r#""cluster_name":"missing""#, 1);
+    let p = write_temp("bad-start.json", &text);
+    let mut child = mosn()
+        .args(["start", "-c"])
+        .arg(&p)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_timeout(&mut child, Duration::from_secs(10))
+        .expect("mosn kept running on a bad config");
+    assert_eq!(status, 1);
+    assert!(
+        TcpListener::bind(("127.0.0.1", port)).is_ok(),
+        "the port was left bound"
+    );
+}
+
+#[test]
+fn unknown_keys_warn_with_their_path_and_keys_match_case_insensitively() {
+    let text = GOOD
+        .replacen(r#""name":"c""#, r#""Name":"c","legacy_knob":1"#, 1)
+        .replacen(r#""servers""#, r#""SERVERS""#, 1);
+    let (code, _, err) = check(&text);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("cluster_manager.clusters[0].legacy_knob: unknown key, ignored"),
+        "{err}"
+    );
+}
+
+#[test]
+fn version_and_config_from_the_environment() {
+    let out = mosn().arg("version").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("mosn-rs "));
+    let p = write_temp(
+        "env.json",
+        &GOOD.replacen(r#""cluster_name":"c""#, r#""cluster_name":"x""#, 1),
+    );
+    let out = mosn().arg("check").env("MOSN_CONFIG", &p).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "MOSN_CONFIG was not read");
+}
+
+/// Every config of MOSN's corpus passes `mosn check`, or is rejected naming what is unsupported.
+#[test]
+fn mosn_corpus_is_accepted_or_rejected_by_name() {
+    let mut files = Vec::new();
+    let mut stack = vec![corpus()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "json") {
+                files.push(p);
+            }
+        }
+    }
+    assert!(files.len() > 40, "corpus has {} configs", files.len());
+    let mut ok = 0;
+    for f in &files {
+        let out = mosn().args(["check", "-c"]).arg(f).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        match out.status.code() {
+            Some(0) => ok += 1,
+            Some(1) => {
+                // A file that is not a server config at all (a plugin's own settings) must say so.
+                let not_a_server = !std::fs::read_to_string(f).unwrap().contains("\"servers\"");
+                assert!(
+                    err.contains("not supported")
+                        || (not_a_server && err.contains("servers: is required")),
+                    "{} rejected without naming an unsupported key or filter: {err}",
+                    f.display()
+                )
+            }
+            c => panic!("{}: exit {c:?}: {err}", f.display()),
+        }
+    }
+    // Measured when this test was written: 8 of 69 pass; the rest need TLS, HTTP/2, RPC protocols,
+    // stream filters or xDS, each named in its error. The count may only grow.
+    assert!(ok >= 8, "only {ok} corpus configs pass");
+    for must in [
+        "configs/mosn_config.json",
+        "examples/codes/http-sample/client_config.json",
+        "examples/codes/http-sample/server_config.json",
+    ] {
+        let out = mosn()
+            .args(["check", "-c"])
+            .arg(corpus().join(must))
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{must}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// A running `mosn` process, killed on drop.
+struct Proc {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(config: &Path) -> Proc {
+    let mut child = mosn()
+        .args(["start", "-c"])
+        .arg(config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    for r in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for l in BufReader::new(r).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+    }
+    Proc { child, lines: rx }
+}
+
+impl Proc {
+    /// Waits for the "listening" log line of a listener and returns its address.
+    fn listener(&self, name: &str) -> SocketAddr {
+        let until = Instant::now() + Duration::from_secs(10);
+        while let Ok(l) = self
+            .lines
+            .recv_timeout(until.saturating_duration_since(Instant::now()))
+        {
+            if l.contains("listening") && l.contains(&format!("listener={name} ")) {
+                let a = l
+                    .split("address=")
+                    .nth(1)
+                    .unwrap()
+                    .split_whitespace()
+                    .next()
+                    .unwrap();
+                return a.parse().unwrap();
+            }
+        }
+        panic!("listener {name} never logged that it listens");
+    }
+
+    fn rss_peak_kib(&self) -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = s.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+}
+
+fn wait_timeout(child: &mut Child, d: Duration) -> Option<i32> {
+    let until = Instant::now() + d;
+    while Instant::now() < until {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s.code().unwrap_or(-1));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
+fn wait_port(addr: &str) {
+    let until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < until {
+        if TcpStream::connect(addr).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("nothing listens on {addr}");
+}
+
+fn curl(args: &[&str]) -> String {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .args(args)
+        .output()
+        .expect("curl is installed by .ci/install-test-deps.sh");
+    assert!(
+        out.status.success(),
+        "curl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The example configs bind MOSN's fixed ports (2045, 2046, ...), so they run one after another in
+/// this single test.
+#[test]
+fn example_and_mosn_configs_serve_curl_on_their_fixed_ports() {
+    // README quickstart.
+    {
+        let _m = spawn(&repo().join("examples/quickstart.json"));
+        wait_port("127.0.0.1:2045");
+        assert!(curl(&["http://127.0.0.1:2045/"]).starts_with("Welcome to mosn-rs!"));
+    }
+    // Grey release: the header `version: 2.0` picks the 2.0 hosts, the rest go to 1.0.
+    {
+        let _m = spawn(&repo().join("examples/grey-release.json"));
+        wait_port("127.0.0.1:2045");
+        for _ in 0..5 {
+            assert_eq!(
+                curl(&["-H", "version: 2.0", "http://127.0.0.1:2045/"]),
+                "service version 2.0\n"
+            );
+            assert_eq!(curl(&["http://127.0.0.1:2045/"]), "service version 1.0\n");
+        }
+    }
+    // MOSN's default config: 2045 -> 2046 -> 2047 direct response.
+    {
+        let _m = spawn(&corpus().join("configs/mosn_config.json"));
+        wait_port("127.0.0.1:2045");
+        assert_eq!(
+            curl(&["http://127.0.0.1:2045/"]),
+            "Welcome to MOSN!\nThe Cloud-Native Network Proxy Platform.\n"
+        );
+    }
+    // MOSN's http-sample: client (2045) -> server (2046) -> an HTTP server on 8080 (ours, here).
+    {
+        let up = TcpListener::bind("127.0.0.1:8080")
+            .expect("port 8080 must be free for MOSN's http-sample");
+        std::thread::spawn(move || {
+            for s in up.incoming() {
+                let Ok(mut s) = s else { return };
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = s.read(&mut buf) {
+                        if n == 0
+                            || s.write_all(
+                                b"HTTP/1.1 200 OK\r\ncontent-length: 12\r\n\r\nhello sample",
+                            )
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let dir = corpus().join("examples/codes/http-sample");
+        let _s = spawn(&dir.join("server_config.json"));
+        let _c = spawn(&dir.join("client_config.json"));
+        wait_port("127.0.0.1:2045");
+        wait_port("127.0.0.1:2046");
+        assert_eq!(curl(&["http://127.0.0.1:2045/"]), "hello sample");
+    }
+}
+
+#[test]
+fn sigterm_drains_and_exits_0_sigint_exits_at_once() {
+    let p = write_temp("sig.json", GOOD);
+    for (sig, code) in [("-TERM", 0), ("-INT", 0)] {
+        let mut m = spawn(&p);
+        m.listener("l");
+        let pid = m.child.id().to_string();
+        assert!(Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success());
+        assert_eq!(
+            wait_timeout(&mut m.child, Duration::from_secs(10)),
+            Some(code),
+            "{sig}"
+        );
+    }
+}
+
+/// 512 MiB up and 512 MiB down through the proxy while its peak resident memory stays under 64 MiB.
+#[test]
+fn half_a_gib_streams_both_ways_in_little_memory() {
+    const SIZE: u64 = 512 << 20;
+    // Upstream: counts the request body, then sends SIZE bytes back.
+    let up = TcpListener::bind("127.0.0.1:0").unwrap();
+    let up_addr = up.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in up.incoming() {
+            let Ok(s) = s else { return };
+            std::thread::spawn(move || serve_bulk(s, SIZE));
+        }
+    });
+    let cfg = GOOD.replacen("127.0.0.1:9", &up_addr.to_string(), 1);
+    let p = write_temp("bulk.json", &cfg);
+    let m = spawn(&p);
+    let addr = m.listener("l");
+
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    write!(
+        s,
+        "POST /up HTTP/1.1\r\nhost: x\r\ncontent-length: {SIZE}\r\n\r\n"
+    )
+    .unwrap();
+    let chunk = vec![b'u'; 1 << 20];
+    for _ in 0..(SIZE >> 20) {
+        s.write_all(&chunk).unwrap();
+    }
+    let (head, body_len) = read_response(&mut s);
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert_eq!(body_len, SIZE, "download size");
+    assert!(
+        head.contains(&format!("x-received: {SIZE}")),
+        "upload size: {head}"
+    );
+    let peak = m.rss_peak_kib();
+    assert!(peak < 64 * 1024, "peak RSS {peak} KiB");
+}
+
+/// Reads one request (head + Content-Length body), answers with `size` bytes and the count seen.
+fn serve_bulk(mut s: TcpStream, size: u64) {
+    let mut buf = vec![0u8; 1 << 16];
+    let mut head = Vec::new();
+    loop {
+        let n = s.read(&mut buf).unwrap_or(0);
+        if n == 0 {
+            return;
+        }
+        head.extend_from_slice(&buf[..n]);
+        if let Some(i) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            let text = String::from_utf8_lossy(&head[..i]).to_ascii_lowercase();
+            let len: u64 = text
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            let mut got = (head.len() - i - 4) as u64;
+            while got < len {
+                let n = s.read(&mut buf).unwrap_or(0);
+                if n == 0 {
+                    return;
+                }
+                got += n as u64;
+            }
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nx-received: {got}\r\ncontent-length: {size}\r\n\r\n"
+            );
+            let chunk = vec![b'd'; 1 << 20];
+            let mut sent = 0;
+            while sent < size {
+                if s.write_all(&chunk).is_err() {
+                    return;
+                }
+                sent += chunk.len() as u64;
+            }
+            return;
+        }
+    }
+}
+
+/// Reads a response head and its Content-Length body; returns (head, body bytes read).
+fn read_response(s: &mut TcpStream) -> (String, u64) {
+    let mut buf = vec![0u8; 1 << 16];
+    let mut acc = Vec::new();
+    loop {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before the head");
+        acc.extend_from_slice(&buf[..n]);
+        if let Some(i) = acc.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&acc[..i]).to_ascii_lowercase();
+            let len: u64 = head
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            let mut got = (acc.len() - i - 4) as u64;
+            while got < len {
+                let n = s.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                got += n as u64;
+            }
+            return (head, got);
+        }
+    }
+}
