@@ -172,10 +172,7 @@ impl RouteTable {
     /// cluster (or of its host subset); it returns `None` for an unknown cluster.
     ///
     /// Errors: an unknown cluster or a regex that does not compile.
-    pub fn new(
-        cfg: &RouterConfig,
-        resolve: &mut Resolver<'_>,
-    ) -> Result<Self, BuildError> {
+    pub fn new(cfg: &RouterConfig, resolve: &mut Resolver<'_>) -> Result<Self, BuildError> {
         let err = |what: String| BuildError {
             table: cfg.name.clone(),
             what,

@@ -168,11 +168,16 @@ struct Head {
 }
 
 impl Head {
-    fn request(&self, body: RequestBody) -> Request<RequestBody> {
+    /// The request for one try. On the `last` possible try the headers are moved, not copied.
+    fn request(&mut self, body: RequestBody, last: bool) -> Request<RequestBody> {
         let mut r = Request::new(body);
         *r.method_mut() = self.method.clone();
         *r.uri_mut() = self.uri.clone();
-        *r.headers_mut() = self.headers.clone();
+        *r.headers_mut() = if last {
+            std::mem::take(&mut self.headers)
+        } else {
+            self.headers.clone()
+        };
         *r.version_mut() = Version::HTTP_11;
         r
     }
@@ -262,7 +267,7 @@ async fn forward(
 async fn send_with_retries(
     ctx: &ConnCtx,
     target_id: usize,
-    head: Head,
+    mut head: Head,
     body: RequestBody,
     replayable: bool,
     max_attempts: u32,
@@ -332,7 +337,8 @@ async fn send_with_retries(
                     body.take()
                 };
                 match b {
-                    Some(b) => head.request(b),
+                    // After this try nothing can be resent but a request hyper hands back unsent.
+                    Some(b) => head.request(b, !(more && replayable)),
                     None => {
                         return Err(ProxyError::new(
                             ResponseFlag::UpstreamConnectionTermination,
