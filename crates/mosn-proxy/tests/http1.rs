@@ -292,3 +292,34 @@ async fn idle_downstream_connection_is_closed_after_connection_idle_timeout() {
     assert!(closed, "idle keep-alive connection was not closed");
     assert!(t0.elapsed() < Duration::from_secs(2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_share_the_listener_port() {
+    let u = named("ok").await;
+    let p = proxy_workers(all_to(u.addr), 2);
+    let mut tasks = Vec::new();
+    for _ in 0..32 {
+        let addr = p.addr;
+        tasks.push(tokio::spawn(async move {
+            let mut c = Client::connect(addr).await;
+            for _ in 0..5 {
+                assert_eq!(c.get("/").await.text(), "ok");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let per_worker: Vec<u64> = p
+        .server
+        .stats()
+        .iter()
+        .map(|s| {
+            s.downstream_requests
+                .load(std::sync::atomic::Ordering::Relaxed)
+        })
+        .collect();
+    assert_eq!(per_worker.iter().sum::<u64>(), 160);
+    // 32 connections spread by SO_REUSEPORT: all on one worker has probability 2^-31.
+    assert!(per_worker.iter().all(|n| *n > 0), "{per_worker:?}");
+}
