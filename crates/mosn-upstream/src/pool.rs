@@ -26,6 +26,8 @@ pub struct Conn {
     host_id: usize,
     requests: u32,
     max_requests: Option<u32>,
+    /// Whether the cluster has an `idle_timeout` (only then is `last_used` kept).
+    idle_timeout: bool,
     last_used: Instant,
 }
 
@@ -136,6 +138,7 @@ impl Pools {
             host_id: host.id,
             requests: 0,
             max_requests: cluster.max_request_per_conn,
+            idle_timeout: cluster.idle_timeout.is_some(),
             last_used: Instant::now(),
         })
     }
@@ -145,7 +148,9 @@ impl Pools {
         if c.max_requests.is_some_and(|m| c.requests >= m) || c.sender.is_closed() {
             return;
         }
-        c.last_used = Instant::now();
+        if c.idle_timeout {
+            c.last_used = Instant::now();
+        }
         if let Some(p) = self.inner.borrow_mut().get_mut(c.host_id) {
             p.idle.push(c);
         }

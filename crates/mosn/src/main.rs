@@ -4,10 +4,6 @@
 //! `mosn check -c FILE` validates a config and prints a summary; `mosn version` prints the version.
 //! A bad config exits 1 before anything is bound, with the JSON path of the problem.
 
-/// mimalloc: the proxy allocates many small, short-lived buffers (headers, frames) per request.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 mod logging;
 mod summary;
 

@@ -14,25 +14,40 @@ static HOP_BY_HOP: [HeaderName; 8] = [
     header::PROXY_AUTHORIZATION,
 ];
 
+fn is_hop_by_hop(k: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(k) || k == header::PROXY_AUTHENTICATE || k == header::EXPECT
+}
+
 /// Removes hop-by-hop headers, including those named by `Connection`. `Expect` goes too: the
-/// proxy has answered `100-continue` itself.
+/// proxy has answered `100-continue` itself. One pass finds the names present; only those are
+/// removed (a hash lookup each), so the usual single `Connection: keep-alive` costs one removal.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let mut found: [Option<HeaderName>; 12] = Default::default();
+    let mut n = 0;
+    for k in h.keys() {
+        if is_hop_by_hop(k) && n < found.len() {
+            found[n] = Some(k.clone());
+            n += 1;
+        }
+    }
+    if n == 0 {
+        return;
+    }
     if let Some(conn) = h.get(header::CONNECTION) {
         let named: Vec<HeaderName> = conn
             .to_str()
             .unwrap_or("")
             .split(',')
-            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .filter(|t| !is_hop_by_hop(t))
             .collect();
-        for n in named {
-            h.remove(n);
+        for t in named {
+            h.remove(t);
         }
     }
-    for n in &HOP_BY_HOP {
-        h.remove(n);
+    for k in found.iter_mut().take(n).filter_map(Option::take) {
+        h.remove(k);
     }
-    h.remove(header::PROXY_AUTHENTICATE);
-    h.remove(header::EXPECT);
 }
 
 /// Name of the `X-Forwarded-For` header.

@@ -193,8 +193,7 @@ async fn forward(
     let target_id = f.pick();
     let target = &ctx.snapshot.clusters.targets[target_id];
     let cluster = &target.cluster;
-    let start = Instant::now();
-    let deadline = f.timeout.map(|t| start + t);
+    let deadline = f.timeout.map(|t| Instant::now() + t);
 
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers);
