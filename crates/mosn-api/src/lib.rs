@@ -4,6 +4,8 @@
 //! (<https://www.envoyproxy.io/docs/envoy/latest/configuration/observability/access_log/usage>),
 //! which mosn-rs prints instead of MOSN's bare true/false.
 
+pub mod metrics;
+
 use http::StatusCode;
 
 /// Why a response did not come from the upstream as asked, in Envoy's short form.

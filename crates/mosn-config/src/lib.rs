@@ -11,12 +11,14 @@ mod duration;
 mod error;
 pub mod model;
 mod parse;
+mod roller;
 mod validate;
 mod walk;
 
 pub use duration::parse_go_duration;
 pub use error::{ConfigError, ConfigWarning};
 pub use model::*;
+pub use roller::Roller;
 
 /// A config that parsed and validated, with the warnings met on the way.
 #[derive(Debug, Clone)]

@@ -20,6 +20,31 @@ pub struct Config {
     pub disable_upgrade: bool,
     /// `pid`: the pid file path.
     pub pid: Option<String>,
+    /// `metrics`.
+    pub metrics: Metrics,
+}
+
+/// `metrics`: sinks and the stats matcher.
+#[derive(Debug, Clone, Default)]
+pub struct Metrics {
+    /// `sinks[]` of `type: "prometheus"`.
+    pub prometheus: Vec<PrometheusSink>,
+    /// `stats_matcher.reject_all`: export nothing.
+    pub reject_all: bool,
+    /// `stats_matcher.exclusion_labels`: metric sets carrying one of these label keys are not
+    /// exported.
+    pub exclusion_labels: Vec<String>,
+    /// `stats_matcher.exclusion_keys`: metric names (without the type prefix) not exported.
+    pub exclusion_keys: Vec<String>,
+}
+
+/// A `prometheus` metrics sink.
+#[derive(Debug, Clone)]
+pub struct PrometheusSink {
+    /// `config.port`: served on all interfaces, as MOSN does (`0.0.0.0:port`); 0 picks a free port.
+    pub port: u16,
+    /// `config.endpoint` (default `/metrics`).
+    pub endpoint: String,
 }
 
 /// `admin.address.socket_address`.
@@ -40,6 +65,8 @@ pub struct Server {
     pub processor: Option<usize>,
     /// `graceful_timeout`: how long a draining shutdown waits.
     pub graceful_timeout: Option<Duration>,
+    /// `global_log_roller`: rotation of the access logs.
+    pub global_log_roller: crate::Roller,
     /// `listeners`.
     pub listeners: Vec<Listener>,
     /// `routers`, by `router_config_name`.
@@ -66,6 +93,17 @@ pub struct Listener {
     pub proxy: ProxyFilter,
     /// `connection_idle_timeout`: close a downstream connection idle this long. `None`: never.
     pub connection_idle_timeout: Option<Duration>,
+    /// `access_logs[]`.
+    pub access_logs: Vec<AccessLog>,
+}
+
+/// `access_logs[]` of a listener.
+#[derive(Debug, Clone)]
+pub struct AccessLog {
+    /// `log_path`.
+    pub path: String,
+    /// `log_format`; `None` means MOSN's default format.
+    pub format: Option<String>,
 }
 
 /// The `proxy` network filter's config.

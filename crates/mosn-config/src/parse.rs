@@ -96,6 +96,10 @@ pub(crate) fn config(root: &Value, ctx: &Ctx) -> Result<Config> {
             })
         }
     };
+    let metrics = match o.opt_obj("metrics")? {
+        None => Metrics::default(),
+        Some(m) => metrics(m, ctx)?,
+    };
     let disable_upgrade = o.opt_bool("disable_upgrade")?.unwrap_or(false);
     let pid = o.opt_str("pid")?.map(str::to_string);
     o.finish(ctx);
@@ -105,7 +109,57 @@ pub(crate) fn config(root: &Value, ctx: &Ctx) -> Result<Config> {
         admin,
         disable_upgrade,
         pid,
+        metrics,
     })
+}
+
+fn metrics(m: Obj<'_>, ctx: &Ctx) -> Result<Metrics> {
+    m.ignored(&["shm_zone", "shm_size", "flush_interval"]);
+    let mut out = Metrics::default();
+    for (sp, sv) in m.opt_array("sinks")? {
+        let s = Obj::new(sv, &sp)?;
+        let ty = s.req_str("type")?;
+        if ty != "prometheus" {
+            return Err(ConfigError::new(
+                s.key_path("type"),
+                format!("metrics sink {ty:?} is not supported by mosn-rs yet (supported: \"prometheus\")"),
+            ));
+        }
+        let c = s
+            .opt_obj("config")?
+            .ok_or_else(|| ConfigError::new(format!("{sp}.config"), "is required"))?;
+        c.ignored(&[
+            "percentiles",
+            "disable_collect_go",
+            "disable_collect_process",
+        ]);
+        c.unsupported(&["export_url"], "the Pushgateway mode")?;
+        let port = c
+            .opt_u64("port", 65535)?
+            .ok_or_else(|| ConfigError::new(c.key_path("port"), "is required"))?
+            as u16;
+        let endpoint = c.opt_str("endpoint")?.unwrap_or("/metrics");
+        if !endpoint.starts_with('/') {
+            return Err(ConfigError::new(
+                c.key_path("endpoint"),
+                format!("{endpoint:?} must start with /"),
+            ));
+        }
+        out.prometheus.push(PrometheusSink {
+            port,
+            endpoint: endpoint.to_string(),
+        });
+        c.finish(ctx);
+        s.finish(ctx);
+    }
+    if let Some(sm) = m.opt_obj("stats_matcher")? {
+        out.reject_all = sm.opt_bool("reject_all")?.unwrap_or(false);
+        out.exclusion_labels = sm.opt_str_array("exclusion_labels")?;
+        out.exclusion_keys = sm.opt_str_array("exclusion_keys")?;
+        sm.finish(ctx);
+    }
+    m.finish(ctx);
+    Ok(out)
 }
 
 fn server(v: &Value, path: &str, ctx: &Ctx) -> Result<Server> {
@@ -115,9 +169,12 @@ fn server(v: &Value, path: &str, ctx: &Ctx) -> Result<Server> {
         "use_netpoll_mode",
         "optimize_local_write",
     ]);
-    if o.get("global_log_roller").is_some_and(is_set) {
-        ctx.warn(&o.key_path("global_log_roller"), OBSERVABILITY_LATER);
-    }
+    let global_log_roller = match o.opt_str("global_log_roller")? {
+        None => crate::Roller::default(),
+        Some(r) => crate::Roller::parse(r).map_err(|e| {
+            ConfigError::new(o.key_path("global_log_roller"), format!("{r:?}: {e}"))
+        })?,
+    };
     let processor = match o.get("processor") {
         None => None,
         Some(Value::String(s)) if s.eq_ignore_ascii_case("auto") || s.is_empty() => None,
@@ -153,6 +210,7 @@ fn server(v: &Value, path: &str, ctx: &Ctx) -> Result<Server> {
         default_log_level: o.opt_str("default_log_level")?.map(str::to_string),
         processor,
         graceful_timeout: o.opt_duration("graceful_timeout")?,
+        global_log_roller,
         listeners,
         routers,
     };
@@ -180,8 +238,17 @@ fn listener(v: &Value, path: &str, ctx: &Ctx) -> Result<Listener> {
         "log_path",
         "log_level",
     ]);
-    if o.get("access_logs").is_some_and(is_set) {
-        ctx.warn(&o.key_path("access_logs"), OBSERVABILITY_LATER);
+    let mut access_logs = Vec::new();
+    for (ap, av) in o.opt_array("access_logs")? {
+        let a = Obj::new(av, &ap)?;
+        access_logs.push(AccessLog {
+            path: a.req_str("log_path")?.to_string(),
+            format: a
+                .opt_str("log_format")?
+                .filter(|f| !f.is_empty())
+                .map(str::to_string),
+        });
+        a.finish(ctx);
     }
     if let Some(net) = o.opt_str("network")? {
         if !net.is_empty() && !net.eq_ignore_ascii_case("tcp") {
@@ -283,6 +350,7 @@ fn listener(v: &Value, path: &str, ctx: &Ctx) -> Result<Listener> {
         address,
         proxy,
         connection_idle_timeout: o.opt_duration("connection_idle_timeout")?,
+        access_logs,
     };
     o.finish(ctx);
     Ok(l)

@@ -3,6 +3,8 @@
 //! Each worker binds its own listening socket on the same address with `SO_REUSEPORT`, so the
 //! kernel spreads new connections across workers with no shared accept queue or lock.
 
+pub mod counting;
+
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 

@@ -5,6 +5,7 @@
 //! Source: MOSN `pkg/proxy` (downstream/upstream request flow) and Envoy's router filter for the
 //! retry and timeout semantics.
 
+pub mod access_log;
 pub mod http;
 pub mod server;
 pub mod snapshot;

@@ -11,6 +11,7 @@ use arc_swap::ArcSwap;
 use mosn_config::Config;
 use tokio::sync::watch;
 
+use crate::access_log::{AccessLogError, AccessLogs};
 use crate::snapshot::{Snapshot, SnapshotError};
 use crate::stats::WorkerStats;
 use crate::worker::{accept_loop, Worker};
@@ -34,6 +35,9 @@ pub enum StartError {
     /// A worker thread or runtime could not start.
     #[error("worker {0}: {1}")]
     Worker(usize, std::io::Error),
+    /// An access log could not be opened.
+    #[error(transparent)]
+    AccessLog(#[from] AccessLogError),
 }
 
 /// A running server. Dropping it stops the workers at once.
@@ -43,6 +47,7 @@ pub struct Server {
     shutdown: watch::Sender<bool>,
     threads: Vec<JoinHandle<()>>,
     config: Arc<ArcSwap<Snapshot>>,
+    logs: Arc<AccessLogs>,
 }
 
 impl Server {
@@ -74,12 +79,22 @@ impl Server {
             }
             addrs.push((l.name.clone(), actual));
         }
+        let logs = Arc::new(AccessLogs::open(cfg, &cfg.server.global_log_roller)?);
         let config = Arc::new(ArcSwap::new(snapshot));
         let (tx, rx) = watch::channel(false);
         let mut stats = Vec::new();
         let mut threads = Vec::new();
+        let sizes = {
+            let s = config.load();
+            (
+                s.listeners.len(),
+                s.clusters.clusters.len(),
+                s.clusters.host_count,
+            )
+        };
         for (id, socks) in sockets.into_iter().enumerate() {
-            let st = Arc::new(WorkerStats::default());
+            let st = Arc::new(WorkerStats::new(sizes.0, sizes.1, sizes.2));
+            let logs = logs.clone();
             stats.push(st.clone());
             let config = config.clone();
             let rx = rx.clone();
@@ -89,7 +104,7 @@ impl Server {
                 .map_err(|e| StartError::Worker(id, e))?;
             let t = std::thread::Builder::new()
                 .name(format!("mosn-worker-{id}"))
-                .spawn(move || run_worker(id, rt, socks, config, st, rx))
+                .spawn(move || run_worker(id, rt, socks, config, st, logs, rx))
                 .map_err(|e| StartError::Worker(id, e))?;
             threads.push(t);
         }
@@ -99,7 +114,13 @@ impl Server {
             shutdown: tx,
             threads,
             config,
+            logs,
         })
+    }
+
+    /// Reopens every access-log file (SIGUSR1, after an external rotation).
+    pub fn reopen_logs(&self) {
+        self.logs.reopen();
     }
 
     /// The bound address of a listener, by name.
@@ -130,7 +151,12 @@ impl Server {
     pub fn shutdown(mut self, grace: Duration) -> u64 {
         let _ = self.shutdown.send(true);
         let until = Instant::now() + grace;
-        let in_flight = |s: &Self| crate::stats::sum(&s.stats, |w| &w.active_requests);
+        let in_flight = |s: &Self| {
+            s.stats
+                .iter()
+                .map(|w| w.active_requests.get().max(0) as u64)
+                .sum::<u64>()
+        };
         while in_flight(&self) > 0 && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -162,11 +188,12 @@ fn run_worker(
     sockets: Vec<std::net::TcpListener>,
     config: Arc<ArcSwap<Snapshot>>,
     stats: Arc<WorkerStats>,
+    logs: Arc<AccessLogs>,
     shutdown: watch::Receiver<bool>,
 ) {
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
-        let worker = Rc::new(Worker::new(id, &config.load(), stats));
+        let worker = Rc::new(Worker::new(id, &config.load(), stats, logs));
         for (index, s) in sockets.into_iter().enumerate() {
             match tokio::net::TcpListener::from_std(s) {
                 Ok(l) => {

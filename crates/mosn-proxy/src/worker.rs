@@ -11,6 +11,7 @@ use mosn_upstream::{ClusterManager, LbState, Pools};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::access_log::AccessLogs;
 use crate::snapshot::Snapshot;
 use crate::stats::WorkerStats;
 
@@ -39,7 +40,10 @@ pub struct Worker {
     pub stats: Arc<WorkerStats>,
     /// Upstream connection pools.
     pub pools: Pools,
+    /// Access logs by listener.
+    pub logs: Arc<AccessLogs>,
     lb: RefCell<LbCache>,
+    connections: Cell<u64>,
 }
 
 /// Counts a request in flight to a host for least-request balancing; released on drop.
@@ -54,14 +58,29 @@ impl Drop for Busy<'_> {
 }
 
 impl Worker {
-    /// A worker for the clusters of `snapshot`.
-    pub fn new(id: usize, snapshot: &Snapshot, stats: Arc<WorkerStats>) -> Self {
+    /// A worker for the clusters of `snapshot`; `stats` must be sized for it.
+    pub fn new(
+        id: usize,
+        snapshot: &Snapshot,
+        stats: Arc<WorkerStats>,
+        logs: Arc<AccessLogs>,
+    ) -> Self {
         Worker {
             id,
+            pools: Pools::new(stats.upstream.clone()),
             stats,
-            pools: Pools::new(snapshot.clusters.host_count),
+            logs,
             lb: RefCell::new(LbCache::new(&snapshot.clusters)),
+            connections: Cell::new(0),
         }
+    }
+
+    /// A connection id unique within the process: the worker number in the top 16 bits, this
+    /// worker's count below.
+    pub fn next_connection_id(&self) -> u64 {
+        let n = self.connections.get() + 1;
+        self.connections.set(n);
+        ((self.id as u64) << 48) | n
     }
 
     /// Picks a host of a target with this worker's load balancer: an index into the target
@@ -112,7 +131,6 @@ pub async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
-        WorkerStats::inc(&worker.stats.downstream_connections);
         let snapshot = config.load_full();
         tokio::task::spawn_local(crate::http::serve_connection(
             worker.clone(),

@@ -314,10 +314,7 @@ async fn two_workers_share_the_listener_port() {
         .server
         .stats()
         .iter()
-        .map(|s| {
-            s.downstream_requests
-                .load(std::sync::atomic::Ordering::Relaxed)
-        })
+        .map(|s| s.requests_total())
         .collect();
     assert_eq!(per_worker.iter().sum::<u64>(), 160);
     // 32 connections spread by SO_REUSEPORT: all on one worker has probability 2^-31.

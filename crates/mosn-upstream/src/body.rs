@@ -1,6 +1,8 @@
 //! Request bodies sent upstream: streamed from the client, or held whole so a retry can resend them.
 
+use std::cell::Cell;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -14,8 +16,9 @@ pub enum RequestBody {
     Empty,
     /// A body held in memory (replayable: retries clone it).
     Full(Option<Bytes>),
-    /// The client's body, streamed as it arrives (not replayable).
-    Stream(Incoming),
+    /// The client's body, streamed as it arrives (not replayable), with a count of the bytes
+    /// passed on so far (for `bytes_received`).
+    Stream(Incoming, Rc<Cell<u64>>),
 }
 
 impl RequestBody {
@@ -24,7 +27,7 @@ impl RequestBody {
         match self {
             RequestBody::Empty => Some(RequestBody::Empty),
             RequestBody::Full(b) => Some(RequestBody::Full(b.clone())),
-            RequestBody::Stream(_) => None,
+            RequestBody::Stream(..) => None,
         }
     }
 }
@@ -40,7 +43,15 @@ impl Body for RequestBody {
         match self.get_mut() {
             RequestBody::Empty => Poll::Ready(None),
             RequestBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            RequestBody::Stream(s) => Pin::new(s).poll_frame(cx),
+            RequestBody::Stream(s, n) => {
+                let r = Pin::new(s).poll_frame(cx);
+                if let Poll::Ready(Some(Ok(f))) = &r {
+                    if let Some(d) = f.data_ref() {
+                        n.set(n.get() + d.len() as u64);
+                    }
+                }
+                r
+            }
         }
     }
 
@@ -48,7 +59,7 @@ impl Body for RequestBody {
         match self {
             RequestBody::Empty => true,
             RequestBody::Full(b) => b.is_none(),
-            RequestBody::Stream(s) => s.is_end_stream(),
+            RequestBody::Stream(s, _) => s.is_end_stream(),
         }
     }
 
@@ -56,7 +67,7 @@ impl Body for RequestBody {
         match self {
             RequestBody::Empty => SizeHint::with_exact(0),
             RequestBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-            RequestBody::Stream(s) => s.size_hint(),
+            RequestBody::Stream(s, _) => s.size_hint(),
         }
     }
 }

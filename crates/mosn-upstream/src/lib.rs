@@ -8,6 +8,7 @@ pub mod body;
 pub mod cluster;
 pub mod lb;
 pub mod pool;
+pub mod stats;
 
 pub use body::RequestBody;
 pub use cluster::{Cluster, ClusterManager, Host, Slot, Target};

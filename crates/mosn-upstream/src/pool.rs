@@ -17,8 +17,31 @@ use hyper_util::rt::TokioIo;
 use mosn_api::{ProxyError, ResponseFlag};
 use tokio::net::TcpStream;
 
+use mosn_net::counting::{ByteSink, CountingIo};
+
 use crate::body::RequestBody;
 use crate::cluster::{Cluster, Gauges, Host};
+use crate::stats::UpstreamStatsSet;
+
+/// Counts an upstream connection's bytes into its cluster's and host's stats.
+struct UpstreamBytes {
+    stats: Arc<UpstreamStatsSet>,
+    cluster: usize,
+    host: usize,
+}
+
+impl ByteSink for UpstreamBytes {
+    fn read(&self, n: usize) {
+        self.stats.both(self.cluster, self.host, |s| {
+            s.connection_bytes_read_total.add(n as u64)
+        });
+    }
+    fn written(&self, n: usize) {
+        self.stats.both(self.cluster, self.host, |s| {
+            s.connection_bytes_write.add(n as u64)
+        });
+    }
+}
 
 /// An idle or checked-out upstream connection.
 pub struct Conn {
@@ -29,9 +52,15 @@ pub struct Conn {
     /// Whether the cluster has an `idle_timeout` (only then is `last_used` kept).
     idle_timeout: bool,
     last_used: Instant,
+    local_addr: Option<std::net::SocketAddr>,
 }
 
 impl Conn {
+    /// The local address of the upstream connection (for `upstream_local_address`).
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        self.local_addr
+    }
+
     /// The sender, to issue one request.
     pub fn sender(&mut self) -> &mut SendRequest<RequestBody> {
         &mut self.sender
@@ -47,15 +76,24 @@ struct HostPool {
 #[derive(Clone)]
 pub struct Pools {
     inner: Rc<RefCell<Vec<HostPool>>>,
+    stats: Arc<UpstreamStatsSet>,
 }
 
 impl Pools {
-    /// Pools for `host_count` hosts (ids `0..host_count`).
-    pub fn new(host_count: usize) -> Self {
-        let v = (0..host_count).map(|_| HostPool::default()).collect();
+    /// Pools for the hosts counted in `stats` (ids `0..stats.hosts.len()`).
+    pub fn new(stats: Arc<UpstreamStatsSet>) -> Self {
+        let v = (0..stats.hosts.len())
+            .map(|_| HostPool::default())
+            .collect();
         Pools {
             inner: Rc::new(RefCell::new(v)),
+            stats,
         }
+    }
+
+    /// This worker's upstream stats.
+    pub fn stats(&self) -> &Arc<UpstreamStatsSet> {
+        &self.stats
     }
 
     /// Idle connections held for a host.
@@ -117,8 +155,18 @@ impl Pools {
                 )
             })?;
         let _ = stream.set_nodelay(true);
+        let local_addr = stream.local_addr().ok();
+        let (ci, hi) = (cluster.index, host.id);
+        let io = CountingIo::new(
+            stream,
+            UpstreamBytes {
+                stats: self.stats.clone(),
+                cluster: ci,
+                host: hi,
+            },
+        );
         let (sender, conn) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
+            .handshake(TokioIo::new(io))
             .await
             .map_err(|e| {
                 ProxyError::new(
@@ -127,10 +175,19 @@ impl Pools {
                 )
             })?;
         drop(pending);
+        self.stats.both(ci, hi, |s| {
+            s.connection_total.inc();
+            s.connection_active.inc();
+        });
+        let stats = self.stats.clone();
         tokio::task::spawn_local(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(%addr, error = %e, "upstream connection ended");
             }
+            stats.both(ci, hi, |s| {
+                s.connection_active.dec();
+                s.connection_close.inc();
+            });
             drop(conn_slot);
         });
         Ok(Conn {
@@ -140,20 +197,8 @@ impl Pools {
             max_requests: cluster.max_request_per_conn,
             idle_timeout: cluster.idle_timeout.is_some(),
             last_used: Instant::now(),
+            local_addr,
         })
-    }
-
-    fn release(&self, mut c: Conn) {
-        c.requests += 1;
-        if c.max_requests.is_some_and(|m| c.requests >= m) || c.sender.is_closed() {
-            return;
-        }
-        if c.idle_timeout {
-            c.last_used = Instant::now();
-        }
-        if let Some(p) = self.inner.borrow_mut().get_mut(c.host_id) {
-            p.idle.push(c);
-        }
     }
 
     /// Wraps an upstream response body so that the connection returns to this pool once the body
@@ -167,6 +212,21 @@ impl Pools {
     }
 }
 
+/// Puts a connection whose response is complete back into its host's idle list, unless it reached
+/// `max_request_per_conn` or closed.
+fn release(pools: &RefCell<Vec<HostPool>>, mut c: Conn) {
+    c.requests += 1;
+    if c.max_requests.is_some_and(|m| c.requests >= m) || c.sender.is_closed() {
+        return;
+    }
+    if c.idle_timeout {
+        c.last_used = Instant::now();
+    }
+    if let Some(p) = pools.borrow_mut().get_mut(c.host_id) {
+        p.idle.push(c);
+    }
+}
+
 /// An upstream response body that hands its connection back to the pool at its end.
 pub struct PooledBody {
     inner: Incoming,
@@ -177,7 +237,7 @@ pub struct PooledBody {
 impl PooledBody {
     fn give_back(&mut self) {
         if let (Some(c), Some(p)) = (self.conn.take(), self.pools.upgrade()) {
-            Pools { inner: p }.release(c);
+            release(&p, c);
         }
     }
 }

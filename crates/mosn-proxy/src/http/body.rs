@@ -1,25 +1,56 @@
 //! The body of a response sent downstream: a local answer, or the upstream's body streamed through.
+//! When it ends (or is dropped early) it finishes its request's record: metrics and access log.
 
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use mosn_api::ResponseFlag;
 use mosn_upstream::PooledBody;
 
-/// A downstream response body.
-pub enum ResponseBody {
-    /// A body made by the proxy (direct response, error, redirect).
+use super::info::RequestInfo;
+use super::stream::ConnCtx;
+
+enum Kind {
     Local(Option<Bytes>),
-    /// The upstream's body, streamed frame by frame.
     Upstream(PooledBody),
+}
+
+/// A downstream response body.
+pub struct ResponseBody {
+    kind: Kind,
+    done: Option<(Rc<ConnCtx>, RequestInfo)>,
 }
 
 impl ResponseBody {
     /// A local body; empty text gives an empty body.
     pub fn local(b: impl Into<Bytes>) -> Self {
         let b: Bytes = b.into();
-        ResponseBody::Local(if b.is_empty() { None } else { Some(b) })
+        ResponseBody {
+            kind: Kind::Local(if b.is_empty() { None } else { Some(b) }),
+            done: None,
+        }
+    }
+
+    /// The upstream's body.
+    pub fn upstream(b: PooledBody) -> Self {
+        ResponseBody {
+            kind: Kind::Upstream(b),
+            done: None,
+        }
+    }
+
+    /// Attaches the request's record, finished when this body ends or is dropped.
+    pub fn finish_with(&mut self, ctx: Rc<ConnCtx>, info: RequestInfo) {
+        self.done = Some((ctx, info));
+    }
+
+    fn complete(&mut self, ok: bool) {
+        if let Some((ctx, info)) = self.done.take() {
+            info.finish(&ctx, ok);
+        }
     }
 }
 
@@ -28,28 +59,54 @@ impl Body for ResponseBody {
     type Error = hyper::Error;
 
     fn poll_frame(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match self.get_mut() {
-            ResponseBody::Local(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            ResponseBody::Upstream(u) => Pin::new(u).poll_frame(cx),
+        let r = match &mut self.kind {
+            Kind::Local(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Upstream(u) => Pin::new(u).poll_frame(cx),
+        };
+        match &r {
+            Poll::Ready(Some(Ok(f))) => {
+                let n = f.data_ref().map_or(0, |d| d.len() as u64);
+                if let Some((_, info)) = &mut self.done {
+                    info.bytes_sent += n;
+                }
+                if self.is_end_stream() {
+                    self.complete(true);
+                }
+            }
+            Poll::Ready(Some(Err(_))) => {
+                if let Some((_, info)) = &mut self.done {
+                    info.flag = Some(ResponseFlag::UpstreamConnectionTermination);
+                }
+                self.complete(false);
+            }
+            Poll::Ready(None) => self.complete(true),
+            Poll::Pending => {}
         }
+        r
     }
 
     fn is_end_stream(&self) -> bool {
-        match self {
-            ResponseBody::Local(b) => b.is_none(),
-            ResponseBody::Upstream(u) => u.is_end_stream(),
+        match &self.kind {
+            Kind::Local(b) => b.is_none(),
+            Kind::Upstream(u) => u.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self {
-            ResponseBody::Local(b) => {
-                SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64))
-            }
-            ResponseBody::Upstream(u) => u.size_hint(),
+        match &self.kind {
+            Kind::Local(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            Kind::Upstream(u) => u.size_hint(),
         }
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        // A body never polled because it was empty (HEAD, 204, 304, no content) is complete.
+        let ended = self.is_end_stream();
+        self.complete(ended);
     }
 }

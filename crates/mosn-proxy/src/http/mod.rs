@@ -6,6 +6,7 @@
 
 pub mod body;
 pub mod headers;
+pub mod info;
 pub mod stream;
 
 use std::net::SocketAddr;
@@ -18,9 +19,28 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
+use mosn_net::counting::{ByteSink, CountingIo};
+
 use crate::snapshot::Snapshot;
+use crate::stats::WorkerStats;
 use crate::worker::Worker;
 use stream::ConnCtx;
+
+/// Counts a client connection's bytes into its listener's stats.
+struct DownstreamBytes(Arc<WorkerStats>, usize);
+
+impl ByteSink for DownstreamBytes {
+    fn read(&self, n: usize) {
+        if let Some(l) = self.0.listeners.get(self.1) {
+            l.bytes_read_total.add(n as u64);
+        }
+    }
+    fn written(&self, n: usize) {
+        if let Some(l) = self.0.listeners.get(self.1) {
+            l.bytes_write_total.add(n as u64);
+        }
+    }
+}
 
 /// Largest request head accepted, in bytes (target plus header lines); a larger one gets 431 and
 /// the connection closes. Envoy's default is 60 KiB.
@@ -37,11 +57,21 @@ pub async fn serve_connection(
     let idle = snapshot.listeners[listener].idle_timeout;
     let client_ip = HeaderValue::from_str(&peer.ip().to_string())
         .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+    let local = stream.local_addr().unwrap_or(peer);
+    let stats = worker.stats.clone();
+    if let Some(l) = stats.listeners.get(listener) {
+        l.connection_total.inc();
+        l.connection_active.inc();
+    }
+    let id = worker.next_connection_id();
     let ctx = Rc::new(ConnCtx {
         worker,
         snapshot,
         listener,
         client_ip,
+        peer,
+        local,
+        id,
     });
     let svc = service_fn(move |req| stream::handle(ctx.clone(), req));
     let mut b = http1::Builder::new();
@@ -52,7 +82,12 @@ pub async fn serve_connection(
         // request: that is the listener's connection_idle_timeout.
         b.timer(TokioTimer::new()).header_read_timeout(t);
     }
-    if let Err(e) = b.serve_connection(TokioIo::new(stream), svc).await {
+    let io = CountingIo::new(stream, DownstreamBytes(stats.clone(), listener));
+    if let Err(e) = b.serve_connection(TokioIo::new(io), svc).await {
         tracing::debug!(%peer, error = %e, "downstream connection ended with an error");
+    }
+    if let Some(l) = stats.listeners.get(listener) {
+        l.connection_active.dec();
+        l.connection_destroy.inc();
     }
 }

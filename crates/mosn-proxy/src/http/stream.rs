@@ -6,6 +6,7 @@
 //! breaker 503 `UO`; connect failure 502 `UF`; upstream reset 502 `UC`; timeout 504 `UT`.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -18,13 +19,15 @@ use hyper::body::Incoming;
 use mosn_api::{ProxyError, ResponseFlag};
 use mosn_router::{Action, Forward, RouteTable, VirtualHost};
 use mosn_upstream::cluster::Gauges;
+use mosn_upstream::stats::UpstreamStatsSet;
 use mosn_upstream::RequestBody;
 use tokio::time::Instant;
 
 use super::body::ResponseBody;
 use super::headers::{append_xff, strip_hop_by_hop};
+use super::info::{RequestInfo, UpstreamInfo};
+use crate::access_log::ListenerLog;
 use crate::snapshot::Snapshot;
-use crate::stats::WorkerStats;
 use crate::worker::Worker;
 
 /// A request body with a `Content-Length` up to this many bytes is held in memory when the route
@@ -45,14 +48,36 @@ pub struct ConnCtx {
     pub listener: usize,
     /// The client's IP, ready for `X-Forwarded-For`.
     pub client_ip: HeaderValue,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The local address the client connected to.
+    pub local: SocketAddr,
+    /// Connection id, unique within the process.
+    pub id: u64,
 }
 
-struct ActiveGuard<'a>(&'a WorkerStats);
-impl Drop for ActiveGuard<'_> {
+impl ConnCtx {
+    /// The access logs of this connection's listener.
+    pub fn logs(&self) -> &[ListenerLog] {
+        self.worker
+            .logs
+            .by_listener
+            .get(self.listener)
+            .map_or(&[], Vec::as_slice)
+    }
+}
+
+/// Counts one upstream try in flight for its cluster and host until dropped.
+struct TryActive<'a> {
+    up: &'a UpstreamStatsSet,
+    cluster: usize,
+    host: usize,
+}
+
+impl Drop for TryActive<'_> {
     fn drop(&mut self) {
-        self.0
-            .active_requests
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.up
+            .both(self.cluster, self.host, |s| s.request_active.dec());
     }
 }
 
@@ -62,24 +87,33 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let stats = &ctx.worker.stats;
-    WorkerStats::inc(&stats.downstream_requests);
-    WorkerStats::inc(&stats.active_requests);
-    let _active = ActiveGuard(stats);
-    if head_size(&req) > super::MAX_HEADER_BYTES {
-        stats.flag(ResponseFlag::DownstreamProtocolError);
+    if let Some(l) = stats.listeners.get(ctx.listener) {
+        l.request_total.inc();
+        l.request_active.inc();
+    }
+    stats.active_requests.inc();
+    let mut info = RequestInfo::start(&ctx, req.version(), req.headers());
+    let mut resp = if head_size(&req) > super::MAX_HEADER_BYTES {
+        info.flag = Some(ResponseFlag::DownstreamProtocolError);
         let mut r = local(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "");
         r.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        return Ok(r);
-    }
-    Ok(match route(&ctx, req).await {
-        Ok(r) => r,
-        Err(e) => {
-            stats.flag(e.flag);
-            tracing::debug!(flag = %e.flag, detail = %e.detail, "local reply");
-            local(e.status(), format!("{}\n", e.flag.short()))
+        r
+    } else {
+        match route(&ctx, req, &mut info).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(flag = %e.flag, detail = %e.detail, "local reply");
+                info.flag = Some(e.flag);
+                local(e.status(), format!("{}\n", e.flag.short()))
+            }
         }
-    })
+    };
+    info.status = resp.status().as_u16();
+    info.capture_response(&ctx, resp.headers());
+    let ctx2 = ctx.clone();
+    resp.body_mut().finish_with(ctx2, info);
+    Ok(resp)
 }
 
 /// Bytes of the request head as sent: the target plus each header line.
@@ -107,6 +141,7 @@ fn request_host<B>(req: &Request<B>) -> &str {
 async fn route(
     ctx: &ConnCtx,
     req: Request<Incoming>,
+    info: &mut RequestInfo,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let snap = &ctx.snapshot;
     let table = &snap.tables[snap.listeners[ctx.listener].table];
@@ -148,7 +183,7 @@ async fn route(
             vh.headers.apply_response(r.headers_mut());
             Ok(r)
         }
-        Action::Forward(f) => forward(ctx, req, table, vh, f).await,
+        Action::Forward(f) => forward(ctx, req, table, vh, f, info).await,
     }
 }
 
@@ -189,6 +224,7 @@ async fn forward(
     table: &RouteTable,
     vh: &VirtualHost,
     f: &Forward,
+    info: &mut RequestInfo,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let target_id = f.pick();
     let target = &ctx.snapshot.clusters.targets[target_id];
@@ -227,9 +263,11 @@ async fn forward(
         let bytes = body.collect().await.map_err(|e| {
             ProxyError::new(ResponseFlag::DownstreamConnectionTermination, e.to_string())
         })?;
-        RequestBody::Full(Some(bytes.to_bytes()))
+        let bytes = bytes.to_bytes();
+        info.bytes_received.set(bytes.len() as u64);
+        RequestBody::Full(Some(bytes))
     } else {
-        RequestBody::Stream(body)
+        RequestBody::Stream(body, info.bytes_received.clone())
     };
     let replayable = body.replay().is_some();
     let mut head = Head {
@@ -255,9 +293,8 @@ async fn forward(
         replayable,
         max_attempts,
         deadline,
-        table,
-        vh,
-        f,
+        (table, vh, f),
+        info,
     )
     .await
 }
@@ -271,12 +308,11 @@ async fn send_with_retries(
     replayable: bool,
     max_attempts: u32,
     deadline: Option<Instant>,
-    table: &RouteTable,
-    vh: &VirtualHost,
-    f: &Forward,
+    (table, vh, f): (&RouteTable, &VirtualHost, &Forward),
+    info: &mut RequestInfo,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let worker = &ctx.worker;
-    let stats = &worker.stats;
+    let up = &*worker.stats.upstream;
     let target = &ctx.snapshot.clusters.targets[target_id];
     let cluster = &target.cluster;
     let per_try = f.retry.as_ref().and_then(|r| r.retry_timeout);
@@ -291,25 +327,35 @@ async fn send_with_retries(
         attempt += 1;
         if attempt > 1 {
             // A retry needs a replayable body (or one not yet sent) and a free max_retries slot.
+            let cs = up.clusters.get(cluster.index);
             match cluster.try_take(|g: &Gauges| &g.retries, cluster.limits.max_retries) {
                 Some(s) => _retry_slot = Some(s),
                 None => {
+                    if let Some(c) = cs {
+                        c.request_retry_overflow.inc();
+                    }
                     return Err(ProxyError::new(
                         ResponseFlag::UpstreamOverflow,
                         "max_retries",
                     ));
                 }
             }
-            WorkerStats::inc(&stats.upstream_retries);
+            if let Some(c) = cs {
+                c.request_retry.inc();
+            }
         }
         let more = attempt < max_attempts;
         let host_idx = worker
             .pick_host(&ctx.snapshot, target_id)
             .ok_or_else(|| ProxyError::new(ResponseFlag::NoHealthyUpstream, "no host"))?;
         let host = &cluster.hosts[host_idx];
+        let (ci, hi) = (cluster.index, host.id);
         let _rq = cluster
             .try_take(|g: &Gauges| &g.requests, cluster.limits.max_requests)
-            .ok_or_else(|| ProxyError::new(ResponseFlag::UpstreamOverflow, "max_requests"))?;
+            .ok_or_else(|| {
+                up.both(ci, hi, |s| s.request_pending_overflow.inc());
+                ProxyError::new(ResponseFlag::UpstreamOverflow, "max_requests")
+            })?;
         let _busy = worker.busy(host.id);
 
         let acquired = match deadline {
@@ -347,7 +393,23 @@ async fn send_with_retries(
                 }
             }
         };
-        WorkerStats::inc(&stats.upstream_requests);
+        info.upstream = Some(UpstreamInfo {
+            cluster: ci,
+            host: hi,
+            addr: host.address,
+            local: conn.local_addr(),
+        });
+        up.both(ci, hi, |s| {
+            s.request_total.inc();
+            s.request_active.inc();
+        });
+        let _try_active = TryActive {
+            up,
+            cluster: ci,
+            host: hi,
+        };
+        let sent_at = Instant::now();
+        info.request_sent = Some(sent_at - info.start);
         let send = conn.sender().try_send_request(req);
         let try_deadline = match (deadline, per_try) {
             (Some(d), Some(p)) => Some(d.min(Instant::now() + p)),
@@ -358,6 +420,10 @@ async fn send_with_retries(
             Some(d) => match tokio::time::timeout_at(d, send).await {
                 Ok(r) => r,
                 Err(_) => {
+                    up.both(ci, hi, |s| {
+                        s.request_timeout.inc();
+                        s.response_failed.inc();
+                    });
                     let overall = deadline.is_some_and(|d| Instant::now() >= d);
                     if more && !overall && replayable {
                         continue;
@@ -369,6 +435,17 @@ async fn send_with_retries(
         };
         match sent {
             Ok(resp) => {
+                let now = Instant::now();
+                info.response_head = Some(now - info.start);
+                let failed = resp.status().is_server_error();
+                up.both(ci, hi, |s| {
+                    s.request_duration_time.observe(now - sent_at);
+                    if failed {
+                        s.response_failed.inc();
+                    } else {
+                        s.response_success.inc();
+                    }
+                });
                 if more && replayable && is_retry_status(f, resp.status()) {
                     tracing::debug!(status = %resp.status(), "retrying after status");
                     continue;
@@ -380,7 +457,7 @@ async fn send_with_retries(
                 f.headers.apply_response(&mut rp.headers);
                 return Ok(Response::from_parts(
                     rp,
-                    ResponseBody::Upstream(worker.pools.pooled_body(rb, conn)),
+                    ResponseBody::upstream(worker.pools.pooled_body(rb, conn)),
                 ));
             }
             Err(mut e) => {
@@ -393,6 +470,10 @@ async fn send_with_retries(
                         continue;
                     }
                 }
+                up.both(ci, hi, |s| {
+                    s.request_remote_reset.inc();
+                    s.response_failed.inc();
+                });
                 let err = ProxyError::new(
                     ResponseFlag::UpstreamConnectionTermination,
                     format!("upstream {}: {}", host.address, e.into_error()),

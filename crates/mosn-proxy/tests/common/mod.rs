@@ -194,7 +194,7 @@ impl Proxy {
             .iter()
             .position(|f| *f == flag)
             .unwrap();
-        mosn_proxy::stats::sum(self.server.stats(), |s| &s.flags[i])
+        mosn_proxy::stats::sum(self.server.stats(), |s| s.flags[i].get())
     }
 }
 

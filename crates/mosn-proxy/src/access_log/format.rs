@@ -1,0 +1,307 @@
+//! MOSN's access-log format: text with `%variable%` placeholders, compiled once per listener.
+//!
+//! Source: MOSN `pkg/log/accesslog.go` and `pkg/proxy/var.go`. Variables: `start_time`
+//! (`2006/01/02 15:04:05.000`, UTC), `request_received_duration`, `response_received_duration`,
+//! `duration` (Go duration strings), `bytes_sent`, `bytes_received`, `protocol`, `response_code`,
+//! `response_flag` (Envoy's short flags, `-` when none), `upstream_host`, `upstream_cluster`,
+//! `upstream_local_address`, `downstream_local_address`, `downstream_remote_address`,
+//! `request_header_<name>`, `response_header_<name>`, `connection_id`, `listener_name`.
+//! Unknown names, and values that do not exist for a request, print `-`.
+
+use std::fmt::Write;
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+use http::{HeaderName, HeaderValue};
+use mosn_api::ResponseFlag;
+
+/// MOSN's default access-log format (`pkg/types/accesslog.go`).
+pub const DEFAULT_FORMAT: &str =
+    "%start_time% %trace_id%  %connection_id% %upstream_connection_id% \
+%request_received_duration% %response_received_duration% %bytes_sent% %bytes_received% %protocol% \
+%response_code% %duration% %response_flag% %response_code% %upstream_local_address% \
+%downstream_local_address% %downstream_remote_address% %upstream_host%";
+
+#[derive(Debug, Clone, PartialEq)]
+enum Var {
+    StartTime,
+    RequestReceivedDuration,
+    ResponseReceivedDuration,
+    Duration,
+    BytesSent,
+    BytesReceived,
+    Protocol,
+    ResponseCode,
+    ResponseFlag,
+    UpstreamHost,
+    UpstreamCluster,
+    UpstreamLocalAddress,
+    DownstreamLocalAddress,
+    DownstreamRemoteAddress,
+    RequestHeader(usize),
+    ResponseHeader(usize),
+    ConnectionId,
+    ListenerName,
+    Unknown,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Segment {
+    Lit(String),
+    Var(Var),
+}
+
+/// A compiled format.
+#[derive(Debug, Clone)]
+pub struct Format {
+    segments: Vec<Segment>,
+    /// Request headers the format prints, in `Entry::request_headers` order.
+    pub request_headers: Vec<HeaderName>,
+    /// Response headers the format prints, in `Entry::response_headers` order.
+    pub response_headers: Vec<HeaderName>,
+}
+
+/// What one access-log line is made of.
+pub struct Entry<'a> {
+    /// Wall-clock time the request head arrived.
+    pub start: SystemTime,
+    /// Time from the request head until the request was handed to the upstream.
+    pub request_received: Option<Duration>,
+    /// Time from the request head until the upstream response head arrived.
+    pub response_received: Option<Duration>,
+    /// Time from the request head until the response was sent.
+    pub duration: Duration,
+    /// Response body bytes sent to the client.
+    pub bytes_sent: u64,
+    /// Request body bytes received from the client.
+    pub bytes_received: u64,
+    /// `HTTP/1.1`, `HTTP/1.0`, ...
+    pub protocol: &'a str,
+    /// Response status.
+    pub status: u16,
+    /// Response flag, if any.
+    pub flag: Option<ResponseFlag>,
+    /// Upstream host address.
+    pub upstream_host: Option<SocketAddr>,
+    /// Upstream cluster name.
+    pub upstream_cluster: Option<&'a str>,
+    /// Local address of the upstream connection.
+    pub upstream_local: Option<SocketAddr>,
+    /// Local address of the client connection.
+    pub downstream_local: SocketAddr,
+    /// Client address.
+    pub downstream_remote: SocketAddr,
+    /// Values of [`Format::request_headers`].
+    pub request_headers: &'a [Option<HeaderValue>],
+    /// Values of [`Format::response_headers`].
+    pub response_headers: &'a [Option<HeaderValue>],
+    /// Connection id, unique within the process.
+    pub connection_id: u64,
+    /// Listener name.
+    pub listener_name: &'a str,
+}
+
+/// Formats a duration as Go's `time.Duration.String()` does for durations under a minute
+/// (`"1.5ms"`, `"250µs"`, `"2.000123s"`), and `"1m30s"` style above.
+pub fn go_duration(d: Duration) -> String {
+    let ns = d.as_nanos();
+    let trim = |v: f64, unit: &str| {
+        let s = format!("{v:.9}");
+        let s = s.trim_end_matches('0').trim_end_matches('.');
+        format!("{s}{unit}")
+    };
+    if ns == 0 {
+        "0s".into()
+    } else if ns < 1_000 {
+        format!("{ns}ns")
+    } else if ns < 1_000_000 {
+        trim(ns as f64 / 1e3, "µs")
+    } else if ns < 1_000_000_000 {
+        trim(ns as f64 / 1e6, "ms")
+    } else if ns < 60_000_000_000 {
+        trim(ns as f64 / 1e9, "s")
+    } else {
+        let secs = d.as_secs();
+        let (h, m) = (secs / 3600, (secs / 60) % 60);
+        let s = trim((ns % 60_000_000_000) as f64 / 1e9, "s");
+        if h > 0 {
+            format!("{h}h{m}m{s}")
+        } else {
+            format!("{m}m{s}")
+        }
+    }
+}
+
+fn start_time(t: SystemTime) -> String {
+    let f = time::macros::format_description!(
+        "[year]/[month]/[day] [hour]:[minute]:[second].[subsecond digits:3]"
+    );
+    time::OffsetDateTime::from(t)
+        .format(&f)
+        .unwrap_or_else(|_| "-".into())
+}
+
+impl Format {
+    /// Compiles a format.
+    ///
+    /// Errors: an unterminated `%`, or a header name that is not valid HTTP.
+    pub fn parse(text: &str) -> Result<Format, String> {
+        let mut segments = Vec::new();
+        let mut request_headers: Vec<HeaderName> = Vec::new();
+        let mut response_headers: Vec<HeaderName> = Vec::new();
+        let mut rest = text;
+        while let Some(i) = rest.find('%') {
+            if i > 0 {
+                segments.push(Segment::Lit(rest[..i].to_string()));
+            }
+            let after = &rest[i + 1..];
+            let j = after
+                .find('%')
+                .ok_or_else(|| format!("unterminated variable at {:?}", &rest[i..]))?;
+            let name = &after[..j];
+            let header =
+                |prefix: &str, list: &mut Vec<HeaderName>| -> Result<Option<usize>, String> {
+                    match name.strip_prefix(prefix) {
+                        None => Ok(None),
+                        Some(h) => {
+                            let n = HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes())
+                                .map_err(|_| format!("{h:?} is not a header name"))?;
+                            list.push(n);
+                            Ok(Some(list.len() - 1))
+                        }
+                    }
+                };
+            let var = if let Some(k) = header("request_header_", &mut request_headers)? {
+                Var::RequestHeader(k)
+            } else if let Some(k) = header("response_header_", &mut response_headers)? {
+                Var::ResponseHeader(k)
+            } else {
+                match name {
+                    "start_time" => Var::StartTime,
+                    "request_received_duration" => Var::RequestReceivedDuration,
+                    "response_received_duration" => Var::ResponseReceivedDuration,
+                    "duration" | "request_finished_duration" => Var::Duration,
+                    "bytes_sent" => Var::BytesSent,
+                    "bytes_received" => Var::BytesReceived,
+                    "protocol" => Var::Protocol,
+                    "response_code" => Var::ResponseCode,
+                    "response_flag" => Var::ResponseFlag,
+                    "upstream_host" => Var::UpstreamHost,
+                    "upstream_cluster" => Var::UpstreamCluster,
+                    "upstream_local_address" => Var::UpstreamLocalAddress,
+                    "downstream_local_address" => Var::DownstreamLocalAddress,
+                    "downstream_remote_address" => Var::DownstreamRemoteAddress,
+                    "connection_id" => Var::ConnectionId,
+                    "listener_name" => Var::ListenerName,
+                    _ => Var::Unknown,
+                }
+            };
+            segments.push(Segment::Var(var));
+            rest = &after[j + 1..];
+        }
+        if !rest.is_empty() {
+            segments.push(Segment::Lit(rest.to_string()));
+        }
+        Ok(Format {
+            segments,
+            request_headers,
+            response_headers,
+        })
+    }
+
+    /// Appends one line (with its `\n`) for `e` to `out`.
+    pub fn render(&self, e: &Entry<'_>, out: &mut String) {
+        fn opt<T: std::fmt::Display>(out: &mut String, v: Option<T>) {
+            match v {
+                Some(v) => {
+                    let _ = write!(out, "{v}");
+                }
+                None => out.push('-'),
+            }
+        }
+        fn header(out: &mut String, v: Option<&Option<HeaderValue>>) {
+            match v.and_then(|v| v.as_ref()).and_then(|v| v.to_str().ok()) {
+                Some(s) => out.push_str(s),
+                None => out.push('-'),
+            }
+        }
+        for s in &self.segments {
+            match s {
+                Segment::Lit(l) => out.push_str(l),
+                Segment::Var(v) => match v {
+                    Var::StartTime => out.push_str(&start_time(e.start)),
+                    Var::RequestReceivedDuration => opt(out, e.request_received.map(go_duration)),
+                    Var::ResponseReceivedDuration => opt(out, e.response_received.map(go_duration)),
+                    Var::Duration => out.push_str(&go_duration(e.duration)),
+                    Var::BytesSent => opt(out, Some(e.bytes_sent)),
+                    Var::BytesReceived => opt(out, Some(e.bytes_received)),
+                    Var::Protocol => out.push_str(e.protocol),
+                    Var::ResponseCode => opt(out, Some(e.status)),
+                    Var::ResponseFlag => opt(out, e.flag.map(|f| f.short())),
+                    Var::UpstreamHost => opt(out, e.upstream_host),
+                    Var::UpstreamCluster => opt(out, e.upstream_cluster),
+                    Var::UpstreamLocalAddress => opt(out, e.upstream_local),
+                    Var::DownstreamLocalAddress => opt(out, Some(e.downstream_local)),
+                    Var::DownstreamRemoteAddress => opt(out, Some(e.downstream_remote)),
+                    Var::RequestHeader(i) => header(out, e.request_headers.get(*i)),
+                    Var::ResponseHeader(i) => header(out, e.response_headers.get(*i)),
+                    Var::ConnectionId => opt(out, Some(e.connection_id)),
+                    Var::ListenerName => out.push_str(e.listener_name),
+                    Var::Unknown => out.push('-'),
+                },
+            }
+        }
+        out.push('\n');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(go_duration(Duration::from_nanos(512)), "512ns");
+        assert_eq!(go_duration(Duration::from_micros(250)), "250µs");
+        assert_eq!(go_duration(Duration::from_micros(1500)), "1.5ms");
+        assert_eq!(go_duration(Duration::from_millis(2001)), "2.001s");
+        assert_eq!(go_duration(Duration::from_secs(90)), "1m30s");
+        assert_eq!(go_duration(Duration::ZERO), "0s");
+    }
+
+    #[test]
+    fn renders_variables_and_dashes() {
+        let f = Format::parse("%protocol% %response_code% %response_flag% [%request_header_X-Id%] %nope% %listener_name%")
+            .unwrap();
+        assert_eq!(f.request_headers, vec![HeaderName::from_static("x-id")]);
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let e = Entry {
+            start: SystemTime::UNIX_EPOCH,
+            request_received: None,
+            response_received: None,
+            duration: Duration::from_millis(1),
+            bytes_sent: 0,
+            bytes_received: 0,
+            protocol: "HTTP/1.1",
+            status: 502,
+            flag: Some(ResponseFlag::UpstreamConnectionFailure),
+            upstream_host: None,
+            upstream_cluster: None,
+            upstream_local: None,
+            downstream_local: addr,
+            downstream_remote: addr,
+            request_headers: &[Some(HeaderValue::from_static("abc"))],
+            response_headers: &[],
+            connection_id: 7,
+            listener_name: "l1",
+        };
+        let mut out = String::new();
+        f.render(&e, &mut out);
+        assert_eq!(out, "HTTP/1.1 502 UF [abc] - l1\n");
+        assert!(Format::parse("%oops").is_err());
+        assert_eq!(
+            start_time(SystemTime::UNIX_EPOCH),
+            "1970/01/01 00:00:00.000"
+        );
+    }
+}
