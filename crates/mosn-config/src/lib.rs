@@ -25,6 +25,8 @@ pub use roller::Roller;
 pub struct Loaded {
     /// The config.
     pub config: Config,
+    /// The JSON document it was read from (for the admin config dump).
+    pub raw: serde_json::Value,
     /// Unknown or ignored keys, with their paths.
     pub warnings: Vec<ConfigWarning>,
 }
@@ -45,6 +47,7 @@ pub fn from_value(value: &serde_json::Value) -> Result<Loaded, ConfigError> {
     validate::validate(&config)?;
     Ok(Loaded {
         config,
+        raw: value.clone(),
         warnings: ctx.warnings.into_inner(),
     })
 }

@@ -28,14 +28,7 @@ pub(crate) fn config(root: &Value, ctx: &Ctx) -> Result<Config> {
         ],
         "xDS, plugins, codecs and global filter chains arrive in later releases",
     )?;
-    for key in [
-        "metrics",
-        "tracing",
-        "pprof",
-        "plugin",
-        "node",
-        "close_graceful",
-    ] {
+    for key in ["tracing", "pprof", "plugin", "node", "close_graceful"] {
         if o.get(key).is_some_and(is_set) {
             ctx.warn(&o.key_path(key), OBSERVABILITY_LATER);
         }

@@ -40,6 +40,21 @@ pub enum StartError {
     AccessLog(#[from] AccessLogError),
 }
 
+/// A read-only, thread-safe view of a server's stats and config, for the admin API.
+#[derive(Clone)]
+pub struct StatsView {
+    config: Arc<ArcSwap<Snapshot>>,
+    /// Each worker's counters.
+    pub workers: Vec<Arc<WorkerStats>>,
+}
+
+impl StatsView {
+    /// The current config snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.config.load_full()
+    }
+}
+
 /// A running server. Dropping it stops the workers at once.
 pub struct Server {
     listeners: Vec<(String, SocketAddr)>,
@@ -139,6 +154,14 @@ impl Server {
     /// Each worker's counters.
     pub fn stats(&self) -> &[Arc<WorkerStats>] {
         &self.stats
+    }
+
+    /// A view of the stats for another thread.
+    pub fn stats_view(&self) -> StatsView {
+        StatsView {
+            config: self.config.clone(),
+            workers: self.stats.clone(),
+        }
     }
 
     /// The current config snapshot.

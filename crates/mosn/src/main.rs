@@ -9,6 +9,8 @@ mod summary;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -40,6 +42,8 @@ enum Command {
     Start(RunArgs),
     /// Validate a config and print its listeners, routes and clusters.
     Check(RunArgs),
+    /// Stop the mosn started with this config: SIGTERM to the pid in its `pid` file, then wait.
+    Stop(RunArgs),
     /// Print the version.
     Version,
 }
@@ -78,6 +82,16 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Some(Command::Start(args)) => start(&args),
+        Some(Command::Stop(args)) => match load(&args) {
+            Ok(l) => match stop(&l.config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("mosn stop: {e:#}");
+                    ExitCode::from(1)
+                }
+            },
+            Err(code) => code,
+        },
         None => start(&cli.run),
     }
 }
@@ -87,7 +101,7 @@ fn start(args: &RunArgs) -> ExitCode {
         Ok(l) => l,
         Err(code) => return code,
     };
-    match run(&loaded.config, args) {
+    match run(&loaded, args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("mosn: {e:#}");
@@ -96,20 +110,22 @@ fn start(args: &RunArgs) -> ExitCode {
     }
 }
 
-fn run(cfg: &mosn_config::Config, args: &RunArgs) -> anyhow::Result<()> {
-    logging::init(
-        cfg.server.default_log_path.as_deref(),
-        args.log_level
-            .as_deref()
-            .or(cfg.server.default_log_level.as_deref()),
-    )?;
+fn run(loaded: &mosn_config::Loaded, args: &RunArgs) -> anyhow::Result<()> {
+    let cfg = &loaded.config;
+    let level_name = args
+        .log_level
+        .as_deref()
+        .or(cfg.server.default_log_level.as_deref())
+        .unwrap_or("INFO")
+        .to_ascii_uppercase();
+    let level = logging::init(cfg.server.default_log_path.as_deref(), Some(&level_name))?;
     // Signal handlers go in before anything is bound, so a signal sent as soon as a listener
     // answers is already handled.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("control runtime")?;
-    let signals = {
+    let mut signals = {
         let _enter = rt.enter();
         Signals::new()?
     };
@@ -117,12 +133,60 @@ fn run(cfg: &mosn_config::Config, args: &RunArgs) -> anyhow::Result<()> {
     for (name, addr) in server.listeners() {
         tracing::info!(listener = %name, address = %addr, "listening");
     }
+    let mut raw = loaded.raw.clone();
+    mosn_admin::api::redact(&mut raw);
+    let state = Arc::new(mosn_admin::AdminState {
+        config: raw,
+        stats: server.stats_view(),
+        matcher: mosn_admin::prometheus::Matcher::new(&cfg.metrics),
+        log_path: cfg
+            .server
+            .default_log_path
+            .clone()
+            .unwrap_or_else(|| "stderr".into()),
+        log_level: Mutex::new(level_name),
+        set_level: Box::new(move |l| {
+            let lvl = logging::level(l).ok_or_else(|| format!("unknown log level {l:?}"))?;
+            level
+                .reload(tracing_subscriber::EnvFilter::new(lvl))
+                .map_err(|e| e.to_string())
+        }),
+        stage: AtomicU8::new(mosn_admin::api::STAGE_RUNNING),
+    });
+    let control = if cfg.admin.is_some() || !cfg.metrics.prometheus.is_empty() {
+        let c = mosn_admin::start(
+            cfg.admin.as_ref().map(|a| a.address),
+            &cfg.metrics.prometheus,
+            state.clone(),
+        )?;
+        if let Some(a) = c.admin {
+            tracing::info!(address = %a, "admin listening");
+        }
+        for a in &c.metrics {
+            tracing::info!(address = %a, "prometheus listening");
+        }
+        Some(c)
+    } else {
+        None
+    };
     if let Some(pid) = &cfg.pid {
         std::fs::write(pid, format!("{}\n", std::process::id()))
             .with_context(|| format!("writing pid file {pid}"))?;
     }
-    let graceful = rt.block_on(signals.wait());
+    let graceful = loop {
+        match rt.block_on(signals.next()) {
+            Signal::Reopen => {
+                tracing::info!("SIGUSR1: reopening access logs");
+                server.reopen_logs();
+            }
+            Signal::Drain => break true,
+            Signal::Stop => break false,
+        }
+    };
     if graceful {
+        state
+            .stage
+            .store(mosn_admin::api::STAGE_GRACEFUL_STOPPING, Ordering::Relaxed);
         let grace = cfg
             .server
             .graceful_timeout
@@ -138,10 +202,52 @@ fn run(cfg: &mosn_config::Config, args: &RunArgs) -> anyhow::Result<()> {
     } else {
         drop(server);
     }
+    drop(control);
     if let Some(pid) = &cfg.pid {
         let _ = std::fs::remove_file(pid);
     }
     Ok(())
+}
+
+/// `mosn stop`: SIGTERM to the pid in the config's `pid` file, then waits for the process to end
+/// (its graceful timeout plus 5 s).
+fn stop(cfg: &mosn_config::Config) -> anyhow::Result<()> {
+    let path = cfg
+        .pid
+        .as_deref()
+        .context("the config has no \"pid\" file to find the process by")?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading pid file {path}"))?;
+    let pid: i32 = text
+        .trim()
+        .parse()
+        .with_context(|| format!("pid file {path} holds {:?}, not a pid", text.trim()))?;
+    let pid = nix::unistd::Pid::from_raw(pid);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)
+        .with_context(|| format!("signalling pid {pid}"))?;
+    let wait = cfg
+        .server
+        .graceful_timeout
+        .unwrap_or(Duration::from_secs(30))
+        + Duration::from_secs(5);
+    let until = std::time::Instant::now() + wait;
+    while std::time::Instant::now() < until {
+        if nix::sys::signal::kill(pid, None).is_err() {
+            println!("mosn (pid {pid}) stopped");
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    anyhow::bail!("pid {pid} still runs after {wait:?}")
+}
+
+/// What a signal asks for.
+enum Signal {
+    /// SIGUSR1: reopen the access logs.
+    Reopen,
+    /// SIGTERM: drain, then exit.
+    Drain,
+    /// SIGINT or SIGQUIT: exit now.
+    Stop,
 }
 
 /// The signals the process reacts to.
@@ -149,6 +255,7 @@ struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
     quit: tokio::signal::unix::Signal,
+    usr1: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -159,15 +266,17 @@ impl Signals {
             term: signal(SignalKind::terminate()).context("SIGTERM handler")?,
             int: signal(SignalKind::interrupt()).context("SIGINT handler")?,
             quit: signal(SignalKind::quit()).context("SIGQUIT handler")?,
+            usr1: signal(SignalKind::user_defined1()).context("SIGUSR1 handler")?,
         })
     }
 
-    /// Waits for SIGTERM (returns true: drain) or SIGINT/SIGQUIT (returns false: stop now).
-    async fn wait(mut self) -> bool {
+    /// Waits for the next signal.
+    async fn next(&mut self) -> Signal {
         tokio::select! {
-            _ = self.term.recv() => true,
-            _ = self.int.recv() => false,
-            _ = self.quit.recv() => false,
+            _ = self.usr1.recv() => Signal::Reopen,
+            _ = self.term.recv() => Signal::Drain,
+            _ = self.int.recv() => Signal::Stop,
+            _ = self.quit.recv() => Signal::Stop,
         }
     }
 }

@@ -1,0 +1,179 @@
+//! The control plane side of a running mosn-rs: MOSN's admin HTTP API, the Prometheus metrics
+//! sinks and the config dump, served on one control thread so a scrape never adds latency to a
+//! request on a worker.
+//!
+//! Source: MOSN `pkg/admin/server` and `pkg/metrics/sink/prometheus`.
+
+pub mod api;
+pub mod metrics;
+pub mod prometheus;
+pub mod stats_json;
+
+use std::convert::Infallible;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::sync::watch;
+
+pub use api::AdminState;
+
+/// Largest admin request body read, in bytes.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// What the control thread serves.
+enum Site {
+    Admin,
+    Metrics(String),
+}
+
+/// The running control thread; dropping it stops the servers.
+pub struct ControlServer {
+    /// Bound admin address, if any.
+    pub admin: Option<SocketAddr>,
+    /// Bound Prometheus sink addresses.
+    pub metrics: Vec<SocketAddr>,
+    stop: watch::Sender<bool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for ControlServer {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let l = TcpListener::bind(addr)?;
+    l.set_nonblocking(true)?;
+    Ok(l)
+}
+
+/// Binds the admin address and each Prometheus sink (`0.0.0.0:port`, as MOSN does), then serves
+/// them on a control thread.
+///
+/// Errors: an address cannot be bound (the message names it), or the thread cannot start.
+pub fn start(
+    admin: Option<SocketAddr>,
+    sinks: &[mosn_config::PrometheusSink],
+    state: Arc<AdminState>,
+) -> Result<ControlServer, std::io::Error> {
+    let named = |what: String| {
+        move |e: std::io::Error| std::io::Error::new(e.kind(), format!("{what}: {e}"))
+    };
+    let mut sockets = Vec::new();
+    let mut admin_addr = None;
+    if let Some(a) = admin {
+        let l = bind(a).map_err(named(format!("admin address {a}")))?;
+        admin_addr = Some(l.local_addr()?);
+        sockets.push((l, Site::Admin));
+    }
+    let mut metrics = Vec::new();
+    for s in sinks {
+        let a = SocketAddr::from(([0, 0, 0, 0], s.port));
+        let l = bind(a).map_err(named(format!("prometheus sink {a}")))?;
+        metrics.push(l.local_addr()?);
+        sockets.push((l, Site::Metrics(s.endpoint.clone())));
+    }
+    let (stop, rx) = watch::channel(false);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let thread = std::thread::Builder::new()
+        .name("mosn-control".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                for (l, site) in sockets {
+                    match tokio::net::TcpListener::from_std(l) {
+                        Ok(l) => {
+                            tokio::spawn(serve(l, Arc::new(site), state.clone(), rx.clone()));
+                        }
+                        Err(e) => tracing::error!(error = %e, "control socket unusable"),
+                    }
+                }
+                let mut rx = rx;
+                let _ = rx.wait_for(|s| *s).await;
+            })
+        })?;
+    Ok(ControlServer {
+        admin: admin_addr,
+        metrics,
+        stop,
+        thread: Some(thread),
+    })
+}
+
+async fn serve(
+    l: tokio::net::TcpListener,
+    site: Arc<Site>,
+    state: Arc<AdminState>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let s = tokio::select! {
+            r = l.accept() => match r { Ok((s, _)) => s, Err(_) => continue },
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let (site, state) = (site.clone(), state.clone());
+        tokio::spawn(async move {
+            let svc =
+                hyper::service::service_fn(move |req| handle(req, site.clone(), state.clone()));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(s), svc)
+                .await;
+        });
+    }
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    site: Arc<Site>,
+    state: Arc<AdminState>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (parts, body) = req.into_parts();
+    let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return Ok(reply(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "text/plain",
+                format!("body over {MAX_BODY_BYTES} bytes\n"),
+            ));
+        }
+    };
+    let path = parts.uri.path();
+    let a = match &*site {
+        Site::Metrics(endpoint) if path == endpoint => {
+            let sets = metrics::collect(&state.stats.snapshot(), &state.stats.workers);
+            api::Answer {
+                status: StatusCode::OK,
+                content_type: "text/plain; version=0.0.4; charset=utf-8",
+                body: prometheus::render(&sets, &state.matcher),
+            }
+        }
+        Site::Metrics(endpoint) => api::Answer {
+            status: StatusCode::NOT_FOUND,
+            content_type: "text/plain",
+            body: format!("metrics are at {endpoint}\n"),
+        },
+        Site::Admin => api::answer(&state, &parts.method, path, parts.uri.query(), &body),
+    };
+    Ok(reply(a.status, a.content_type, a.body))
+}
+
+fn reply(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
+    r
+}
