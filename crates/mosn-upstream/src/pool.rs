@@ -129,16 +129,35 @@ impl Pools {
         self.connect(cluster, host).await
     }
 
-    /// Opens a new connection to `host` (see [`Pools::acquire`] for the errors).
+    /// Opens a new connection to `host` (see [`Pools::acquire`] for the errors). Counts
+    /// `request_pending_overflow` and `connection_con_fail` for the cluster and the host.
     pub async fn connect(&self, cluster: &Arc<Cluster>, host: &Host) -> Result<Conn, ProxyError> {
+        let (ci, hi) = (cluster.index, host.id);
+        let overflow = |what: &str| {
+            self.stats
+                .both(ci, hi, |s| s.request_pending_overflow.inc());
+            ProxyError::new(ResponseFlag::UpstreamOverflow, what)
+        };
         let pending = cluster
             .try_take(|g: &Gauges| &g.pending, cluster.limits.max_pending_requests)
-            .ok_or_else(|| {
-                ProxyError::new(ResponseFlag::UpstreamOverflow, "max_pending_requests")
-            })?;
+            .ok_or_else(|| overflow("max_pending_requests"))?;
         let conn_slot = cluster
             .try_take(|g: &Gauges| &g.connections, cluster.limits.max_connections)
-            .ok_or_else(|| ProxyError::new(ResponseFlag::UpstreamOverflow, "max_connections"))?;
+            .ok_or_else(|| overflow("max_connections"))?;
+        let r = self.open(cluster, host, pending, conn_slot).await;
+        if r.is_err() {
+            self.stats.both(ci, hi, |s| s.connection_con_fail.inc());
+        }
+        r
+    }
+
+    async fn open(
+        &self,
+        cluster: &Arc<Cluster>,
+        host: &Host,
+        pending: crate::cluster::Slot,
+        conn_slot: crate::cluster::Slot,
+    ) -> Result<Conn, ProxyError> {
         let addr = host.address;
         let stream = tokio::time::timeout(cluster.connect_timeout, TcpStream::connect(addr))
             .await

@@ -230,8 +230,16 @@ fn stop(cfg: &mosn_config::Config) -> anyhow::Result<()> {
         .unwrap_or(Duration::from_secs(30))
         + Duration::from_secs(5);
     let until = std::time::Instant::now() + wait;
+    // Gone, or a zombie waiting for its parent to reap it: either way it has stopped.
+    let gone = || {
+        nix::sys::signal::kill(pid, None).is_err()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| s.rsplit_once(") ").map(|(_, r)| r.starts_with('Z')))
+                .unwrap_or(true)
+    };
     while std::time::Instant::now() < until {
-        if nix::sys::signal::kill(pid, None).is_err() {
+        if gone() {
             println!("mosn (pid {pid}) stopped");
             return Ok(());
         }

@@ -2,38 +2,13 @@
 //! example configs start unchanged, the README's quickstart answers curl, signals stop the process,
 //! and a 512 MiB body streams through while the process stays small.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+mod common;
 
-fn mosn() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_mosn"))
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn corpus() -> PathBuf {
-    let p = repo().join("../shared/mosn-configs");
-    assert!(
-        p.is_dir(),
-        "MOSN's config corpus is expected at {}",
-        p.display()
-    );
-    p
-}
-
-fn write_temp(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mosn-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p
-}
+use common::*;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::Stdio;
+use std::time::Duration;
 
 /// Runs `mosn check -c` on a config text; returns (exit code, stdout, stderr).
 fn check(text: &str) -> (i32, String, String) {
@@ -44,13 +19,6 @@ fn check(text: &str) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-fn fastrand_name() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
 }
 
 const GOOD: &str = r#"{"servers":[{"routers":[{"router_config_name":"r","virtual_hosts":[{"name":"v","domains":["*"],
@@ -222,107 +190,6 @@ fn mosn_corpus_is_accepted_or_rejected_by_name() {
     }
 }
 
-/// A running `mosn` process, killed on drop.
-struct Proc {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(config: &Path) -> Proc {
-    let mut child = mosn()
-        .args(["start", "-c"])
-        .arg(config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    for r in [
-        Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
-        Box::new(child.stderr.take().unwrap()),
-    ] {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for l in BufReader::new(r).lines().map_while(Result::ok) {
-                let _ = tx.send(l);
-            }
-        });
-    }
-    Proc { child, lines: rx }
-}
-
-impl Proc {
-    /// Waits for the "listening" log line of a listener and returns its address.
-    fn listener(&self, name: &str) -> SocketAddr {
-        let until = Instant::now() + Duration::from_secs(10);
-        while let Ok(l) = self
-            .lines
-            .recv_timeout(until.saturating_duration_since(Instant::now()))
-        {
-            if l.contains("listening") && l.contains(&format!("listener={name} ")) {
-                let a = l
-                    .split("address=")
-                    .nth(1)
-                    .unwrap()
-                    .split_whitespace()
-                    .next()
-                    .unwrap();
-                return a.parse().unwrap();
-            }
-        }
-        panic!("listener {name} never logged that it listens");
-    }
-
-    fn rss_peak_kib(&self) -> u64 {
-        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let line = s.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
-    }
-}
-
-fn wait_timeout(child: &mut Child, d: Duration) -> Option<i32> {
-    let until = Instant::now() + d;
-    while Instant::now() < until {
-        if let Some(s) = child.try_wait().unwrap() {
-            return Some(s.code().unwrap_or(-1));
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    None
-}
-
-fn wait_port(addr: &str) {
-    let until = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < until {
-        if TcpStream::connect(addr).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("nothing listens on {addr}");
-}
-
-fn curl(args: &[&str]) -> String {
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "10"])
-        .args(args)
-        .output()
-        .expect("curl is installed by .ci/install-test-deps.sh");
-    assert!(
-        out.status.success(),
-        "curl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// The example configs bind MOSN's fixed ports (2045, 2046, ...), so they run one after another in
 /// this single test.
 #[test]
@@ -391,12 +258,7 @@ fn sigterm_drains_and_exits_0_sigint_exits_at_once() {
     for (sig, code) in [("-TERM", 0), ("-INT", 0)] {
         let mut m = spawn(&p);
         m.listener("l");
-        let pid = m.child.id().to_string();
-        assert!(Command::new("kill")
-            .args([sig, &pid])
-            .status()
-            .unwrap()
-            .success());
+        m.signal(sig);
         assert_eq!(
             wait_timeout(&mut m.child, Duration::from_secs(10)),
             Some(code),

@@ -357,6 +357,13 @@ async fn send_with_retries(
                 ProxyError::new(ResponseFlag::UpstreamOverflow, "max_requests")
             })?;
         let _busy = worker.busy(host.id);
+        // Known before connecting, so a connect failure is logged with its cluster and host.
+        info.upstream = Some(UpstreamInfo {
+            cluster: ci,
+            host: hi,
+            addr: host.address,
+            local: None,
+        });
 
         let acquired = match deadline {
             Some(d) => tokio::time::timeout_at(d, worker.pools.acquire(cluster, host))
@@ -393,12 +400,9 @@ async fn send_with_retries(
                 }
             }
         };
-        info.upstream = Some(UpstreamInfo {
-            cluster: ci,
-            host: hi,
-            addr: host.address,
-            local: conn.local_addr(),
-        });
+        if let Some(u) = &mut info.upstream {
+            u.local = conn.local_addr();
+        }
         up.both(ci, hi, |s| {
             s.request_total.inc();
             s.request_active.inc();
