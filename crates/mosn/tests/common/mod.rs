@@ -192,7 +192,19 @@ pub fn http(
     headers: &[(&str, &str)],
     body: &str,
 ) -> Reply {
-    let mut s = TcpStream::connect(addr).unwrap();
+    try_http(addr, method, path, headers, body)
+        .unwrap_or_else(|| panic!("cannot connect to {addr}"))
+}
+
+/// Like [`http`], but `None` when nothing accepts the connection.
+pub fn try_http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Option<Reply> {
+    let mut s = TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\ncontent-length: {}\r\n",
@@ -216,7 +228,7 @@ pub fn http(
     let chunked = head
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked");
-    Reply {
+    Some(Reply {
         status,
         head: head.to_string(),
         body: if chunked {
@@ -224,7 +236,7 @@ pub fn http(
         } else {
             body.to_string()
         },
-    }
+    })
 }
 
 fn dechunk(mut b: &str) -> String {
