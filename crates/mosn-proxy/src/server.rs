@@ -231,8 +231,19 @@ fn run_worker(
                 Err(e) => tracing::error!(worker = id, error = %e, "listener socket unusable"),
             }
         }
+        if !worker.local_logs.is_empty() {
+            let w = worker.clone();
+            tokio::task::spawn_local(async move {
+                let mut tick = tokio::time::interval(crate::access_log::BATCH_EVERY);
+                loop {
+                    tick.tick().await;
+                    w.local_logs.flush();
+                }
+            });
+        }
         // Run until the server's sender is dropped (stop), serving in-flight requests meanwhile.
         let mut rx = shutdown;
         while rx.changed().await.is_ok() {}
+        worker.local_logs.flush();
     });
 }

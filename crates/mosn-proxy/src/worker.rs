@@ -11,7 +11,7 @@ use mosn_upstream::{ClusterManager, LbState, Pools};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::access_log::AccessLogs;
+use crate::access_log::{AccessLogs, LocalLogs};
 use crate::snapshot::Snapshot;
 use crate::stats::WorkerStats;
 
@@ -42,6 +42,8 @@ pub struct Worker {
     pub pools: Pools,
     /// Access logs by listener.
     pub logs: Arc<AccessLogs>,
+    /// This worker's batches of access-log lines.
+    pub local_logs: LocalLogs,
     lb: RefCell<LbCache>,
     connections: Cell<u64>,
 }
@@ -69,6 +71,7 @@ impl Worker {
             id,
             pools: Pools::new(stats.upstream.clone()),
             stats,
+            local_logs: LocalLogs::new(&logs),
             logs,
             lb: RefCell::new(LbCache::new(&snapshot.clusters)),
             connections: Cell::new(0),

@@ -101,6 +101,33 @@ pub struct Entry<'a> {
     pub listener_name: &'a str,
 }
 
+/// Appends `d` as [`go_duration`] formats it, without allocating for durations under a minute.
+pub fn write_go_duration(out: &mut String, d: Duration) {
+    let ns = d.as_nanos();
+    // value in the unit, as integer part and 9-digit fraction, trailing zeros trimmed
+    let mut frac = |whole: u128, rem: u128, digits: u32, unit: &str| {
+        let _ = write!(out, "{whole}");
+        if rem > 0 {
+            let mut r = rem;
+            let mut width = digits as usize;
+            while r % 10 == 0 {
+                r /= 10;
+                width -= 1;
+            }
+            let _ = write!(out, ".{r:0width$}");
+        }
+        out.push_str(unit);
+    };
+    match ns {
+        0 => out.push_str("0s"),
+        1..=999 => frac(ns, 0, 0, "ns"),
+        1_000..=999_999 => frac(ns / 1_000, ns % 1_000, 3, "µs"),
+        1_000_000..=999_999_999 => frac(ns / 1_000_000, ns % 1_000_000, 6, "ms"),
+        1_000_000_000..=59_999_999_999 => frac(ns / 1_000_000_000, ns % 1_000_000_000, 9, "s"),
+        _ => out.push_str(&go_duration(d)),
+    }
+}
+
 /// Formats a duration as Go's `time.Duration.String()` does for durations under a minute
 /// (`"1.5ms"`, `"250µs"`, `"2.000123s"`), and `"1m30s"` style above.
 pub fn go_duration(d: Duration) -> String {
@@ -132,13 +159,35 @@ pub fn go_duration(d: Duration) -> String {
     }
 }
 
+#[cfg(test)]
 fn start_time(t: SystemTime) -> String {
-    let f = time::macros::format_description!(
-        "[year]/[month]/[day] [hour]:[minute]:[second].[subsecond digits:3]"
-    );
-    time::OffsetDateTime::from(t)
-        .format(&f)
-        .unwrap_or_else(|_| "-".into())
+    let mut s = String::new();
+    write_start_time(&mut s, t);
+    s
+}
+
+thread_local! {
+    /// The last second formatted (`2006/01/02 15:04:05`), reused while it does not change.
+    static SECOND: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
+}
+
+/// Appends `t` as `2006/01/02 15:04:05.000` (UTC), formatting the date once per second.
+fn write_start_time(out: &mut String, t: SystemTime) {
+    let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    SECOND.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.0 != secs {
+            let f =
+                time::macros::format_description!("[year]/[month]/[day] [hour]:[minute]:[second]");
+            c.1 = time::OffsetDateTime::from(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+                .format(&f)
+                .unwrap_or_else(|_| "-".into());
+            c.0 = secs;
+        }
+        out.push_str(&c.1);
+    });
+    let _ = write!(out, ".{:03}", since.subsec_millis());
 }
 
 impl Format {
@@ -229,10 +278,16 @@ impl Format {
             match s {
                 Segment::Lit(l) => out.push_str(l),
                 Segment::Var(v) => match v {
-                    Var::StartTime => out.push_str(&start_time(e.start)),
-                    Var::RequestReceivedDuration => opt(out, e.request_received.map(go_duration)),
-                    Var::ResponseReceivedDuration => opt(out, e.response_received.map(go_duration)),
-                    Var::Duration => out.push_str(&go_duration(e.duration)),
+                    Var::StartTime => write_start_time(out, e.start),
+                    Var::RequestReceivedDuration => match e.request_received {
+                        Some(d) => write_go_duration(out, d),
+                        None => out.push('-'),
+                    },
+                    Var::ResponseReceivedDuration => match e.response_received {
+                        Some(d) => write_go_duration(out, d),
+                        None => out.push('-'),
+                    },
+                    Var::Duration => write_go_duration(out, e.duration),
                     Var::BytesSent => opt(out, Some(e.bytes_sent)),
                     Var::BytesReceived => opt(out, Some(e.bytes_received)),
                     Var::Protocol => out.push_str(e.protocol),
@@ -261,6 +316,20 @@ mod tests {
 
     #[test]
     fn go_durations() {
+        for d in [
+            512,
+            250_000,
+            1_500_000,
+            2_001_000_000,
+            1_234_567,
+            999_999_999,
+            59_000_000_000u64,
+        ] {
+            let d = Duration::from_nanos(d);
+            let mut s = String::new();
+            write_go_duration(&mut s, d);
+            assert_eq!(s, go_duration(d), "{d:?}");
+        }
         assert_eq!(go_duration(Duration::from_nanos(512)), "512ns");
         assert_eq!(go_duration(Duration::from_micros(250)), "250µs");
         assert_eq!(go_duration(Duration::from_micros(1500)), "1.5ms");

@@ -4,6 +4,7 @@
 pub mod format;
 pub mod writer;
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,20 +12,80 @@ use std::sync::Arc;
 pub use format::{Entry, Format, DEFAULT_FORMAT};
 pub use writer::{LogWriter, Roller};
 
+/// A worker hands its rendered lines to a file's writer in chunks of about this many bytes (or
+/// every [`BATCH_EVERY`]), so the data path pays for a channel send once per chunk, not per line.
+pub const BATCH_BYTES: usize = 16 * 1024;
+
+/// Longest time a line waits in a worker's batch.
+pub const BATCH_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// One access log of a listener: its compiled format and its file's writer.
 #[derive(Clone)]
 pub struct ListenerLog {
     /// The compiled format.
     pub format: Arc<Format>,
-    /// The writer of its file.
-    pub writer: LogWriter,
+    /// Index of its file's writer in [`AccessLogs::writers`].
+    pub writer: usize,
+}
+
+/// A worker's line batches, one per log file.
+pub struct LocalLogs {
+    writers: Vec<LogWriter>,
+    batches: Vec<RefCell<String>>,
+}
+
+impl LocalLogs {
+    /// Empty batches for every writer of `logs`.
+    pub fn new(logs: &AccessLogs) -> Self {
+        LocalLogs {
+            writers: logs.writers.clone(),
+            batches: logs
+                .writers
+                .iter()
+                .map(|_| RefCell::new(String::new()))
+                .collect(),
+        }
+    }
+
+    /// Appends a line for writer `w` with `render`, handing the batch over once it is large.
+    pub fn write(&self, w: usize, render: impl FnOnce(&mut String)) {
+        let Some(b) = self.batches.get(w) else {
+            return;
+        };
+        let mut b = b.borrow_mut();
+        if b.capacity() == 0 {
+            b.reserve(BATCH_BYTES + 1024);
+        }
+        render(&mut b);
+        if b.len() >= BATCH_BYTES {
+            let full = std::mem::replace(&mut *b, String::with_capacity(BATCH_BYTES + 1024));
+            self.writers[w].write(full);
+        }
+    }
+
+    /// Hands every non-empty batch to its writer.
+    pub fn flush(&self) {
+        for (b, w) in self.batches.iter().zip(&self.writers) {
+            let mut b = b.borrow_mut();
+            if !b.is_empty() {
+                w.write(std::mem::take(&mut *b));
+            }
+        }
+    }
+
+    /// True when no log file is configured.
+    pub fn is_empty(&self) -> bool {
+        self.writers.is_empty()
+    }
 }
 
 /// Every access-log writer of the process, one per file path, shared by the listeners that log
 /// to the same file.
 #[derive(Default, Clone)]
 pub struct AccessLogs {
-    writers: HashMap<PathBuf, LogWriter>,
+    paths: HashMap<PathBuf, usize>,
+    /// One writer per file.
+    pub writers: Vec<LogWriter>,
     /// Logs by listener index.
     pub by_listener: Vec<Vec<ListenerLog>>,
 }
@@ -76,21 +137,23 @@ impl AccessLogs {
         Ok(logs)
     }
 
-    fn writer(&mut self, path: &Path, roller: &Roller) -> Result<LogWriter, AccessLogError> {
-        if let Some(w) = self.writers.get(path) {
-            return Ok(w.clone());
+    fn writer(&mut self, path: &Path, roller: &Roller) -> Result<usize, AccessLogError> {
+        if let Some(w) = self.paths.get(path) {
+            return Ok(*w);
         }
         let w = LogWriter::start(path, roller.clone()).map_err(|source| AccessLogError::Open {
             path: path.to_path_buf(),
             source,
         })?;
-        self.writers.insert(path.to_path_buf(), w.clone());
-        Ok(w)
+        self.writers.push(w);
+        self.paths
+            .insert(path.to_path_buf(), self.writers.len() - 1);
+        Ok(self.writers.len() - 1)
     }
 
     /// Reopens every file (after an external rotation; SIGUSR1).
     pub fn reopen(&self) {
-        for w in self.writers.values() {
+        for w in &self.writers {
             w.reopen();
         }
     }

@@ -1,5 +1,6 @@
-//! The access-log writer: one thread per log file, fed lines over a bounded channel so a worker
-//! never blocks on disk. The thread buffers, flushes after each burst, rotates by MOSN's
+//! The access-log writer: one thread per log file, fed chunks of lines over a bounded channel so a
+//! worker never blocks on disk. Workers batch lines (see [`crate::access_log::LocalLogs`]); the
+//! thread buffers, flushes when its buffer fills or every [`FLUSH_EVERY`], rotates by MOSN's
 //! `global_log_roller` and reopens the file on request (SIGUSR1).
 //!
 //! Rotation follows [`Roller`] (MOSN's `global_log_roller`).
@@ -14,8 +15,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 pub use mosn_config::Roller;
 
-/// Lines that may wait for the writer before new ones are dropped (and counted).
-pub const QUEUE_LINES: usize = 64 * 1024;
+/// Chunks (each up to [`crate::access_log::BATCH_BYTES`] of lines) that may wait for the writer
+/// before new ones are dropped (and counted).
+pub const QUEUE_CHUNKS: usize = 1024;
+
+/// Longest time a written line waits in the writer's buffer before reaching the file.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(200);
 
 enum Msg {
     Line(String),
@@ -35,7 +40,7 @@ impl LogWriter {
     /// Errors: the file cannot be opened, or the thread cannot start.
     pub fn start(path: &Path, roller: Roller) -> std::io::Result<LogWriter> {
         let file = open(path)?;
-        let (tx, rx) = mpsc::sync_channel(QUEUE_LINES);
+        let (tx, rx) = mpsc::sync_channel(QUEUE_CHUNKS);
         let path = path.to_path_buf();
         std::thread::Builder::new()
             .name("mosn-accesslog".into())
@@ -46,10 +51,10 @@ impl LogWriter {
         })
     }
 
-    /// Queues a line (ending in `\n`). Never blocks: when the queue is full the line is dropped
-    /// and counted.
-    pub fn write(&self, line: String) {
-        if let Err(TrySendError::Full(_)) = self.tx.try_send(Msg::Line(line)) {
+    /// Queues whole lines (each ending in `\n`). Never blocks: when the queue is full the chunk
+    /// is dropped and counted.
+    pub fn write(&self, lines: String) {
+        if let Err(TrySendError::Full(_)) = self.tx.try_send(Msg::Line(lines)) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -59,7 +64,7 @@ impl LogWriter {
         let _ = self.tx.try_send(Msg::Reopen);
     }
 
-    /// Lines dropped because the queue was full.
+    /// Chunks of lines dropped because the queue was full.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
@@ -149,7 +154,18 @@ impl State {
         }
     }
 
-    fn write(&mut self, line: &str) {
+    /// Writes a chunk of whole lines; with a size limit, line by line so rotation stays exact.
+    fn write(&mut self, chunk: &str) {
+        if self.roller.max_bytes.is_some() {
+            for line in chunk.split_inclusive('\n') {
+                self.write_line(line);
+            }
+        } else {
+            self.write_line(chunk);
+        }
+    }
+
+    fn write_line(&mut self, line: &str) {
         let due_size = self
             .roller
             .max_bytes
@@ -176,26 +192,31 @@ fn run(path: PathBuf, out: BufWriter<File>, roller: Roller, rx: Receiver<Msg>) {
         opened: Instant::now(),
         roller,
     };
+    let mut dirty_since: Option<Instant> = None;
     loop {
-        let first = match rx.recv_timeout(Duration::from_secs(1)) {
-            Ok(m) => m,
+        let wait = dirty_since.map_or(Duration::from_secs(1), |t| {
+            FLUSH_EVERY.saturating_sub(t.elapsed())
+        });
+        match rx.recv_timeout(wait) {
+            Ok(Msg::Line(l)) => {
+                st.write(&l);
+                dirty_since.get_or_insert_with(Instant::now);
+            }
+            Ok(Msg::Reopen) => {
+                st.reopen();
+                dirty_since = None;
+            }
             Err(RecvTimeoutError::Timeout) => {
                 if st.roller.every.is_some_and(|e| st.opened.elapsed() >= e) && st.size > 0 {
                     st.rotate();
                 }
-                continue;
             }
             Err(RecvTimeoutError::Disconnected) => break,
-        };
-        let mut next = Some(first);
-        while let Some(m) = next {
-            match m {
-                Msg::Line(l) => st.write(&l),
-                Msg::Reopen => st.reopen(),
-            }
-            next = rx.try_recv().ok();
         }
-        let _ = st.out.flush();
+        if dirty_since.is_some_and(|t| t.elapsed() >= FLUSH_EVERY) {
+            let _ = st.out.flush();
+            dirty_since = None;
+        }
     }
     let _ = st.out.flush();
 }

@@ -21,7 +21,8 @@ enum Kind {
 /// A downstream response body.
 pub struct ResponseBody {
     kind: Kind,
-    done: Option<(Rc<ConnCtx>, RequestInfo)>,
+    /// Boxed: hyper moves the body several times, and a pointer moves cheaply.
+    done: Option<Box<(Rc<ConnCtx>, RequestInfo)>>,
 }
 
 impl ResponseBody {
@@ -44,11 +45,12 @@ impl ResponseBody {
 
     /// Attaches the request's record, finished when this body ends or is dropped.
     pub fn finish_with(&mut self, ctx: Rc<ConnCtx>, info: RequestInfo) {
-        self.done = Some((ctx, info));
+        self.done = Some(Box::new((ctx, info)));
     }
 
     fn complete(&mut self, ok: bool) {
-        if let Some((ctx, info)) = self.done.take() {
+        if let Some(done) = self.done.take() {
+            let (ctx, info) = *done;
             info.finish(&ctx, ok);
         }
     }
@@ -69,16 +71,16 @@ impl Body for ResponseBody {
         match &r {
             Poll::Ready(Some(Ok(f))) => {
                 let n = f.data_ref().map_or(0, |d| d.len() as u64);
-                if let Some((_, info)) = &mut self.done {
-                    info.bytes_sent += n;
+                if let Some(done) = &mut self.done {
+                    done.1.bytes_sent += n;
                 }
                 if self.is_end_stream() {
                     self.complete(true);
                 }
             }
             Poll::Ready(Some(Err(_))) => {
-                if let Some((_, info)) = &mut self.done {
-                    info.flag = Some(ResponseFlag::UpstreamConnectionTermination);
+                if let Some(done) = &mut self.done {
+                    done.1.flag = Some(ResponseFlag::UpstreamConnectionTermination);
                 }
                 self.complete(false);
             }

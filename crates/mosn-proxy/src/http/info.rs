@@ -25,6 +25,16 @@ pub struct UpstreamInfo {
     pub local: Option<SocketAddr>,
 }
 
+/// Request body bytes received.
+#[derive(Debug, Clone, Default)]
+pub enum BytesReceived {
+    /// A known count (no body, or a body held in memory).
+    #[default]
+    Known,
+    /// Counted as the body streams.
+    Counted(Rc<Cell<u64>>),
+}
+
 /// One request's record.
 pub struct RequestInfo {
     /// When the request head was handed to the proxy.
@@ -41,8 +51,11 @@ pub struct RequestInfo {
     pub request_sent: Option<Duration>,
     /// Time until the upstream response head arrived.
     pub response_head: Option<Duration>,
-    /// Request body bytes passed upstream (counted while streaming).
-    pub bytes_received: Rc<Cell<u64>>,
+    /// Request body bytes passed upstream: a held body's length, or a counter shared with a
+    /// streamed body.
+    pub bytes_received: BytesReceived,
+    /// Request body bytes when [`BytesReceived::Known`].
+    pub known_bytes_received: u64,
     /// Response body bytes sent to the client.
     pub bytes_sent: u64,
     /// Per access log of the listener: the request headers its format prints.
@@ -64,7 +77,8 @@ impl RequestInfo {
             upstream: None,
             request_sent: None,
             response_head: None,
-            bytes_received: Rc::new(Cell::new(0)),
+            bytes_received: BytesReceived::Known,
+            known_bytes_received: 0,
             bytes_sent: 0,
             request_headers: logs
                 .iter()
@@ -141,7 +155,10 @@ impl RequestInfo {
                 response_received: self.response_head,
                 duration: elapsed,
                 bytes_sent: self.bytes_sent,
-                bytes_received: self.bytes_received.get(),
+                bytes_received: match &self.bytes_received {
+                    BytesReceived::Known => self.known_bytes_received,
+                    BytesReceived::Counted(c) => c.get(),
+                },
                 protocol,
                 status: self.status,
                 flag: self.flag,
@@ -155,9 +172,9 @@ impl RequestInfo {
                 connection_id: ctx.id,
                 listener_name: &ctx.snapshot.listeners[ctx.listener].name,
             };
-            let mut line = String::with_capacity(256);
-            log.format.render(&e, &mut line);
-            log.writer.write(line);
+            ctx.worker
+                .local_logs
+                .write(log.writer, |out| log.format.render(&e, out));
         }
     }
 }

@@ -25,7 +25,7 @@ use tokio::time::Instant;
 
 use super::body::ResponseBody;
 use super::headers::{append_xff, strip_hop_by_hop};
-use super::info::{RequestInfo, UpstreamInfo};
+use super::info::{BytesReceived, RequestInfo, UpstreamInfo};
 use crate::access_log::ListenerLog;
 use crate::snapshot::Snapshot;
 use crate::worker::Worker;
@@ -264,10 +264,12 @@ async fn forward(
             ProxyError::new(ResponseFlag::DownstreamConnectionTermination, e.to_string())
         })?;
         let bytes = bytes.to_bytes();
-        info.bytes_received.set(bytes.len() as u64);
+        info.known_bytes_received = bytes.len() as u64;
         RequestBody::Full(Some(bytes))
     } else {
-        RequestBody::Stream(body, info.bytes_received.clone())
+        let counter = Rc::new(std::cell::Cell::new(0));
+        info.bytes_received = BytesReceived::Counted(counter.clone());
+        RequestBody::Stream(body, counter)
     };
     let replayable = body.replay().is_some();
     let mut head = Head {
