@@ -110,7 +110,7 @@ pub fn write_go_duration(out: &mut String, d: Duration) {
         if rem > 0 {
             let mut r = rem;
             let mut width = digits as usize;
-            while r % 10 == 0 {
+            while r.is_multiple_of(10) {
                 r /= 10;
                 width -= 1;
             }
