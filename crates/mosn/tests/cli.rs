@@ -230,7 +230,7 @@ fn example_and_mosn_configs_serve_curl_on_their_fixed_ports() {
                 let Ok(mut s) = s else { return };
                 std::thread::spawn(move || {
                     let mut buf = [0u8; 4096];
-                    while let Ok(n) = s.read(&mut buf) {
+                    while let Ok(n) = read_some(&mut s, &mut buf) {
                         if n == 0
                             || s.write_all(
                                 b"HTTP/1.1 200 OK\r\ncontent-length: 12\r\n\r\nhello sample",
@@ -312,7 +312,7 @@ fn serve_bulk(mut s: TcpStream, size: u64) {
     let mut buf = vec![0u8; 1 << 16];
     let mut head = Vec::new();
     loop {
-        let n = s.read(&mut buf).unwrap_or(0);
+        let n = read_some(&mut s, &mut buf).unwrap_or(0);
         if n == 0 {
             return;
         }
@@ -328,7 +328,7 @@ fn serve_bulk(mut s: TcpStream, size: u64) {
                 .unwrap_or(0);
             let mut got = (head.len() - i - 4) as u64;
             while got < len {
-                let n = s.read(&mut buf).unwrap_or(0);
+                let n = read_some(&mut s, &mut buf).unwrap_or(0);
                 if n == 0 {
                     return;
                 }
@@ -351,12 +351,22 @@ fn serve_bulk(mut s: TcpStream, size: u64) {
     }
 }
 
+/// `read`, retried when a signal interrupts it (EINTR).
+fn read_some(s: &mut TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match s.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => return r,
+        }
+    }
+}
+
 /// Reads a response head and its Content-Length body; returns (head, body bytes read).
 fn read_response(s: &mut TcpStream) -> (String, u64) {
     let mut buf = vec![0u8; 1 << 16];
     let mut acc = Vec::new();
     loop {
-        let n = s.read(&mut buf).unwrap();
+        let n = read_some(s, &mut buf).unwrap();
         assert!(n > 0, "closed before the head");
         acc.extend_from_slice(&buf[..n]);
         if let Some(i) = acc.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -370,7 +380,7 @@ fn read_response(s: &mut TcpStream) -> (String, u64) {
                 .unwrap_or(0);
             let mut got = (acc.len() - i - 4) as u64;
             while got < len {
-                let n = s.read(&mut buf).unwrap();
+                let n = read_some(s, &mut buf).unwrap();
                 if n == 0 {
                     break;
                 }

@@ -265,6 +265,7 @@ pub fn std_upstream() -> SocketAddr {
                 let mut acc = Vec::new();
                 loop {
                     let n = match s.read(&mut buf) {
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                         Ok(0) | Err(_) => return,
                         Ok(n) => n,
                     };
