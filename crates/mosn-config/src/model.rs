@@ -89,8 +89,8 @@ pub struct Listener {
     pub name: String,
     /// `address`.
     pub address: SocketAddr,
-    /// `filter_chains[0].filters[proxy].config`.
-    pub proxy: ProxyFilter,
+    /// `filter_chains[0].filters[0]`: the network filter.
+    pub filter: NetworkFilter,
     /// `connection_idle_timeout`: close a downstream connection idle this long. `None`: never.
     pub connection_idle_timeout: Option<Duration>,
     /// `access_logs[]`.
@@ -104,6 +104,93 @@ pub struct AccessLog {
     pub path: String,
     /// `log_format`; `None` means MOSN's default format.
     pub format: Option<String>,
+}
+
+/// A listener's network filter.
+#[derive(Debug, Clone)]
+pub enum NetworkFilter {
+    /// `proxy`: HTTP (and later RPC) streams, routed by `routers`.
+    Proxy(ProxyFilter),
+    /// `tcp_proxy`: raw TCP to a cluster.
+    TcpProxy(TcpProxy),
+}
+
+impl NetworkFilter {
+    /// The `proxy` filter's config, if this is one.
+    pub fn proxy(&self) -> Option<&ProxyFilter> {
+        match self {
+            NetworkFilter::Proxy(p) => Some(p),
+            NetworkFilter::TcpProxy(_) => None,
+        }
+    }
+}
+
+/// An IP range (`{"address": "10.0.0.0", "length": 8}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    /// Network address.
+    pub address: std::net::IpAddr,
+    /// Prefix length in bits.
+    pub length: u8,
+}
+
+impl Cidr {
+    /// True when `ip` is inside the range (an IPv4 range never holds an IPv6 address).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr::*;
+        match (self.address, ip) {
+            (V4(n), V4(a)) => {
+                let bits = u32::from(self.length.min(32));
+                let mask = if bits == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - bits)
+                };
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (V6(n), V6(a)) => {
+                let bits = u32::from(self.length.min(128));
+                let mask = if bits == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - bits)
+                };
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// One `tcp_proxy` route: a cluster for connections whose addresses and ports match. Empty lists
+/// match everything.
+#[derive(Debug, Clone)]
+pub struct TcpRoute {
+    /// `cluster`.
+    pub cluster: String,
+    /// `source_addrs` (MOSN also writes `SourceAddrs`).
+    pub source_addrs: Vec<Cidr>,
+    /// `destination_addrs`.
+    pub destination_addrs: Vec<Cidr>,
+    /// `source_port`: `"8080"`, `"8000-9000"`, comma-separated, as inclusive ranges.
+    pub source_port: Vec<(u16, u16)>,
+    /// `destination_port`.
+    pub destination_port: Vec<(u16, u16)>,
+}
+
+/// The `tcp_proxy` network filter's config (MOSN `StreamProxy`).
+#[derive(Debug, Clone)]
+pub struct TcpProxy {
+    /// `stat_prefix`.
+    pub stat_prefix: String,
+    /// `cluster`: when set it takes every connection and `routes` are not consulted (as in MOSN).
+    pub cluster: Option<String>,
+    /// `routes`, tried in order.
+    pub routes: Vec<TcpRoute>,
+    /// `max_connect_attempts`: hosts tried before the client connection is closed (at least 1).
+    pub max_connect_attempts: u32,
+    /// `idle_timeout`: close both sides after this long without bytes. `None`: never.
+    pub idle_timeout: Option<Duration>,
 }
 
 /// The `proxy` network filter's config.

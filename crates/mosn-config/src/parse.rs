@@ -308,26 +308,36 @@ fn listener(v: &Value, path: &str, ctx: &Ctx) -> Result<Listener> {
     for (fp, fv) in &filters {
         let f = Obj::new(fv, fp)?;
         let ty = f.req_str("type")?;
+        if proxy.is_some() {
+            return Err(ConfigError::new(
+                f.key_path("type"),
+                "a second network filter (mosn-rs runs one terminal filter per chain)",
+            ));
+        }
         match ty {
             "proxy" => {
-                if proxy.is_some() {
-                    return Err(ConfigError::new(fp.clone(), "a second \"proxy\" filter"));
-                }
                 let c = f.req("config")?;
-                proxy = Some(proxy_filter(c, &f.key_path("config"), ctx)?);
+                proxy = Some(NetworkFilter::Proxy(proxy_filter(c, &f.key_path("config"), ctx)?));
+            }
+            "tcp_proxy" => {
+                let c = f.req("config")?;
+                proxy = Some(NetworkFilter::TcpProxy(tcp_proxy(c, &f.key_path("config"), ctx)?));
             }
             other => {
                 return Err(ConfigError::new(
                     f.key_path("type"),
-                    format!("network filter {other:?} is not supported by mosn-rs yet (supported: \"proxy\")"),
+                    format!("network filter {other:?} is not supported by mosn-rs yet (supported: \"proxy\", \"tcp_proxy\")"),
                 ))
             }
         }
         f.finish(ctx);
     }
     chain.finish(ctx);
-    let proxy = proxy.ok_or_else(|| {
-        ConfigError::new(format!("{cp}.filters"), "needs a \"proxy\" network filter")
+    let filter = proxy.ok_or_else(|| {
+        ConfigError::new(
+            format!("{cp}.filters"),
+            "needs a \"proxy\" or \"tcp_proxy\" network filter",
+        )
     })?;
     // No stream filter is implemented yet: the first one configured is named in the error.
     if let Some((sp, sv)) = o.opt_array("stream_filters")?.into_iter().next() {
@@ -341,7 +351,7 @@ fn listener(v: &Value, path: &str, ctx: &Ctx) -> Result<Listener> {
     let l = Listener {
         name,
         address,
-        proxy,
+        filter,
         connection_idle_timeout: o.opt_duration("connection_idle_timeout")?,
         access_logs,
     };
@@ -365,6 +375,99 @@ fn protocol(o: &Obj<'_>, key: &str, ctx: &Ctx) -> Result<Option<Protocol>> {
             format!("protocol {other:?} is not supported by mosn-rs yet (supported: \"Http1\", \"Auto\")"),
         )),
     }
+}
+
+/// Parses `"8080"`, `"8000-9000"` and comma-separated lists of them into inclusive ranges.
+fn port_ranges(o: &Obj<'_>, keys: &[&str]) -> Result<Vec<(u16, u16)>> {
+    for key in keys {
+        let Some(text) = o.opt_str(key)? else {
+            continue;
+        };
+        let bad = || {
+            ConfigError::new(
+                o.key_path(key),
+                format!("{text:?} is not a port list (\"8080\", \"8000-9000\", comma-separated)"),
+            )
+        };
+        let mut out = Vec::new();
+        for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (lo, hi) = match item.split_once('-') {
+                Some((a, b)) => (a.trim(), b.trim()),
+                None => (item, item),
+            };
+            let lo: u16 = lo.parse().map_err(|_| bad())?;
+            let hi: u16 = hi.parse().map_err(|_| bad())?;
+            if lo > hi {
+                return Err(bad());
+            }
+            out.push((lo, hi));
+        }
+        return Ok(out);
+    }
+    Ok(Vec::new())
+}
+
+/// Parses `[{"address": "10.0.0.0", "length": 8}, ...]`.
+fn cidrs(o: &Obj<'_>, keys: &[&str], ctx: &Ctx) -> Result<Vec<Cidr>> {
+    for key in keys {
+        let items = o.opt_array(key)?;
+        if items.is_empty() {
+            continue;
+        }
+        return items
+            .into_iter()
+            .map(|(p, v)| {
+                let c = Obj::new(v, &p)?;
+                let a = c.req_str("address")?;
+                let address: std::net::IpAddr = a.parse().map_err(|_| {
+                    ConfigError::new(c.key_path("address"), format!("{a:?} is not an IP address"))
+                })?;
+                let max = if address.is_ipv4() { 32 } else { 128 };
+                let length = c.opt_u64("length", max)?.unwrap_or(max) as u8;
+                c.finish(ctx);
+                Ok(Cidr { address, length })
+            })
+            .collect();
+    }
+    Ok(Vec::new())
+}
+
+fn tcp_proxy(v: &Value, path: &str, ctx: &Ctx) -> Result<TcpProxy> {
+    let o = Obj::new(v, path)?;
+    let mut routes = Vec::new();
+    for (rp, rv) in o.opt_array("routes")? {
+        let r = Obj::new(rv, &rp)?;
+        routes.push(TcpRoute {
+            cluster: r.req_str("cluster")?.to_string(),
+            source_addrs: cidrs(&r, &["source_addrs", "sourceaddrs"], ctx)?,
+            destination_addrs: cidrs(&r, &["destination_addrs", "destinationaddrs"], ctx)?,
+            source_port: port_ranges(&r, &["source_port", "sourceport"])?,
+            destination_port: port_ranges(&r, &["destination_port", "destinationport"])?,
+        });
+        r.finish(ctx);
+    }
+    let cluster = o
+        .opt_str("cluster")?
+        .filter(|c| !c.is_empty())
+        .map(str::to_string);
+    if cluster.is_none() && routes.is_empty() {
+        return Err(ConfigError::new(path, "needs \"cluster\" or \"routes\""));
+    }
+    if cluster.is_some() && routes.iter().any(|r| Some(&r.cluster) != cluster.as_ref()) {
+        ctx.warn(
+            &o.key_path("routes"),
+            "ignored: \"cluster\" is set and takes every connection (as in MOSN)",
+        );
+    }
+    let t = TcpProxy {
+        stat_prefix: o.opt_str("stat_prefix")?.unwrap_or("").to_string(),
+        cluster,
+        routes,
+        max_connect_attempts: o.opt_u64("max_connect_attempts", 100)?.unwrap_or(1).max(1) as u32,
+        idle_timeout: o.opt_duration("idle_timeout")?.filter(|d| !d.is_zero()),
+    };
+    o.finish(ctx);
+    Ok(t)
 }
 
 fn proxy_filter(v: &Value, path: &str, ctx: &Ctx) -> Result<ProxyFilter> {

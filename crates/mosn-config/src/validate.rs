@@ -68,14 +68,40 @@ pub(crate) fn validate(c: &Config) -> Result<()> {
                 ),
             ));
         }
-        if !routers.contains(l.proxy.router_config_name.as_str()) {
-            return Err(ConfigError::new(
-                format!("{lp}.filter_chains[0].filters[0].config.router_config_name"),
-                format!(
-                    "{:?} is not a route table in servers[0].routers",
-                    l.proxy.router_config_name
-                ),
-            ));
+        match &l.filter {
+            crate::NetworkFilter::Proxy(p) => {
+                if !routers.contains(p.router_config_name.as_str()) {
+                    return Err(ConfigError::new(
+                        format!("{lp}.filter_chains[0].filters[0].config.router_config_name"),
+                        format!(
+                            "{:?} is not a route table in servers[0].routers",
+                            p.router_config_name
+                        ),
+                    ));
+                }
+            }
+            crate::NetworkFilter::TcpProxy(t) => {
+                let fp = format!("{lp}.filter_chains[0].filters[0].config");
+                if let Some(c) = &t.cluster {
+                    if !clusters.contains(c.as_str()) {
+                        return Err(ConfigError::new(
+                            format!("{fp}.cluster"),
+                            format!("{c:?} is not a cluster in cluster_manager.clusters"),
+                        ));
+                    }
+                }
+                for (i, r) in t.routes.iter().enumerate() {
+                    if !clusters.contains(r.cluster.as_str()) {
+                        return Err(ConfigError::new(
+                            format!("{fp}.routes[{i}].cluster"),
+                            format!(
+                                "{:?} is not a cluster in cluster_manager.clusters",
+                                r.cluster
+                            ),
+                        ));
+                    }
+                }
+            }
         }
     }
     Ok(())

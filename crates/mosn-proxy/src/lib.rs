@@ -10,6 +10,7 @@ pub mod http;
 pub mod server;
 pub mod snapshot;
 pub mod stats;
+pub mod tcp;
 pub mod worker;
 
 pub use server::{Server, StartError};

@@ -5,19 +5,93 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mosn_config::Config;
-use mosn_router::RouteTable;
+use std::collections::BTreeMap;
+
+use mosn_config::{Config, NetworkFilter};
+use mosn_router::{BuildError, RouteTable};
 use mosn_upstream::ClusterManager;
+
+/// A compiled `tcp_proxy` route: a target for connections whose addresses and ports match.
+#[derive(Debug, Clone)]
+pub struct TcpRoute {
+    /// Target id in the cluster manager.
+    pub target: usize,
+    /// The route's matchers.
+    pub matcher: mosn_config::TcpRoute,
+}
+
+impl TcpRoute {
+    /// True when a connection from `peer` to `local` matches (empty lists match all).
+    pub fn matches(&self, peer: std::net::SocketAddr, local: std::net::SocketAddr) -> bool {
+        let m = &self.matcher;
+        let ports = |list: &[(u16, u16)], p: u16| {
+            list.is_empty() || list.iter().any(|(a, b)| (*a..=*b).contains(&p))
+        };
+        let ips =
+            |list: &[mosn_config::Cidr], ip| list.is_empty() || list.iter().any(|c| c.contains(ip));
+        ips(&m.source_addrs, peer.ip())
+            && ports(&m.source_port, peer.port())
+            && ips(&m.destination_addrs, local.ip())
+            && ports(&m.destination_port, local.port())
+    }
+}
+
+/// A compiled `tcp_proxy` filter.
+#[derive(Debug, Clone)]
+pub struct TcpProxy {
+    /// The `cluster` target, which takes every connection when set.
+    pub cluster: Option<usize>,
+    /// `routes`, in order.
+    pub routes: Vec<TcpRoute>,
+    /// `max_connect_attempts` (at least 1).
+    pub max_connect_attempts: u32,
+    /// `idle_timeout`.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl TcpProxy {
+    /// The target for a connection, or `None` when no route matches.
+    pub fn target(&self, peer: std::net::SocketAddr, local: std::net::SocketAddr) -> Option<usize> {
+        self.cluster.or_else(|| {
+            self.routes
+                .iter()
+                .find(|r| r.matches(peer, local))
+                .map(|r| r.target)
+        })
+    }
+}
+
+/// What a listener does with a connection.
+#[derive(Debug, Clone)]
+pub enum ListenerKind {
+    /// HTTP through the route table at this index of [`Snapshot::tables`].
+    Http {
+        /// Route table index.
+        table: usize,
+    },
+    /// Raw TCP to a cluster.
+    Tcp(TcpProxy),
+}
 
 /// What a listener needs at run time.
 #[derive(Debug, Clone)]
 pub struct ListenerInfo {
     /// `name`.
     pub name: String,
-    /// Index into [`Snapshot::tables`].
-    pub table: usize,
+    /// What it does with a connection.
+    pub kind: ListenerKind,
     /// `connection_idle_timeout`.
     pub idle_timeout: Option<Duration>,
+}
+
+impl ListenerInfo {
+    /// The route table of an HTTP listener (0 for a TCP one, which never routes HTTP).
+    pub fn table(&self) -> usize {
+        match self.kind {
+            ListenerKind::Http { table } => table,
+            ListenerKind::Tcp(_) => 0,
+        }
+    }
 }
 
 /// One immutable config snapshot.
@@ -48,19 +122,48 @@ impl Snapshot {
             .iter()
             .map(|r| RouteTable::new(r, &mut |name, meta| cm.resolve(name, meta)))
             .collect::<Result<Vec<_>, _>>()?;
-        let listeners = cfg
-            .server
-            .listeners
-            .iter()
-            .map(|l| ListenerInfo {
+        let mut listeners = Vec::new();
+        for l in &cfg.server.listeners {
+            let kind = match &l.filter {
+                NetworkFilter::Proxy(p) => ListenerKind::Http {
+                    table: tables
+                        .iter()
+                        .position(|t| t.name == p.router_config_name)
+                        .unwrap_or(0),
+                },
+                NetworkFilter::TcpProxy(t) => {
+                    let none = BTreeMap::new();
+                    let mut resolve = |name: &str| {
+                        cm.resolve(name, &none).ok_or_else(|| BuildError {
+                            table: l.name.clone(),
+                            what: format!("unknown cluster {name:?}"),
+                        })
+                    };
+                    let cluster = match &t.cluster {
+                        Some(c) => Some(resolve(c)?),
+                        None => None,
+                    };
+                    let mut routes = Vec::new();
+                    for r in &t.routes {
+                        routes.push(TcpRoute {
+                            target: resolve(&r.cluster)?,
+                            matcher: r.clone(),
+                        });
+                    }
+                    ListenerKind::Tcp(TcpProxy {
+                        cluster,
+                        routes,
+                        max_connect_attempts: t.max_connect_attempts,
+                        idle_timeout: t.idle_timeout,
+                    })
+                }
+            };
+            listeners.push(ListenerInfo {
                 name: l.name.clone(),
-                table: tables
-                    .iter()
-                    .position(|t| t.name == l.proxy.router_config_name)
-                    .unwrap_or(0),
+                kind,
                 idle_timeout: l.connection_idle_timeout,
-            })
-            .collect();
+            });
+        }
         Ok(Snapshot {
             tables,
             clusters: Arc::new(cm),

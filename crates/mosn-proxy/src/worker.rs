@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::access_log::{AccessLogs, LocalLogs};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{ListenerKind, Snapshot};
 use crate::stats::WorkerStats;
 
 /// Load-balancer state and per-host active request counts, for one cluster manager.
@@ -135,12 +135,20 @@ pub async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let snapshot = config.load_full();
-        tokio::task::spawn_local(crate::http::serve_connection(
-            worker.clone(),
-            snapshot,
-            index,
-            stream,
-            peer,
-        ));
+        let w = worker.clone();
+        match &snapshot.listeners[index].kind {
+            ListenerKind::Http { .. } => {
+                tokio::task::spawn_local(crate::http::serve_connection(
+                    w, snapshot, index, stream, peer,
+                ));
+            }
+            ListenerKind::Tcp(_) => {
+                tokio::task::spawn_local(async move {
+                    if let ListenerKind::Tcp(tp) = &snapshot.listeners[index].kind {
+                        crate::tcp::serve(w, snapshot.clone(), index, tp, stream, peer).await;
+                    }
+                });
+            }
+        }
     }
 }

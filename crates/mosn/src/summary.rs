@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use mosn_config::{Config, LbType, PathMatch, RouteAction};
+use mosn_config::{Config, LbType, NetworkFilter, PathMatch, RouteAction};
 
 /// Renders the summary as text, one item a line.
 pub fn summary(c: &Config) -> String {
@@ -10,15 +10,24 @@ pub fn summary(c: &Config) -> String {
     let _ = writeln!(s, "config ok");
     let _ = writeln!(s, "listeners: {}", c.server.listeners.len());
     for l in &c.server.listeners {
-        let _ = writeln!(
-            s,
-            "  {} {} {:?}->{:?} router={}",
-            l.name,
-            l.address,
-            l.proxy.downstream_protocol,
-            l.proxy.upstream_protocol,
-            l.proxy.router_config_name
-        );
+        let _ = match &l.filter {
+            NetworkFilter::Proxy(p) => writeln!(
+                s,
+                "  {} {} {:?}->{:?} router={}",
+                l.name, l.address, p.downstream_protocol, p.upstream_protocol, p.router_config_name
+            ),
+            NetworkFilter::TcpProxy(t) => {
+                let routes: Vec<&str> = t.routes.iter().map(|r| r.cluster.as_str()).collect();
+                writeln!(
+                    s,
+                    "  {} {} tcp_proxy cluster={} routes=[{}]",
+                    l.name,
+                    l.address,
+                    t.cluster.as_deref().unwrap_or("-"),
+                    routes.join(",")
+                )
+            }
+        };
     }
     let _ = writeln!(s, "routers: {}", c.server.routers.len());
     for r in &c.server.routers {

@@ -144,7 +144,7 @@ async fn route(
     info: &mut RequestInfo,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let snap = &ctx.snapshot;
-    let table = &snap.tables[snap.listeners[ctx.listener].table];
+    let table = &snap.tables[snap.listeners[ctx.listener].table()];
     let (vh, route) = table
         .route(
             request_host(&req),

@@ -1,0 +1,86 @@
+//! Zero-copy forwarding between two sockets with `splice(2)` through a pipe (Linux).
+//!
+//! Bytes move socket → pipe → socket inside the kernel, never through user space. The pipe is
+//! filled only when empty, so at most one pipe's worth (64 KiB by default) waits for a slow reader:
+//! back-pressure reaches the sender through TCP flow control instead of proxy memory.
+
+use std::io;
+use std::net::Shutdown;
+use std::os::fd::{AsFd, OwnedFd};
+
+use nix::fcntl::{OFlag, SpliceFFlags};
+use tokio::io::Interest;
+use tokio::net::TcpStream;
+
+/// Bytes asked of one `splice` call into the pipe.
+pub const CHUNK: usize = 64 * 1024;
+
+/// A pipe used as the in-kernel buffer between two sockets.
+pub struct Pipe {
+    r: OwnedFd,
+    w: OwnedFd,
+}
+
+impl Pipe {
+    /// A new non-blocking pipe.
+    ///
+    /// Errors: `pipe2(2)` failed (file descriptors exhausted).
+    pub fn new() -> io::Result<Pipe> {
+        let (r, w) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
+        Ok(Pipe { r, w })
+    }
+}
+
+fn splice(from: impl AsFd, to: impl AsFd, len: usize) -> io::Result<usize> {
+    nix::fcntl::splice(
+        from,
+        None,
+        to,
+        None,
+        len,
+        SpliceFFlags::SPLICE_F_NONBLOCK | SpliceFFlags::SPLICE_F_MOVE,
+    )
+    .map_err(io::Error::from)
+}
+
+/// Moves bytes from `from` to `to` until `from` reaches end of stream, then shuts down the write
+/// side of `to` (the half-close reaches the other peer). `moved(n)` is called for every `n` bytes
+/// delivered. Returns the total.
+///
+/// Errors: a read or write error on either socket (a reset); the caller closes both.
+pub async fn copy(
+    from: &TcpStream,
+    to: &TcpStream,
+    pipe: &Pipe,
+    moved: &dyn Fn(usize),
+) -> io::Result<u64> {
+    let mut total = 0u64;
+    loop {
+        let n = loop {
+            from.readable().await?;
+            match from.try_io(Interest::READABLE, || splice(from, &pipe.w, CHUNK)) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                r => break r?,
+            }
+        };
+        if n == 0 {
+            break;
+        }
+        let mut left = n;
+        while left > 0 {
+            to.writable().await?;
+            match to.try_io(Interest::WRITABLE, || splice(&pipe.r, to, left)) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                r => {
+                    let m = r?;
+                    left -= m;
+                    total += m as u64;
+                    moved(m);
+                }
+            }
+        }
+    }
+    // The peer may already be gone; the copy itself is complete.
+    let _ = socket2::SockRef::from(to).shutdown(Shutdown::Write);
+    Ok(total)
+}
