@@ -82,13 +82,49 @@ pub enum Protocol {
     Auto,
 }
 
-/// One listener with its `proxy` network filter.
+/// Where a listener listens: `address` with `network` `tcp` (default) or `unix`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ListenAddr {
+    /// A TCP `host:port`.
+    Tcp(SocketAddr),
+    /// A unix stream socket path.
+    Unix(std::path::PathBuf),
+}
+
+impl std::fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenAddr::Tcp(a) => write!(f, "{a}"),
+            ListenAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// A host address: `host:port`, or `unix:/path` for a unix stream socket.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum HostAddr {
+    /// TCP.
+    Tcp(SocketAddr),
+    /// A unix stream socket path.
+    Unix(std::path::PathBuf),
+}
+
+impl std::fmt::Display for HostAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HostAddr::Tcp(a) => write!(f, "{a}"),
+            HostAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// One listener with its network filter.
 #[derive(Debug, Clone)]
 pub struct Listener {
     /// `name` (defaults to the address).
     pub name: String,
-    /// `address`.
-    pub address: SocketAddr,
+    /// `address` (with `network`).
+    pub address: ListenAddr,
     /// `filter_chains[0].filters[0]`: the network filter.
     pub filter: NetworkFilter,
     /// `connection_idle_timeout`: close a downstream connection idle this long. `None`: never.
@@ -403,7 +439,7 @@ pub struct Cluster {
 #[derive(Debug, Clone)]
 pub struct Host {
     /// `address`.
-    pub address: SocketAddr,
+    pub address: HostAddr,
     /// `weight` (default 1, MOSN's range 1..=128).
     pub weight: u32,
     /// `metadata.filter_metadata["mosn.lb"]` as strings.

@@ -243,21 +243,37 @@ fn listener(v: &Value, path: &str, ctx: &Ctx) -> Result<Listener> {
         });
         a.finish(ctx);
     }
-    if let Some(net) = o.opt_str("network")? {
-        if !net.is_empty() && !net.eq_ignore_ascii_case("tcp") {
-            return Err(ConfigError::new(
+    let unix =
+        match o.opt_str("network")? {
+            None | Some("") => false,
+            Some(n) if n.eq_ignore_ascii_case("tcp") => false,
+            Some(n) if n.eq_ignore_ascii_case("unix") => true,
+            Some(net) => return Err(ConfigError::new(
                 o.key_path("network"),
-                format!("{net:?} listeners are not supported by mosn-rs yet (only \"tcp\")"),
-            ));
-        }
-    }
+                format!(
+                    "{net:?} listeners are not supported by mosn-rs yet (\"tcp\" and \"unix\" are)"
+                ),
+            )),
+        };
     if o.opt_bool("bind_port")? == Some(false) {
         return Err(ConfigError::new(
             o.key_path("bind_port"),
             "false (a virtual listener) is not supported by mosn-rs yet; set it to true",
         ));
     }
-    let address = socket_addr(&o, "address")?;
+    let address = if unix {
+        let p = o.req_str("address")?;
+        let p = p.strip_prefix("unix:").unwrap_or(p);
+        if !p.starts_with('/') && !p.starts_with('.') {
+            return Err(ConfigError::new(
+                o.key_path("address"),
+                format!("{p:?} is not a unix socket path"),
+            ));
+        }
+        ListenAddr::Unix(p.into())
+    } else {
+        ListenAddr::Tcp(socket_addr(&o, "address")?)
+    };
     let name = o
         .opt_str("name")?
         .filter(|s| !s.is_empty())
@@ -940,7 +956,11 @@ fn cluster(v: &Value, path: &str, ctx: &Ctx) -> Result<Cluster> {
         let h = Obj::new(hv, &hp)?;
         h.ignored(&["hostname"]);
         h.unsupported(&["tls_disable"], "upstream TLS")?;
-        let address = socket_addr(&h, "address")?;
+        let raw = h.req_str("address")?;
+        let address = match raw.strip_prefix("unix:") {
+            Some(p) if !p.is_empty() => HostAddr::Unix(p.into()),
+            _ => HostAddr::Tcp(socket_addr(&h, "address")?),
+        };
         let weight = h.opt_u64("weight", 128)?.unwrap_or(1).max(1) as u32;
         let metadata = match h.get("metadata") {
             None => BTreeMap::new(),

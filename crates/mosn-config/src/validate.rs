@@ -46,11 +46,11 @@ pub(crate) fn validate(c: &Config) -> Result<()> {
             }
         }
     }
-    let mut addrs: HashMap<std::net::SocketAddr, usize> = HashMap::new();
+    let mut addrs: HashMap<&crate::ListenAddr, usize> = HashMap::new();
     let mut names: HashMap<&str, usize> = HashMap::new();
     for (li, l) in c.server.listeners.iter().enumerate() {
         let lp = format!("servers[0].listeners[{li}]");
-        if let Some(prev) = addrs.insert(l.address, li) {
+        if let Some(prev) = addrs.insert(&l.address, li) {
             return Err(ConfigError::new(
                 format!("{lp}.address"),
                 format!(

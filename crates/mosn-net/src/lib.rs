@@ -30,6 +30,25 @@ pub fn bind_reuseport(addr: SocketAddr) -> io::Result<TcpListener> {
     Ok(sock.into())
 }
 
+/// Binds a non-blocking unix stream listener at `path`. A socket file left by a process that is
+/// gone (nothing accepts on it) is removed first; a live one is an `AddrInUse` error.
+///
+/// Errors: the path is in use, or the OS error of `bind(2)`/`listen(2)`.
+pub fn bind_unix(path: &std::path::Path) -> io::Result<std::os::unix::net::UnixListener> {
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("{} is in use by another process", path.display()),
+            ));
+        }
+        std::fs::remove_file(path)?;
+    }
+    let l = std::os::unix::net::UnixListener::bind(path)?;
+    l.set_nonblocking(true)?;
+    Ok(l)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

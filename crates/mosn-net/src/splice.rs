@@ -10,7 +10,39 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use nix::fcntl::{OFlag, SpliceFFlags};
 use tokio::io::Interest;
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
+
+/// A tokio stream socket `splice(2)` can move bytes to and from.
+pub trait SpliceIo: AsFd {
+    /// Waits until the socket may be readable.
+    fn readable(&self) -> impl std::future::Future<Output = io::Result<()>>;
+    /// Waits until the socket may be writable.
+    fn writable(&self) -> impl std::future::Future<Output = io::Result<()>>;
+    /// Runs `f`, clearing the readiness `interest` when it reports `WouldBlock`.
+    fn try_io<R>(&self, interest: Interest, f: impl FnOnce() -> io::Result<R>) -> io::Result<R>;
+}
+
+macro_rules! splice_io {
+    ($t:ty) => {
+        impl SpliceIo for $t {
+            fn readable(&self) -> impl std::future::Future<Output = io::Result<()>> {
+                <$t>::readable(self)
+            }
+            fn writable(&self) -> impl std::future::Future<Output = io::Result<()>> {
+                <$t>::writable(self)
+            }
+            fn try_io<R>(
+                &self,
+                interest: Interest,
+                f: impl FnOnce() -> io::Result<R>,
+            ) -> io::Result<R> {
+                <$t>::try_io(self, interest, f)
+            }
+        }
+    };
+}
+splice_io!(TcpStream);
+splice_io!(UnixStream);
 
 /// Bytes asked of one `splice` call into the pipe.
 pub const CHUNK: usize = 64 * 1024;
@@ -48,9 +80,9 @@ fn splice(from: impl AsFd, to: impl AsFd, len: usize) -> io::Result<usize> {
 /// delivered. Returns the total.
 ///
 /// Errors: a read or write error on either socket (a reset); the caller closes both.
-pub async fn copy(
-    from: &TcpStream,
-    to: &TcpStream,
+pub async fn copy<A: SpliceIo, B: SpliceIo>(
+    from: &A,
+    to: &B,
     pipe: &Pipe,
     moved: &dyn Fn(usize),
 ) -> io::Result<u64> {
@@ -81,6 +113,7 @@ pub async fn copy(
         }
     }
     // The peer may already be gone; the copy itself is complete.
-    let _ = socket2::SockRef::from(to).shutdown(Shutdown::Write);
+    let fd = to.as_fd();
+    let _ = socket2::SockRef::from(&fd).shutdown(Shutdown::Write);
     Ok(total)
 }

@@ -14,7 +14,8 @@ use tokio::sync::watch;
 use crate::access_log::{AccessLogError, AccessLogs};
 use crate::snapshot::{Snapshot, SnapshotError};
 use crate::stats::WorkerStats;
-use crate::worker::{accept_loop, Worker};
+use crate::worker::{accept_loop, Accepting, Worker};
+use mosn_config::ListenAddr;
 
 /// Why the server did not start.
 #[derive(Debug, thiserror::Error)]
@@ -28,7 +29,7 @@ pub enum StartError {
         /// Listener name.
         name: String,
         /// Address asked for.
-        address: SocketAddr,
+        address: ListenAddr,
         /// The OS error.
         source: std::io::Error,
     },
@@ -55,9 +56,17 @@ impl StatsView {
     }
 }
 
+/// A bound listening socket, before its worker takes it.
+pub enum Bound {
+    /// TCP, one socket per worker (SO_REUSEPORT).
+    Tcp(std::net::TcpListener),
+    /// A unix socket, shared by the workers (each holds a duplicate of the descriptor).
+    Unix(std::os::unix::net::UnixListener),
+}
+
 /// A running server. Dropping it stops the workers at once.
 pub struct Server {
-    listeners: Vec<(String, SocketAddr)>,
+    listeners: Vec<(String, ListenAddr)>,
     stats: Vec<Arc<WorkerStats>>,
     shutdown: watch::Sender<bool>,
     threads: Vec<JoinHandle<()>>,
@@ -79,20 +88,34 @@ impl Server {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
             .max(1);
         let mut addrs = Vec::new();
-        let mut sockets: Vec<Vec<std::net::TcpListener>> = (0..n).map(|_| Vec::new()).collect();
+        let mut sockets: Vec<Vec<Bound>> = (0..n).map(|_| Vec::new()).collect();
         for l in &cfg.server.listeners {
             let bind_err = |source| StartError::Bind {
                 name: l.name.clone(),
-                address: l.address,
+                address: l.address.clone(),
                 source,
             };
-            let first = mosn_net::bind_reuseport(l.address).map_err(bind_err)?;
-            let actual = first.local_addr().map_err(bind_err)?;
-            sockets[0].push(first);
-            for s in sockets.iter_mut().skip(1) {
-                s.push(mosn_net::bind_reuseport(actual).map_err(bind_err)?);
+            match &l.address {
+                ListenAddr::Tcp(a) => {
+                    let first = mosn_net::bind_reuseport(*a).map_err(bind_err)?;
+                    let actual = first.local_addr().map_err(bind_err)?;
+                    sockets[0].push(Bound::Tcp(first));
+                    for s in sockets.iter_mut().skip(1) {
+                        s.push(Bound::Tcp(
+                            mosn_net::bind_reuseport(actual).map_err(bind_err)?,
+                        ));
+                    }
+                    addrs.push((l.name.clone(), ListenAddr::Tcp(actual)));
+                }
+                ListenAddr::Unix(p) => {
+                    let first = mosn_net::bind_unix(p).map_err(bind_err)?;
+                    for s in sockets.iter_mut().skip(1) {
+                        s.push(Bound::Unix(first.try_clone().map_err(bind_err)?));
+                    }
+                    sockets[0].push(Bound::Unix(first));
+                    addrs.push((l.name.clone(), l.address.clone()));
+                }
             }
-            addrs.push((l.name.clone(), actual));
         }
         let logs = Arc::new(AccessLogs::open(cfg, &cfg.server.global_log_roller)?);
         let config = Arc::new(ArcSwap::new(snapshot));
@@ -138,16 +161,19 @@ impl Server {
         self.logs.reopen();
     }
 
-    /// The bound address of a listener, by name.
+    /// The bound TCP address of a listener, by name (`None` for a unix listener).
     pub fn listener_addr(&self, name: &str) -> Option<SocketAddr> {
         self.listeners
             .iter()
             .find(|(n, _)| n == name)
-            .map(|(_, a)| *a)
+            .and_then(|(_, a)| match a {
+                ListenAddr::Tcp(a) => Some(*a),
+                ListenAddr::Unix(_) => None,
+            })
     }
 
     /// `(name, bound address)` of every listener, in config order.
-    pub fn listeners(&self) -> &[(String, SocketAddr)] {
+    pub fn listeners(&self) -> &[(String, ListenAddr)] {
         &self.listeners
     }
 
@@ -208,7 +234,7 @@ impl Drop for Server {
 fn run_worker(
     id: usize,
     rt: tokio::runtime::Runtime,
-    sockets: Vec<std::net::TcpListener>,
+    sockets: Vec<Bound>,
     config: Arc<ArcSwap<Snapshot>>,
     stats: Arc<WorkerStats>,
     logs: Arc<AccessLogs>,
@@ -218,7 +244,11 @@ fn run_worker(
     local.block_on(&rt, async move {
         let worker = Rc::new(Worker::new(id, &config.load(), stats, logs));
         for (index, s) in sockets.into_iter().enumerate() {
-            match tokio::net::TcpListener::from_std(s) {
+            let l = match s {
+                Bound::Tcp(s) => tokio::net::TcpListener::from_std(s).map(Accepting::Tcp),
+                Bound::Unix(s) => tokio::net::UnixListener::from_std(s).map(Accepting::Unix),
+            };
+            match l {
                 Ok(l) => {
                     tokio::task::spawn_local(accept_loop(
                         worker.clone(),

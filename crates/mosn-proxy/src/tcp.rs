@@ -9,26 +9,28 @@
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Duration;
 
 use mosn_api::ResponseFlag;
-use mosn_net::splice::{self, Pipe};
+use mosn_config::HostAddr;
+use mosn_net::splice::{self, Pipe, SpliceIo};
 use mosn_upstream::cluster::Gauges;
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 use tokio::time::Instant;
 
 use crate::snapshot::{Snapshot, TcpProxy};
 use crate::worker::Worker;
 
-/// Serves one client connection of a `tcp_proxy` listener until both directions end.
-pub async fn serve(
+/// Serves one client connection of a `tcp_proxy` listener until both directions end. `peer` and
+/// `local` are the TCP addresses ([`crate::worker::UNIX_PEER`] for a unix socket).
+pub async fn serve<D: SpliceIo>(
     worker: Rc<Worker>,
-    snapshot: Arc<Snapshot>,
+    snapshot: &Snapshot,
     listener: usize,
     tp: &TcpProxy,
-    down: TcpStream,
+    down: D,
     peer: SocketAddr,
+    local: SocketAddr,
 ) {
     let stats = worker.stats.clone();
     let ls = stats.listeners.get(listener);
@@ -36,23 +38,47 @@ pub async fn serve(
         l.connection_total.inc();
         l.connection_active.inc();
     }
-    proxy(&worker, &snapshot, listener, tp, down, peer).await;
+    proxy(&worker, snapshot, listener, tp, down, peer, local).await;
     if let Some(l) = ls {
         l.connection_active.dec();
         l.connection_destroy.inc();
     }
 }
 
-async fn proxy(
+/// An upstream stream of either kind.
+enum Upstream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+async fn connect(addr: &HostAddr, timeout: Duration) -> std::io::Result<Upstream> {
+    let t = |e| std::io::Error::new(std::io::ErrorKind::TimedOut, e);
+    Ok(match addr {
+        HostAddr::Tcp(a) => {
+            let s = tokio::time::timeout(timeout, TcpStream::connect(a))
+                .await
+                .map_err(t)??;
+            let _ = s.set_nodelay(true);
+            Upstream::Tcp(s)
+        }
+        HostAddr::Unix(p) => Upstream::Unix(
+            tokio::time::timeout(timeout, UnixStream::connect(p))
+                .await
+                .map_err(t)??,
+        ),
+    })
+}
+
+async fn proxy<D: SpliceIo>(
     worker: &Worker,
     snapshot: &Snapshot,
     listener: usize,
     tp: &TcpProxy,
-    down: TcpStream,
+    down: D,
     peer: SocketAddr,
+    local: SocketAddr,
 ) {
     let stats = &worker.stats;
-    let local = down.local_addr().unwrap_or(peer);
     let Some(target_id) = tp.target(peer, local) else {
         tracing::debug!(%peer, %local, "tcp_proxy: no route");
         stats.flag(ResponseFlag::NoRoute);
@@ -76,16 +102,14 @@ async fn proxy(
             stats.flag(ResponseFlag::UpstreamOverflow);
             return;
         };
-        match tokio::time::timeout(cluster.connect_timeout, TcpStream::connect(host.address)).await
-        {
-            Ok(Ok(s)) => {
+        match connect(&host.address, cluster.connect_timeout).await {
+            Ok(s) => {
                 connected = Some((s, host, slot));
                 break;
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 tracing::debug!(host = %host.address, error = %e, "tcp_proxy: connect failed")
             }
-            Err(_) => tracing::debug!(host = %host.address, "tcp_proxy: connect timed out"),
         }
         up_stats.both(cluster.index, host.id, |s| s.connection_con_fail.inc());
     }
@@ -93,16 +117,38 @@ async fn proxy(
         stats.flag(ResponseFlag::UpstreamConnectionFailure);
         return;
     };
-    let _ = up.set_nodelay(true);
     let (ci, hi) = (cluster.index, host.id);
     up_stats.both(ci, hi, |s| {
         s.connection_total.inc();
         s.connection_active.inc();
     });
 
+    match &up {
+        Upstream::Tcp(u) => pump(worker, listener, tp, &down, u, peer, ci, hi).await,
+        Upstream::Unix(u) => pump(worker, listener, tp, &down, u, peer, ci, hi).await,
+    }
+    up_stats.both(ci, hi, |s| {
+        s.connection_active.dec();
+        s.connection_close.inc();
+    });
+}
+
+/// Moves bytes both ways until both directions end, one side resets, or the idle timeout passes.
+#[allow(clippy::too_many_arguments)]
+async fn pump<D: SpliceIo, U: SpliceIo>(
+    worker: &Worker,
+    listener: usize,
+    tp: &TcpProxy,
+    down: &D,
+    up: &U,
+    peer: SocketAddr,
+    ci: usize,
+    hi: usize,
+) {
+    let stats = &worker.stats;
+    let up_stats = &*stats.upstream;
     let (Ok(to_up), Ok(to_down)) = (Pipe::new(), Pipe::new()) else {
         tracing::warn!("tcp_proxy: no pipe for splice (file descriptors exhausted?)");
-        up_stats.both(ci, hi, |s| s.connection_active.dec());
         return;
     };
     let last = Cell::new(Instant::now());
@@ -121,8 +167,8 @@ async fn proxy(
         }
         up_stats.both(ci, hi, |s| s.connection_bytes_read_total.add(n as u64));
     };
-    let a = splice::copy(&down, &up, &to_up, &client_to_up);
-    let b = splice::copy(&up, &down, &to_down, &up_to_client);
+    let a = splice::copy(down, up, &to_up, &client_to_up);
+    let b = splice::copy(up, down, &to_down, &up_to_client);
     let idle = idle_watch(&last, tp.idle_timeout);
     tokio::pin!(a, b, idle);
     let (mut a_done, mut b_done) = (false, false);
@@ -142,10 +188,6 @@ async fn proxy(
             }
         }
     }
-    up_stats.both(ci, hi, |s| {
-        s.connection_active.dec();
-        s.connection_close.inc();
-    });
 }
 
 /// Resolves once `timeout` passes without activity (never when `timeout` is `None`).

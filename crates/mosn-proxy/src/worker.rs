@@ -6,9 +6,10 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 
+use std::net::SocketAddr;
+
 use arc_swap::ArcSwap;
 use mosn_upstream::{ClusterManager, LbState, Pools};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::access_log::{AccessLogs, LocalLogs};
@@ -111,20 +112,32 @@ impl Worker {
     }
 }
 
+/// A listening socket of a worker.
+pub enum Accepting {
+    /// TCP.
+    Tcp(tokio::net::TcpListener),
+    /// A unix socket.
+    Unix(tokio::net::UnixListener),
+}
+
+/// A unix connection has no IP address; `0.0.0.0:0` stands for its addresses in logs and routes.
+pub const UNIX_PEER: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
+
 /// Accepts connections on one listener socket until `shutdown` turns true.
 pub async fn accept_loop(
     worker: Rc<Worker>,
-    listener: TcpListener,
+    listener: Accepting,
     index: usize,
     config: Arc<ArcSwap<Snapshot>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
         let accepted = tokio::select! {
-            r = listener.accept() => r,
+            r = accept(&listener) => r,
             _ = shutdown.wait_for(|s| *s) => return,
         };
-        let (stream, peer) = match accepted {
+        let conn = match accepted {
             Ok(x) => x,
             Err(e) => {
                 // EMFILE and friends: back off briefly instead of spinning.
@@ -133,22 +146,50 @@ pub async fn accept_loop(
                 continue;
             }
         };
-        let _ = stream.set_nodelay(true);
         let snapshot = config.load_full();
         let w = worker.clone();
-        match &snapshot.listeners[index].kind {
-            ListenerKind::Http { .. } => {
-                tokio::task::spawn_local(crate::http::serve_connection(
-                    w, snapshot, index, stream, peer,
-                ));
+        tokio::task::spawn_local(async move {
+            let info = &snapshot.listeners[index];
+            match (&info.kind, conn) {
+                (ListenerKind::Http { .. }, Accepted::Tcp(s, peer)) => {
+                    let local = s.local_addr().unwrap_or(peer);
+                    crate::http::serve_connection(w, snapshot.clone(), index, s, peer, local).await
+                }
+                (ListenerKind::Http { .. }, Accepted::Unix(s)) => {
+                    crate::http::serve_connection(
+                        w,
+                        snapshot.clone(),
+                        index,
+                        s,
+                        UNIX_PEER,
+                        UNIX_PEER,
+                    )
+                    .await
+                }
+                (ListenerKind::Tcp(tp), Accepted::Tcp(s, peer)) => {
+                    let local = s.local_addr().unwrap_or(peer);
+                    crate::tcp::serve(w, &snapshot, index, tp, s, peer, local).await
+                }
+                (ListenerKind::Tcp(tp), Accepted::Unix(s)) => {
+                    crate::tcp::serve(w, &snapshot, index, tp, s, UNIX_PEER, UNIX_PEER).await
+                }
             }
-            ListenerKind::Tcp(_) => {
-                tokio::task::spawn_local(async move {
-                    if let ListenerKind::Tcp(tp) = &snapshot.listeners[index].kind {
-                        crate::tcp::serve(w, snapshot.clone(), index, tp, stream, peer).await;
-                    }
-                });
-            }
+        });
+    }
+}
+
+enum Accepted {
+    Tcp(tokio::net::TcpStream, SocketAddr),
+    Unix(tokio::net::UnixStream),
+}
+
+async fn accept(l: &Accepting) -> std::io::Result<Accepted> {
+    match l {
+        Accepting::Tcp(l) => {
+            let (s, peer) = l.accept().await?;
+            let _ = s.set_nodelay(true);
+            Ok(Accepted::Tcp(s, peer))
         }
+        Accepting::Unix(l) => Ok(Accepted::Unix(l.accept().await?.0)),
     }
 }

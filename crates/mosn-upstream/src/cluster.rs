@@ -2,7 +2,6 @@
 //! cluster-wide circuit-breaker counters shared by every worker.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,8 +13,8 @@ use mosn_config::{CircuitBreakers, LbType};
 pub struct Host {
     /// Index of the host across all clusters; workers key their pools and LB state by it.
     pub id: usize,
-    /// `address`.
-    pub address: SocketAddr,
+    /// `address`: TCP or a unix socket path.
+    pub address: mosn_config::HostAddr,
     /// `weight` (1..=128).
     pub weight: u32,
     /// `metadata.filter_metadata["mosn.lb"]`.
@@ -124,7 +123,7 @@ impl ClusterManager {
                         id += 1;
                         Arc::new(Host {
                             id: id - 1,
-                            address: h.address,
+                            address: h.address.clone(),
                             weight: h.weight.max(1),
                             metadata: h.metadata.clone(),
                         })

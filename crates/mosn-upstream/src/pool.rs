@@ -158,32 +158,64 @@ impl Pools {
         pending: crate::cluster::Slot,
         conn_slot: crate::cluster::Slot,
     ) -> Result<Conn, ProxyError> {
-        let addr = host.address;
-        let stream = tokio::time::timeout(cluster.connect_timeout, TcpStream::connect(addr))
-            .await
-            .map_err(|_| {
-                ProxyError::new(
-                    ResponseFlag::UpstreamConnectionFailure,
-                    format!("connect to {addr} timed out"),
-                )
-            })?
-            .map_err(|e| {
-                ProxyError::new(
-                    ResponseFlag::UpstreamConnectionFailure,
-                    format!("connect to {addr}: {e}"),
-                )
-            })?;
-        let _ = stream.set_nodelay(true);
-        let local_addr = stream.local_addr().ok();
+        let addr = &host.address;
+        let failed = |what: String| ProxyError::new(ResponseFlag::UpstreamConnectionFailure, what);
+        let timeout = cluster.connect_timeout;
         let (ci, hi) = (cluster.index, host.id);
-        let io = CountingIo::new(
-            stream,
-            UpstreamBytes {
-                stats: self.stats.clone(),
-                cluster: ci,
-                host: hi,
-            },
-        );
+        let bytes = UpstreamBytes {
+            stats: self.stats.clone(),
+            cluster: ci,
+            host: hi,
+        };
+        let (sender, local_addr) = match addr {
+            mosn_config::HostAddr::Tcp(a) => {
+                let stream = tokio::time::timeout(timeout, TcpStream::connect(a))
+                    .await
+                    .map_err(|_| failed(format!("connect to {a} timed out")))?
+                    .map_err(|e| failed(format!("connect to {a}: {e}")))?;
+                let _ = stream.set_nodelay(true);
+                let local = stream.local_addr().ok();
+                let s = self
+                    .handshake(CountingIo::new(stream, bytes), cluster, host, conn_slot)
+                    .await?;
+                (s, local)
+            }
+            mosn_config::HostAddr::Unix(p) => {
+                let stream = tokio::time::timeout(timeout, tokio::net::UnixStream::connect(p))
+                    .await
+                    .map_err(|_| failed(format!("connect to {addr} timed out")))?
+                    .map_err(|e| failed(format!("connect to {addr}: {e}")))?;
+                let s = self
+                    .handshake(CountingIo::new(stream, bytes), cluster, host, conn_slot)
+                    .await?;
+                (s, None)
+            }
+        };
+        drop(pending);
+        Ok(Conn {
+            sender,
+            host_id: host.id,
+            requests: 0,
+            max_requests: cluster.max_request_per_conn,
+            idle_timeout: cluster.idle_timeout.is_some(),
+            last_used: Instant::now(),
+            local_addr,
+        })
+    }
+
+    /// HTTP/1 handshake on a connected stream; the connection task runs on this worker until the
+    /// connection closes, keeping the cluster's and host's connection gauges.
+    async fn handshake<T>(
+        &self,
+        io: T,
+        cluster: &Arc<Cluster>,
+        host: &Host,
+        conn_slot: crate::cluster::Slot,
+    ) -> Result<SendRequest<RequestBody>, ProxyError>
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
+    {
+        let addr = host.address.clone();
         let (sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(io))
             .await
@@ -193,7 +225,7 @@ impl Pools {
                     format!("handshake with {addr}: {e}"),
                 )
             })?;
-        drop(pending);
+        let (ci, hi) = (cluster.index, host.id);
         self.stats.both(ci, hi, |s| {
             s.connection_total.inc();
             s.connection_active.inc();
@@ -209,15 +241,7 @@ impl Pools {
             });
             drop(conn_slot);
         });
-        Ok(Conn {
-            sender,
-            host_id: host.id,
-            requests: 0,
-            max_requests: cluster.max_request_per_conn,
-            idle_timeout: cluster.idle_timeout.is_some(),
-            last_used: Instant::now(),
-            local_addr,
-        })
+        Ok(sender)
     }
 
     /// Wraps an upstream response body so that the connection returns to this pool once the body

@@ -82,7 +82,7 @@ pub struct Entry<'a> {
     /// Response flag, if any.
     pub flag: Option<ResponseFlag>,
     /// Upstream host address.
-    pub upstream_host: Option<SocketAddr>,
+    pub upstream_host: Option<&'a mosn_config::HostAddr>,
     /// Upstream cluster name.
     pub upstream_cluster: Option<&'a str>,
     /// Local address of the upstream connection.

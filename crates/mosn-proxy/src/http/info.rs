@@ -13,14 +13,14 @@ use tokio::time::Instant;
 use super::stream::ConnCtx;
 
 /// The upstream a request went to (its last try).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct UpstreamInfo {
     /// Cluster index.
     pub cluster: usize,
     /// Host id.
     pub host: usize,
     /// Host address.
-    pub addr: SocketAddr,
+    pub addr: mosn_config::HostAddr,
     /// Local address of the upstream connection.
     pub local: Option<SocketAddr>,
 }
@@ -146,6 +146,7 @@ impl RequestInfo {
         };
         let cluster = self
             .upstream
+            .as_ref()
             .and_then(|u| ctx.snapshot.clusters.clusters.get(u.cluster))
             .map(|c| c.name.as_str());
         for (i, log) in logs.iter().enumerate() {
@@ -162,9 +163,9 @@ impl RequestInfo {
                 protocol,
                 status: self.status,
                 flag: self.flag,
-                upstream_host: self.upstream.map(|u| u.addr),
+                upstream_host: self.upstream.as_ref().map(|u| &u.addr),
                 upstream_cluster: cluster,
-                upstream_local: self.upstream.and_then(|u| u.local),
+                upstream_local: self.upstream.as_ref().and_then(|u| u.local),
                 downstream_local: ctx.local,
                 downstream_remote: ctx.peer,
                 request_headers: self.request_headers.get(i).map_or(&[], Vec::as_slice),

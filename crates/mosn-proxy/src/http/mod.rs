@@ -17,7 +17,6 @@ use http::HeaderValue;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpStream;
 
 use mosn_net::counting::{ByteSink, CountingIo};
 
@@ -46,18 +45,25 @@ impl ByteSink for DownstreamBytes {
 /// the connection closes. Envoy's default is 60 KiB.
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 
-/// Serves one downstream HTTP/1 connection until it closes.
-pub async fn serve_connection(
+/// Serves one downstream HTTP/1 connection until it closes. `peer` and `local` are the TCP
+/// addresses ([`crate::worker::UNIX_PEER`] for a unix socket).
+pub async fn serve_connection<T>(
     worker: Rc<Worker>,
     snapshot: Arc<Snapshot>,
     listener: usize,
-    stream: TcpStream,
+    stream: T,
     peer: SocketAddr,
-) {
+    local: SocketAddr,
+) where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
+{
     let idle = snapshot.listeners[listener].idle_timeout;
-    let client_ip = HeaderValue::from_str(&peer.ip().to_string())
-        .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-    let local = stream.local_addr().unwrap_or(peer);
+    let client_ip = if peer == crate::worker::UNIX_PEER {
+        HeaderValue::from_static("unix")
+    } else {
+        HeaderValue::from_str(&peer.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+    };
     let stats = worker.stats.clone();
     if let Some(l) = stats.listeners.get(listener) {
         l.connection_total.inc();

@@ -363,7 +363,7 @@ async fn send_with_retries(
         info.upstream = Some(UpstreamInfo {
             cluster: ci,
             host: hi,
-            addr: host.address,
+            addr: host.address.clone(),
             local: None,
         });
 

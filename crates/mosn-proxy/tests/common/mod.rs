@@ -183,7 +183,8 @@ pub fn proxy(cfg: Value) -> Proxy {
 pub fn proxy_workers(cfg: Value, workers: usize) -> Proxy {
     let loaded = mosn_config::from_value(&cfg).unwrap_or_else(|e| panic!("config: {e}"));
     let server = mosn_proxy::Server::start(&loaded.config, Some(workers)).unwrap();
-    let addr = server.listeners()[0].1;
+    let name = server.listeners()[0].0.clone();
+    let addr = server.listener_addr(&name).expect("a TCP listener");
     Proxy { server, addr }
 }
 
