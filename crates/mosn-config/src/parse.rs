@@ -243,18 +243,19 @@ fn listener(v: &Value, path: &str, ctx: &Ctx) -> Result<Listener> {
         });
         a.finish(ctx);
     }
-    let unix =
-        match o.opt_str("network")? {
-            None | Some("") => false,
-            Some(n) if n.eq_ignore_ascii_case("tcp") => false,
-            Some(n) if n.eq_ignore_ascii_case("unix") => true,
-            Some(net) => return Err(ConfigError::new(
+    let unix = match o.opt_str("network")? {
+        None | Some("") => false,
+        Some(n) if n.eq_ignore_ascii_case("tcp") => false,
+        Some(n) if n.eq_ignore_ascii_case("unix") => true,
+        Some(net) => {
+            return Err(ConfigError::new(
                 o.key_path("network"),
                 format!(
                     "{net:?} listeners are not supported by mosn-rs yet (\"tcp\" and \"unix\" are)"
                 ),
-            )),
-        };
+            ))
+        }
+    };
     if o.opt_bool("bind_port")? == Some(false) {
         return Err(ConfigError::new(
             o.key_path("bind_port"),
