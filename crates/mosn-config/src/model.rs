@@ -89,6 +89,8 @@ pub enum ListenAddr {
     Tcp(SocketAddr),
     /// A unix stream socket path.
     Unix(std::path::PathBuf),
+    /// A UDP `host:port` (`network: "udp"`).
+    Udp(SocketAddr),
 }
 
 impl std::fmt::Display for ListenAddr {
@@ -96,6 +98,7 @@ impl std::fmt::Display for ListenAddr {
         match self {
             ListenAddr::Tcp(a) => write!(f, "{a}"),
             ListenAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+            ListenAddr::Udp(a) => write!(f, "udp:{a}"),
         }
     }
 }
@@ -149,6 +152,8 @@ pub enum NetworkFilter {
     Proxy(ProxyFilter),
     /// `tcp_proxy`: raw TCP to a cluster.
     TcpProxy(TcpProxy),
+    /// `udp_proxy`: datagrams to a cluster, in sessions keyed by the client's address.
+    UdpProxy(TcpProxy),
 }
 
 impl NetworkFilter {
@@ -156,7 +161,7 @@ impl NetworkFilter {
     pub fn proxy(&self) -> Option<&ProxyFilter> {
         match self {
             NetworkFilter::Proxy(p) => Some(p),
-            NetworkFilter::TcpProxy(_) => None,
+            NetworkFilter::TcpProxy(_) | NetworkFilter::UdpProxy(_) => None,
         }
     }
 }
@@ -214,7 +219,7 @@ pub struct TcpRoute {
     pub destination_port: Vec<(u16, u16)>,
 }
 
-/// The `tcp_proxy` network filter's config (MOSN `StreamProxy`).
+/// The `tcp_proxy` and `udp_proxy` network filters' config (MOSN `StreamProxy`).
 #[derive(Debug, Clone)]
 pub struct TcpProxy {
     /// `stat_prefix`.
@@ -225,8 +230,9 @@ pub struct TcpProxy {
     pub routes: Vec<TcpRoute>,
     /// `max_connect_attempts`: hosts tried before the client connection is closed (at least 1).
     pub max_connect_attempts: u32,
-    /// `idle_timeout`: close both sides after this long without bytes. `None`: never.
-    pub idle_timeout: Option<Duration>,
+    /// `idle_timeout`: close both sides (or end a UDP session) after this long without bytes.
+    /// MOSN's defaults when absent: 90 s for TCP, 5 s for UDP.
+    pub idle_timeout: Duration,
 }
 
 /// The `proxy` network filter's config.

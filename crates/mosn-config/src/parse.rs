@@ -243,19 +243,19 @@ fn listener(v: &Value, path: &str, ctx: &Ctx) -> Result<Listener> {
         });
         a.finish(ctx);
     }
-    let unix = match o.opt_str("network")? {
-        None | Some("") => false,
-        Some(n) if n.eq_ignore_ascii_case("tcp") => false,
-        Some(n) if n.eq_ignore_ascii_case("unix") => true,
+    let network = match o.opt_str("network")? {
+        None | Some("") => "tcp",
+        Some(n) if n.eq_ignore_ascii_case("tcp") => "tcp",
+        Some(n) if n.eq_ignore_ascii_case("unix") => "unix",
+        Some(n) if n.eq_ignore_ascii_case("udp") => "udp",
         Some(net) => {
             return Err(ConfigError::new(
                 o.key_path("network"),
-                format!(
-                    "{net:?} listeners are not supported by mosn-rs yet (\"tcp\" and \"unix\" are)"
-                ),
+                format!("{net:?} is not a network (\"tcp\", \"unix\" or \"udp\")"),
             ))
         }
     };
+    let unix = network == "unix";
     if o.opt_bool("bind_port")? == Some(false) {
         return Err(ConfigError::new(
             o.key_path("bind_port"),
@@ -272,6 +272,8 @@ fn listener(v: &Value, path: &str, ctx: &Ctx) -> Result<Listener> {
             ));
         }
         ListenAddr::Unix(p.into())
+    } else if network == "udp" {
+        ListenAddr::Udp(socket_addr(&o, "address")?)
     } else {
         ListenAddr::Tcp(socket_addr(&o, "address")?)
     };
@@ -338,12 +340,18 @@ fn listener(v: &Value, path: &str, ctx: &Ctx) -> Result<Listener> {
             }
             "tcp_proxy" => {
                 let c = f.req("config")?;
-                proxy = Some(NetworkFilter::TcpProxy(tcp_proxy(c, &f.key_path("config"), ctx)?));
+                let d = std::time::Duration::from_secs(90);
+                proxy = Some(NetworkFilter::TcpProxy(tcp_proxy(c, &f.key_path("config"), d, ctx)?));
+            }
+            "udp_proxy" => {
+                let c = f.req("config")?;
+                let d = std::time::Duration::from_secs(5);
+                proxy = Some(NetworkFilter::UdpProxy(tcp_proxy(c, &f.key_path("config"), d, ctx)?));
             }
             other => {
                 return Err(ConfigError::new(
                     f.key_path("type"),
-                    format!("network filter {other:?} is not supported by mosn-rs yet (supported: \"proxy\", \"tcp_proxy\")"),
+                    format!("network filter {other:?} is not supported by mosn-rs yet (supported: \"proxy\", \"tcp_proxy\", \"udp_proxy\")"),
                 ))
             }
         }
@@ -353,9 +361,20 @@ fn listener(v: &Value, path: &str, ctx: &Ctx) -> Result<Listener> {
     let filter = proxy.ok_or_else(|| {
         ConfigError::new(
             format!("{cp}.filters"),
-            "needs a \"proxy\" or \"tcp_proxy\" network filter",
+            "needs a \"proxy\", \"tcp_proxy\" or \"udp_proxy\" network filter",
         )
     })?;
+    let udp_filter = matches!(filter, NetworkFilter::UdpProxy(_));
+    if udp_filter != (network == "udp") {
+        return Err(ConfigError::new(
+            format!("{cp}.filters[0].type"),
+            if udp_filter {
+                "\"udp_proxy\" needs a listener with \"network\": \"udp\""
+            } else {
+                "a \"network\": \"udp\" listener takes only the \"udp_proxy\" filter"
+            },
+        ));
+    }
     // No stream filter is implemented yet: the first one configured is named in the error.
     if let Some((sp, sv)) = o.opt_array("stream_filters")?.into_iter().next() {
         let f = Obj::new(sv, &sp)?;
@@ -449,7 +468,12 @@ fn cidrs(o: &Obj<'_>, keys: &[&str], ctx: &Ctx) -> Result<Vec<Cidr>> {
     Ok(Vec::new())
 }
 
-fn tcp_proxy(v: &Value, path: &str, ctx: &Ctx) -> Result<TcpProxy> {
+fn tcp_proxy(
+    v: &Value,
+    path: &str,
+    default_idle: std::time::Duration,
+    ctx: &Ctx,
+) -> Result<TcpProxy> {
     let o = Obj::new(v, path)?;
     let mut routes = Vec::new();
     for (rp, rv) in o.opt_array("routes")? {
@@ -481,7 +505,10 @@ fn tcp_proxy(v: &Value, path: &str, ctx: &Ctx) -> Result<TcpProxy> {
         cluster,
         routes,
         max_connect_attempts: o.opt_u64("max_connect_attempts", 100)?.unwrap_or(1).max(1) as u32,
-        idle_timeout: o.opt_duration("idle_timeout")?.filter(|d| !d.is_zero()),
+        idle_timeout: o
+            .opt_duration("idle_timeout")?
+            .filter(|d| !d.is_zero())
+            .unwrap_or(default_idle),
     };
     o.finish(ctx);
     Ok(t)

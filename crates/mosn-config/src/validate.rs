@@ -80,7 +80,7 @@ pub(crate) fn validate(c: &Config) -> Result<()> {
                     ));
                 }
             }
-            crate::NetworkFilter::TcpProxy(t) => {
+            crate::NetworkFilter::TcpProxy(t) | crate::NetworkFilter::UdpProxy(t) => {
                 let fp = format!("{lp}.filter_chains[0].filters[0].config");
                 if let Some(c) = &t.cluster {
                     if !clusters.contains(c.as_str()) {

@@ -30,6 +30,19 @@ pub fn bind_reuseport(addr: SocketAddr) -> io::Result<TcpListener> {
     Ok(sock.into())
 }
 
+/// Binds a non-blocking UDP socket on `addr` with `SO_REUSEADDR` and `SO_REUSEPORT`: each worker
+/// binds its own, and the kernel keeps a client's datagrams on one of them (hash of the 4-tuple).
+///
+/// Errors: the OS error of `socket(2)`, `setsockopt(2)` or `bind(2)`.
+pub fn bind_udp_reuseport(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    sock.set_reuse_address(true)?;
+    sock.set_reuse_port(true)?;
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    Ok(sock.into())
+}
+
 /// Binds a non-blocking unix stream listener at `path`. A socket file left by a process that is
 /// gone (nothing accepts on it) is removed first; a live one is an `AddrInUse` error.
 ///

@@ -11,6 +11,7 @@ pub mod server;
 pub mod snapshot;
 pub mod stats;
 pub mod tcp;
+pub mod udp;
 pub mod worker;
 
 pub use server::{Server, StartError};

@@ -62,6 +62,8 @@ pub enum Bound {
     Tcp(std::net::TcpListener),
     /// A unix socket, shared by the workers (each holds a duplicate of the descriptor).
     Unix(std::os::unix::net::UnixListener),
+    /// UDP, one socket per worker (SO_REUSEPORT).
+    Udp(std::net::UdpSocket),
 }
 
 /// A running server. Dropping it stops the workers at once.
@@ -106,6 +108,17 @@ impl Server {
                         ));
                     }
                     addrs.push((l.name.clone(), ListenAddr::Tcp(actual)));
+                }
+                ListenAddr::Udp(a) => {
+                    let first = mosn_net::bind_udp_reuseport(*a).map_err(bind_err)?;
+                    let actual = first.local_addr().map_err(bind_err)?;
+                    sockets[0].push(Bound::Udp(first));
+                    for s in sockets.iter_mut().skip(1) {
+                        s.push(Bound::Udp(
+                            mosn_net::bind_udp_reuseport(actual).map_err(bind_err)?,
+                        ));
+                    }
+                    addrs.push((l.name.clone(), ListenAddr::Udp(actual)));
                 }
                 ListenAddr::Unix(p) => {
                     let first = mosn_net::bind_unix(p).map_err(bind_err)?;
@@ -161,13 +174,13 @@ impl Server {
         self.logs.reopen();
     }
 
-    /// The bound TCP address of a listener, by name (`None` for a unix listener).
+    /// The bound TCP or UDP address of a listener, by name (`None` for a unix listener).
     pub fn listener_addr(&self, name: &str) -> Option<SocketAddr> {
         self.listeners
             .iter()
             .find(|(n, _)| n == name)
             .and_then(|(_, a)| match a {
-                ListenAddr::Tcp(a) => Some(*a),
+                ListenAddr::Tcp(a) | ListenAddr::Udp(a) => Some(*a),
                 ListenAddr::Unix(_) => None,
             })
     }
@@ -247,6 +260,21 @@ fn run_worker(
             let l = match s {
                 Bound::Tcp(s) => tokio::net::TcpListener::from_std(s).map(Accepting::Tcp),
                 Bound::Unix(s) => tokio::net::UnixListener::from_std(s).map(Accepting::Unix),
+                Bound::Udp(s) => {
+                    match tokio::net::UdpSocket::from_std(s) {
+                        Ok(s) => {
+                            tokio::task::spawn_local(crate::udp::serve(
+                                worker.clone(),
+                                std::rc::Rc::new(s),
+                                index,
+                                config.clone(),
+                                shutdown.clone(),
+                            ));
+                        }
+                        Err(e) => tracing::error!(worker = id, error = %e, "udp socket unusable"),
+                    }
+                    continue;
+                }
             };
             match l {
                 Ok(l) => {

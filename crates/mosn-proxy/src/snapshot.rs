@@ -46,7 +46,7 @@ pub struct TcpProxy {
     /// `max_connect_attempts` (at least 1).
     pub max_connect_attempts: u32,
     /// `idle_timeout`.
-    pub idle_timeout: Option<Duration>,
+    pub idle_timeout: Duration,
 }
 
 impl TcpProxy {
@@ -71,6 +71,8 @@ pub enum ListenerKind {
     },
     /// Raw TCP to a cluster.
     Tcp(TcpProxy),
+    /// UDP datagrams to a cluster.
+    Udp(TcpProxy),
 }
 
 /// What a listener needs at run time.
@@ -89,7 +91,7 @@ impl ListenerInfo {
     pub fn table(&self) -> usize {
         match self.kind {
             ListenerKind::Http { table } => table,
-            ListenerKind::Tcp(_) => 0,
+            ListenerKind::Tcp(_) | ListenerKind::Udp(_) => 0,
         }
     }
 }
@@ -131,7 +133,7 @@ impl Snapshot {
                         .position(|t| t.name == p.router_config_name)
                         .unwrap_or(0),
                 },
-                NetworkFilter::TcpProxy(t) => {
+                NetworkFilter::TcpProxy(t) | NetworkFilter::UdpProxy(t) => {
                     let none = BTreeMap::new();
                     let mut resolve = |name: &str| {
                         cm.resolve(name, &none).ok_or_else(|| BuildError {
@@ -150,12 +152,16 @@ impl Snapshot {
                             matcher: r.clone(),
                         });
                     }
-                    ListenerKind::Tcp(TcpProxy {
+                    let tp = TcpProxy {
                         cluster,
                         routes,
                         max_connect_attempts: t.max_connect_attempts,
                         idle_timeout: t.idle_timeout,
-                    })
+                    };
+                    match &l.filter {
+                        NetworkFilter::UdpProxy(_) => ListenerKind::Udp(tp),
+                        _ => ListenerKind::Tcp(tp),
+                    }
                 }
             };
             listeners.push(ListenerInfo {

@@ -190,11 +190,8 @@ async fn pump<D: SpliceIo, U: SpliceIo>(
     }
 }
 
-/// Resolves once `timeout` passes without activity (never when `timeout` is `None`).
-async fn idle_watch(last: &Cell<Instant>, timeout: Option<Duration>) {
-    let Some(t) = timeout else {
-        return std::future::pending().await;
-    };
+/// Resolves once `t` passes without activity.
+pub(crate) async fn idle_watch(last: &Cell<Instant>, t: Duration) {
     loop {
         let deadline = last.get() + t;
         if Instant::now() >= deadline {

@@ -173,6 +173,8 @@ pub async fn accept_loop(
                 (ListenerKind::Tcp(tp), Accepted::Unix(s)) => {
                     crate::tcp::serve(w, &snapshot, index, tp, s, UNIX_PEER, UNIX_PEER).await
                 }
+                // A stream never arrives on a UDP listener (it has no accept loop).
+                (ListenerKind::Udp(_), _) => {}
             }
         });
     }

@@ -16,11 +16,15 @@ pub fn summary(c: &Config) -> String {
                 "  {} {} {:?}->{:?} router={}",
                 l.name, l.address, p.downstream_protocol, p.upstream_protocol, p.router_config_name
             ),
-            NetworkFilter::TcpProxy(t) => {
+            NetworkFilter::TcpProxy(t) | NetworkFilter::UdpProxy(t) => {
                 let routes: Vec<&str> = t.routes.iter().map(|r| r.cluster.as_str()).collect();
+                let kind = match &l.filter {
+                    NetworkFilter::UdpProxy(_) => "udp_proxy",
+                    _ => "tcp_proxy",
+                };
                 writeln!(
                     s,
-                    "  {} {} tcp_proxy cluster={} routes=[{}]",
+                    "  {} {} {kind} cluster={} routes=[{}]",
                     l.name,
                     l.address,
                     t.cluster.as_deref().unwrap_or("-"),

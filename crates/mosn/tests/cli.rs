@@ -214,15 +214,30 @@ fn example_and_mosn_configs_serve_curl_on_their_fixed_ports() {
     }
     // Grey release by port: one service on 60403, 60269 and 60129; only 60403 goes to v2, through
     // tcp_proxy and through HTTP listeners alike.
-    for example in ["examples/grey-by-port-tcp.json", "examples/grey-by-port-http.json"] {
+    for example in [
+        "examples/grey-by-port-tcp.json",
+        "examples/grey-by-port-http.json",
+    ] {
         let _m = spawn(&repo().join(example));
         for p in ["60403", "60269", "60129", "2071", "2072"] {
             wait_port(&format!("127.0.0.1:{p}"));
         }
         for _ in 0..3 {
-            assert_eq!(curl(&["http://127.0.0.1:60403/"]), "service v2 (grey)\n", "{example}");
-            assert_eq!(curl(&["http://127.0.0.1:60269/"]), "service v1\n", "{example}");
-            assert_eq!(curl(&["http://127.0.0.1:60129/"]), "service v1\n", "{example}");
+            assert_eq!(
+                curl(&["http://127.0.0.1:60403/"]),
+                "service v2 (grey)\n",
+                "{example}"
+            );
+            assert_eq!(
+                curl(&["http://127.0.0.1:60269/"]),
+                "service v1\n",
+                "{example}"
+            );
+            assert_eq!(
+                curl(&["http://127.0.0.1:60129/"]),
+                "service v1\n",
+                "{example}"
+            );
         }
     }
     // MOSN's default config: 2045 -> 2046 -> 2047 direct response.
