@@ -4,6 +4,8 @@ set -euo pipefail
 need=()
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)   # interop: a real Prometheus scrapes mosn
+command -v iptables >/dev/null 2>&1 || need+=(iptables)       # original_dst: REDIRECT in a test netns
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
 if [[ ${#need[@]} -gt 0 ]]; then
   if [[ $(id -u) != 0 ]]; then
     echo "install-test-deps: missing ${need[*]}; install them (apt-get install ${need[*]})" >&2

@@ -134,6 +134,20 @@ pub struct Listener {
     pub connection_idle_timeout: Option<Duration>,
     /// `access_logs[]`.
     pub access_logs: Vec<AccessLog>,
+    /// `bind_port`: false makes a virtual listener, reached only through an original_dst listener.
+    pub bind_port: bool,
+    /// `use_original_dst` / the `original_dst` listener filter: hand each connection to the
+    /// listener of its original destination.
+    pub original_dst: Option<OriginalDst>,
+}
+
+/// How a transparent-proxy listener learns a connection's original destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OriginalDst {
+    /// `"redirect"`: iptables REDIRECT, read with `SO_ORIGINAL_DST`.
+    Redirect,
+    /// `"tproxy"`: iptables TPROXY, the connection's local address (needs `IP_TRANSPARENT`).
+    Tproxy,
 }
 
 /// `access_logs[]` of a listener.
@@ -439,6 +453,9 @@ pub struct Cluster {
     pub circuit_breakers: CircuitBreakers,
     /// `max_request_per_conn`: close an upstream connection after this many requests. `None`: no limit.
     pub max_request_per_conn: Option<u32>,
+    /// `type: "ORIGINAL_DST"` (with `lb_type: "LB_ORIGINAL_DST"`): the host is each connection's
+    /// original destination; `hosts` is unused.
+    pub original_dst: bool,
 }
 
 /// `hosts[]`.

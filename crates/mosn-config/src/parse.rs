@@ -220,10 +220,41 @@ pub(crate) fn socket_addr(o: &Obj<'_>, key: &str) -> Result<SocketAddr> {
 
 fn listener(v: &Value, path: &str, ctx: &Ctx) -> Result<Listener> {
     let o = Obj::new(v, path)?;
-    o.unsupported(
-        &["listener_filters", "use_original_dst", "inspector"],
-        "listener filters and transparent proxying arrive in a later release",
-    )?;
+    o.unsupported(&["inspector"], "TLS sniffing arrives with TLS")?;
+    let mut original_dst = match o.get("use_original_dst") {
+        None | Some(Value::Bool(false)) => None,
+        Some(Value::Bool(true)) => Some(OriginalDst::Redirect),
+        Some(Value::String(m)) => original_dst_mode(m, &o.key_path("use_original_dst"))?,
+        Some(v) => {
+            return Err(ConfigError::new(
+                o.key_path("use_original_dst"),
+                format!("{} is not \"redirect\" or \"tproxy\"", show(v)),
+            ))
+        }
+    };
+    for (fp, fv) in o.opt_array("listener_filters")? {
+        let f = Obj::new(fv, &fp)?;
+        let ty = f.req_str("type")?;
+        if ty != "original_dst" {
+            return Err(ConfigError::new(
+                f.key_path("type"),
+                format!("listener filter {ty:?} is not supported by mosn-rs yet (supported: \"original_dst\")"),
+            ));
+        }
+        let mode = match f.opt_obj("config")? {
+            Some(c) => {
+                let m = c.opt_str("type")?.unwrap_or("redirect");
+                let r = original_dst_mode(m, &c.key_path("type"))?;
+                c.finish(ctx);
+                r
+            }
+            None => Some(OriginalDst::Redirect),
+        };
+        if original_dst.is_none() {
+            original_dst = mode;
+        }
+        f.finish(ctx);
+    }
     o.ignored(&[
         "type",
         "reuseport",
@@ -256,12 +287,7 @@ fn listener(v: &Value, path: &str, ctx: &Ctx) -> Result<Listener> {
         }
     };
     let unix = network == "unix";
-    if o.opt_bool("bind_port")? == Some(false) {
-        return Err(ConfigError::new(
-            o.key_path("bind_port"),
-            "false (a virtual listener) is not supported by mosn-rs yet; set it to true",
-        ));
-    }
+    let bind_port = o.opt_bool("bind_port")?.unwrap_or(true);
     let address = if unix {
         let p = o.req_str("address")?;
         let p = p.strip_prefix("unix:").unwrap_or(p);
@@ -390,9 +416,23 @@ fn listener(v: &Value, path: &str, ctx: &Ctx) -> Result<Listener> {
         filter,
         connection_idle_timeout: o.opt_duration("connection_idle_timeout")?,
         access_logs,
+        bind_port,
+        original_dst,
     };
     o.finish(ctx);
     Ok(l)
+}
+
+fn original_dst_mode(m: &str, path: &str) -> Result<Option<OriginalDst>> {
+    match m.to_ascii_lowercase().as_str() {
+        "" => Ok(None),
+        "redirect" => Ok(Some(OriginalDst::Redirect)),
+        "tproxy" => Ok(Some(OriginalDst::Tproxy)),
+        _ => Err(ConfigError::new(
+            path,
+            format!("{m:?} is not \"redirect\" or \"tproxy\""),
+        )),
+    }
 }
 
 fn protocol(o: &Obj<'_>, key: &str, ctx: &Ctx) -> Result<Option<Protocol>> {
@@ -666,9 +706,13 @@ fn route(v: &Value, path: &str, ctx: &Ctx) -> Result<Route> {
             "route metadata is kept for filters; none reads it yet",
         );
     }
-    let m = o
-        .opt_obj("match")?
-        .ok_or_else(|| ConfigError::new(format!("{path}.match"), "is required"))?;
+    // No `match`, or one with no path condition, matches every request (MOSN's RPC rule with
+    // no headers), as MOSN's tproxy sample relies on.
+    let empty = Value::Object(Default::default());
+    let m = match o.opt_obj("match")? {
+        Some(m) => m,
+        None => Obj::new(&empty, &format!("{path}.match"))?,
+    };
     m.unsupported(
         &["variables", "dsl_expressions"],
         "variable and DSL matchers",
@@ -956,22 +1000,28 @@ fn cluster(v: &Value, path: &str, ctx: &Ctx) -> Result<Cluster> {
         "lb_subset_config",
     ]);
     let name = o.req_str("name")?.to_string();
-    match o.opt_str("type")? {
-        None | Some("") | Some("SIMPLE") => {}
+    let original_dst = match o.opt_str("type")? {
+        None | Some("") | Some("SIMPLE") => false,
+        Some("ORIGINAL_DST") => true,
         Some(t) => {
             return Err(ConfigError::new(
                 o.key_path("type"),
-                format!(
-                    "cluster type {t:?} is not supported by mosn-rs yet (supported: \"SIMPLE\")"
-                ),
+                format!("cluster type {t:?} is not supported by mosn-rs yet (supported: \"SIMPLE\", \"ORIGINAL_DST\")"),
             ))
         }
-    }
+    };
     let lb = match o.opt_str("lb_type")? {
         None | Some("") | Some("LB_ROUNDROBIN") => LbType::RoundRobin,
         Some("LB_RANDOM") => LbType::Random,
         Some("LB_WEIGHTED_ROUNDROBIN") => LbType::WeightedRoundRobin,
         Some("LB_LEAST_REQUEST") | Some("LB_LEAST_CONNECTION") => LbType::LeastRequest,
+        Some("LB_ORIGINAL_DST") if original_dst => LbType::RoundRobin,
+        Some("LB_ORIGINAL_DST") => {
+            return Err(ConfigError::new(
+                o.key_path("lb_type"),
+                "\"LB_ORIGINAL_DST\" needs \"type\": \"ORIGINAL_DST\"",
+            ))
+        }
         Some(t) => {
             return Err(ConfigError::new(
                 o.key_path("lb_type"),
@@ -1036,6 +1086,7 @@ fn cluster(v: &Value, path: &str, ctx: &Ctx) -> Result<Cluster> {
             .opt_u64("max_request_per_conn", u32::MAX as u64)?
             .map(|n| n as u32)
             .filter(|n| *n > 0),
+        original_dst,
     };
     o.finish(ctx);
     Ok(c)

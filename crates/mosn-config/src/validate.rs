@@ -6,6 +6,12 @@ use crate::error::{ConfigError, Result};
 use crate::model::{Config, RouteAction};
 
 pub(crate) fn validate(c: &Config) -> Result<()> {
+    let original_dst: HashSet<&str> = c
+        .clusters
+        .iter()
+        .filter(|c| c.original_dst)
+        .map(|c| c.name.as_str())
+        .collect();
     let mut clusters = HashSet::new();
     for (i, cl) in c.clusters.iter().enumerate() {
         if !clusters.insert(cl.name.as_str()) {
@@ -30,12 +36,18 @@ pub(crate) fn validate(c: &Config) -> Result<()> {
                 let up = format!("{vp}.routers[{ui}].route");
                 if let RouteAction::Forward(f) = &route.action {
                     for (ci, (name, _)) in f.clusters.iter().enumerate() {
+                        let p = if f.clusters.len() == 1 && ci == 0 {
+                            format!("{up}.cluster_name")
+                        } else {
+                            format!("{up}.weighted_clusters[{ci}].cluster.name")
+                        };
+                        if original_dst.contains(name.as_str()) {
+                            return Err(ConfigError::new(
+                                p,
+                                format!("{name:?} is an ORIGINAL_DST cluster, which mosn-rs supports for tcp_proxy only so far (not for HTTP routes)"),
+                            ));
+                        }
                         if !clusters.contains(name.as_str()) {
-                            let p = if f.clusters.len() == 1 && ci == 0 {
-                                format!("{up}.cluster_name")
-                            } else {
-                                format!("{up}.weighted_clusters[{ci}].cluster.name")
-                            };
                             return Err(ConfigError::new(
                                 p,
                                 format!("{name:?} is not a cluster in cluster_manager.clusters"),

@@ -4,6 +4,7 @@
 //! kernel spreads new connections across workers with no shared accept queue or lock.
 
 pub mod counting;
+pub mod original_dst;
 pub mod splice;
 
 use std::io;
@@ -20,9 +21,20 @@ pub const BACKLOG: i32 = 4096;
 ///
 /// Errors: the OS error of `socket(2)`, `setsockopt(2)`, `bind(2)` or `listen(2)`.
 pub fn bind_reuseport(addr: SocketAddr) -> io::Result<TcpListener> {
+    bind_reuseport_with(addr, false)
+}
+
+/// [`bind_reuseport`], with `IP_TRANSPARENT` set first when `transparent` (a TPROXY listener;
+/// needs CAP_NET_ADMIN).
+///
+/// Errors: as [`bind_reuseport`], and EPERM for `transparent` without CAP_NET_ADMIN.
+pub fn bind_reuseport_with(addr: SocketAddr, transparent: bool) -> io::Result<TcpListener> {
     let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     sock.set_reuse_address(true)?;
     sock.set_reuse_port(true)?;
+    if transparent {
+        original_dst::set_transparent(&sock)?;
+    }
     sock.set_nonblocking(true)?;
     sock.set_tcp_nodelay(true)?;
     sock.bind(&addr.into())?;

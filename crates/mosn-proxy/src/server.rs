@@ -90,8 +90,14 @@ impl Server {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
             .max(1);
         let mut addrs = Vec::new();
-        let mut sockets: Vec<Vec<Bound>> = (0..n).map(|_| Vec::new()).collect();
-        for l in &cfg.server.listeners {
+        // Per worker: (listener index, socket). Virtual listeners (`bind_port: false`) have none.
+        let mut sockets: Vec<Vec<(usize, Bound)>> = (0..n).map(|_| Vec::new()).collect();
+        for (li, l) in cfg.server.listeners.iter().enumerate() {
+            if !l.bind_port {
+                addrs.push((l.name.clone(), l.address.clone()));
+                continue;
+            }
+            let transparent = l.original_dst == Some(mosn_config::OriginalDst::Tproxy);
             let bind_err = |source| StartError::Bind {
                 name: l.name.clone(),
                 address: l.address.clone(),
@@ -99,33 +105,32 @@ impl Server {
             };
             match &l.address {
                 ListenAddr::Tcp(a) => {
-                    let first = mosn_net::bind_reuseport(*a).map_err(bind_err)?;
+                    let first = mosn_net::bind_reuseport_with(*a, transparent).map_err(bind_err)?;
                     let actual = first.local_addr().map_err(bind_err)?;
-                    sockets[0].push(Bound::Tcp(first));
+                    sockets[0].push((li, Bound::Tcp(first)));
                     for s in sockets.iter_mut().skip(1) {
-                        s.push(Bound::Tcp(
-                            mosn_net::bind_reuseport(actual).map_err(bind_err)?,
-                        ));
+                        let b =
+                            mosn_net::bind_reuseport_with(actual, transparent).map_err(bind_err)?;
+                        s.push((li, Bound::Tcp(b)));
                     }
                     addrs.push((l.name.clone(), ListenAddr::Tcp(actual)));
                 }
                 ListenAddr::Udp(a) => {
                     let first = mosn_net::bind_udp_reuseport(*a).map_err(bind_err)?;
                     let actual = first.local_addr().map_err(bind_err)?;
-                    sockets[0].push(Bound::Udp(first));
+                    sockets[0].push((li, Bound::Udp(first)));
                     for s in sockets.iter_mut().skip(1) {
-                        s.push(Bound::Udp(
-                            mosn_net::bind_udp_reuseport(actual).map_err(bind_err)?,
-                        ));
+                        let b = mosn_net::bind_udp_reuseport(actual).map_err(bind_err)?;
+                        s.push((li, Bound::Udp(b)));
                     }
                     addrs.push((l.name.clone(), ListenAddr::Udp(actual)));
                 }
                 ListenAddr::Unix(p) => {
                     let first = mosn_net::bind_unix(p).map_err(bind_err)?;
                     for s in sockets.iter_mut().skip(1) {
-                        s.push(Bound::Unix(first.try_clone().map_err(bind_err)?));
+                        s.push((li, Bound::Unix(first.try_clone().map_err(bind_err)?)));
                     }
-                    sockets[0].push(Bound::Unix(first));
+                    sockets[0].push((li, Bound::Unix(first)));
                     addrs.push((l.name.clone(), l.address.clone()));
                 }
             }
@@ -247,7 +252,7 @@ impl Drop for Server {
 fn run_worker(
     id: usize,
     rt: tokio::runtime::Runtime,
-    sockets: Vec<Bound>,
+    sockets: Vec<(usize, Bound)>,
     config: Arc<ArcSwap<Snapshot>>,
     stats: Arc<WorkerStats>,
     logs: Arc<AccessLogs>,
@@ -256,7 +261,7 @@ fn run_worker(
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
         let worker = Rc::new(Worker::new(id, &config.load(), stats, logs));
-        for (index, s) in sockets.into_iter().enumerate() {
+        for (index, s) in sockets {
             let l = match s {
                 Bound::Tcp(s) => tokio::net::TcpListener::from_std(s).map(Accepting::Tcp),
                 Bound::Unix(s) => tokio::net::UnixListener::from_std(s).map(Accepting::Unix),

@@ -84,6 +84,10 @@ pub struct ListenerInfo {
     pub kind: ListenerKind,
     /// `connection_idle_timeout`.
     pub idle_timeout: Option<Duration>,
+    /// The configured address.
+    pub address: mosn_config::ListenAddr,
+    /// Set on a transparent-proxy listener.
+    pub original_dst: Option<mosn_net::original_dst::Mode>,
 }
 
 impl ListenerInfo {
@@ -113,6 +117,24 @@ pub struct Snapshot {
 pub struct SnapshotError(#[from] mosn_router::BuildError);
 
 impl Snapshot {
+    /// The listener for a connection's original destination: the one configured on exactly that
+    /// address, else one on `0.0.0.0` (or `::`) with that port. TCP listeners only.
+    pub fn listener_for(&self, dst: std::net::SocketAddr) -> Option<usize> {
+        use mosn_config::ListenAddr::Tcp;
+        let tcp = |l: &ListenerInfo| match l.address {
+            Tcp(a) => Some(a),
+            _ => None,
+        };
+        self.listeners
+            .iter()
+            .position(|l| tcp(l) == Some(dst))
+            .or_else(|| {
+                self.listeners.iter().position(|l| {
+                    tcp(l).is_some_and(|a| a.ip().is_unspecified() && a.port() == dst.port())
+                })
+            })
+    }
+
     /// Compiles a validated config.
     ///
     /// Errors: a route table that does not compile (unknown cluster, bad regex).
@@ -168,6 +190,11 @@ impl Snapshot {
                 name: l.name.clone(),
                 kind,
                 idle_timeout: l.connection_idle_timeout,
+                address: l.address.clone(),
+                original_dst: l.original_dst.map(|m| match m {
+                    mosn_config::OriginalDst::Redirect => mosn_net::original_dst::Mode::Redirect,
+                    mosn_config::OriginalDst::Tproxy => mosn_net::original_dst::Mode::Tproxy,
+                }),
             });
         }
         Ok(Snapshot {

@@ -88,6 +88,43 @@ async fn proxy<D: SpliceIo>(
     let cluster = &target.cluster;
     let up_stats = &*stats.upstream;
 
+    if cluster.original_dst {
+        // ORIGINAL_DST: the host is where the client meant to go.
+        let dst = HostAddr::Tcp(local);
+        let Some(_slot) =
+            cluster.try_take(|g: &Gauges| &g.connections, cluster.limits.max_connections)
+        else {
+            stats.flag(ResponseFlag::UpstreamOverflow);
+            return;
+        };
+        let ci = cluster.index;
+        match connect(&dst, cluster.connect_timeout).await {
+            Ok(up) => {
+                up_stats.both(ci, usize::MAX, |s| {
+                    s.connection_total.inc();
+                    s.connection_active.inc();
+                });
+                match &up {
+                    Upstream::Tcp(u) => {
+                        pump(worker, listener, tp, &down, u, peer, ci, usize::MAX).await
+                    }
+                    Upstream::Unix(u) => {
+                        pump(worker, listener, tp, &down, u, peer, ci, usize::MAX).await
+                    }
+                }
+                up_stats.both(ci, usize::MAX, |s| {
+                    s.connection_active.dec();
+                    s.connection_close.inc();
+                });
+            }
+            Err(e) => {
+                tracing::debug!(%dst, error = %e, "tcp_proxy: original destination unreachable");
+                up_stats.both(ci, usize::MAX, |s| s.connection_con_fail.inc());
+                stats.flag(ResponseFlag::UpstreamConnectionFailure);
+            }
+        }
+        return;
+    }
     let mut connected = None;
     for _ in 0..tp.max_connect_attempts {
         let Some(h) = worker.pick_host(snapshot, target_id) else {

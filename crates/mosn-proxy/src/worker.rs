@@ -149,7 +149,40 @@ pub async fn accept_loop(
         let snapshot = config.load_full();
         let w = worker.clone();
         tokio::task::spawn_local(async move {
+            // A transparent-proxy listener hands the connection to the listener of its original
+            // destination (or keeps it), and the original destination stands as its local address.
+            let (index, conn) = match (snapshot.listeners[index].original_dst, conn) {
+                (Some(mode), Accepted::Tcp(s, peer)) => {
+                    let local = s.local_addr().unwrap_or(peer);
+                    match mosn_net::original_dst::original_dst(&s, local, mode) {
+                        Ok(dst) => {
+                            let to = snapshot.listener_for(dst).unwrap_or(index);
+                            (to, Accepted::Redirected(s, peer, dst))
+                        }
+                        Err(e) => {
+                            tracing::debug!(%peer, error = %e, "no original destination; served here");
+                            (index, Accepted::Tcp(s, peer))
+                        }
+                    }
+                }
+                (_, c) => (index, c),
+            };
             let info = &snapshot.listeners[index];
+            let conn = match conn {
+                Accepted::Redirected(s, peer, dst) => {
+                    return match &info.kind {
+                        ListenerKind::Http { .. } => {
+                            crate::http::serve_connection(w, snapshot.clone(), index, s, peer, dst)
+                                .await
+                        }
+                        ListenerKind::Tcp(tp) => {
+                            crate::tcp::serve(w, &snapshot, index, tp, s, peer, dst).await
+                        }
+                        ListenerKind::Udp(_) => {}
+                    };
+                }
+                c => c,
+            };
             match (&info.kind, conn) {
                 (ListenerKind::Http { .. }, Accepted::Tcp(s, peer)) => {
                     let local = s.local_addr().unwrap_or(peer);
@@ -174,7 +207,7 @@ pub async fn accept_loop(
                     crate::tcp::serve(w, &snapshot, index, tp, s, UNIX_PEER, UNIX_PEER).await
                 }
                 // A stream never arrives on a UDP listener (it has no accept loop).
-                (ListenerKind::Udp(_), _) => {}
+                (ListenerKind::Udp(_), _) | (_, Accepted::Redirected(..)) => {}
             }
         });
     }
@@ -183,6 +216,8 @@ pub async fn accept_loop(
 enum Accepted {
     Tcp(tokio::net::TcpStream, SocketAddr),
     Unix(tokio::net::UnixStream),
+    /// A TCP connection with its original destination.
+    Redirected(tokio::net::TcpStream, SocketAddr, SocketAddr),
 }
 
 async fn accept(l: &Accepting) -> std::io::Result<Accepted> {

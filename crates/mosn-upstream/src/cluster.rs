@@ -63,6 +63,8 @@ pub struct Cluster {
     pub max_request_per_conn: Option<u32>,
     /// `circuit_breakers[0]`.
     pub limits: CircuitBreakers,
+    /// `type: "ORIGINAL_DST"`: connect to each connection's original destination.
+    pub original_dst: bool,
     /// Live counters for the circuit breakers.
     pub gauges: Gauges,
 }
@@ -138,6 +140,7 @@ impl ClusterManager {
                     idle_timeout: c.idle_timeout,
                     max_request_per_conn: c.max_request_per_conn,
                     limits: c.circuit_breakers.clone(),
+                    original_dst: c.original_dst,
                     gauges: Gauges::default(),
                 })
             })
