@@ -319,32 +319,7 @@ fn listener(v: &Value, path: &str, ctx: &Ctx) -> Result<Listener> {
     };
     let chain = Obj::new(cv, cp)?;
     if let Some(tls) = chain.opt_obj("tls_context")? {
-        let on = tls.opt_bool("status")?.unwrap_or(false);
-        if on {
-            return Err(ConfigError::new(
-                tls.key_path("status"),
-                "true: listener TLS is not supported by mosn-rs yet",
-            ));
-        }
-        tls.ignored(&[
-            "type",
-            "server_name",
-            "ca_cert",
-            "cert_chain",
-            "private_key",
-            "verify_client",
-            "require_client_cert",
-            "insecure_skip",
-            "cipher_suites",
-            "ecdh_curves",
-            "min_version",
-            "max_version",
-            "alpn",
-            "fall_back",
-            "sds_source",
-            "extend_verify",
-        ]);
-        tls.finish(ctx);
+        tls_off(tls, "listener", ctx)?;
     }
     chain.unsupported(&["tls_context_set"], "TLS arrives in a later release")?;
     chain.ignored(&["match"]);
@@ -421,6 +396,37 @@ fn listener(v: &Value, path: &str, ctx: &Ctx) -> Result<Listener> {
     };
     o.finish(ctx);
     Ok(l)
+}
+
+/// A `tls_context` must have TLS off (`status` false or absent) until TLS arrives; its other keys
+/// are MOSN's and are read without effect.
+fn tls_off(tls: Obj<'_>, side: &str, ctx: &Ctx) -> Result<()> {
+    if tls.opt_bool("status")?.unwrap_or(false) {
+        return Err(ConfigError::new(
+            tls.key_path("status"),
+            format!("true: {side} TLS is not supported by mosn-rs yet"),
+        ));
+    }
+    tls.ignored(&[
+        "type",
+        "server_name",
+        "ca_cert",
+        "cert_chain",
+        "private_key",
+        "verify_client",
+        "require_client_cert",
+        "insecure_skip",
+        "cipher_suites",
+        "ecdh_curves",
+        "min_version",
+        "max_version",
+        "alpn",
+        "fall_back",
+        "sds_source",
+        "extend_verify",
+    ]);
+    tls.finish(ctx);
+    Ok(())
 }
 
 fn original_dst_mode(m: &str, path: &str) -> Result<Option<OriginalDst>> {
@@ -966,31 +972,7 @@ fn cluster(v: &Value, path: &str, ctx: &Ctx) -> Result<Cluster> {
         "health checks, slow start, DNS and these cluster options arrive in later releases",
     )?;
     if let Some(tls) = o.opt_obj("tls_context")? {
-        if tls.opt_bool("status")?.unwrap_or(false) {
-            return Err(ConfigError::new(
-                tls.key_path("status"),
-                "true: upstream TLS is not supported by mosn-rs yet",
-            ));
-        }
-        tls.ignored(&[
-            "type",
-            "server_name",
-            "ca_cert",
-            "cert_chain",
-            "private_key",
-            "verify_client",
-            "require_client_cert",
-            "insecure_skip",
-            "cipher_suites",
-            "ecdh_curves",
-            "min_version",
-            "max_version",
-            "alpn",
-            "fall_back",
-            "sds_source",
-            "extend_verify",
-        ]);
-        tls.finish(ctx);
+        tls_off(tls, "upstream", ctx)?;
     }
     o.ignored(&[
         "sub_type",

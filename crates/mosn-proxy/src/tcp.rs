@@ -88,78 +88,46 @@ async fn proxy<D: SpliceIo>(
     let cluster = &target.cluster;
     let up_stats = &*stats.upstream;
 
-    if cluster.original_dst {
-        // ORIGINAL_DST: the host is where the client meant to go.
-        let dst = HostAddr::Tcp(local);
-        let Some(_slot) =
-            cluster.try_take(|g: &Gauges| &g.connections, cluster.limits.max_connections)
-        else {
-            stats.flag(ResponseFlag::UpstreamOverflow);
-            return;
-        };
-        let ci = cluster.index;
-        match connect(&dst, cluster.connect_timeout).await {
-            Ok(up) => {
-                up_stats.both(ci, usize::MAX, |s| {
-                    s.connection_total.inc();
-                    s.connection_active.inc();
-                });
-                match &up {
-                    Upstream::Tcp(u) => {
-                        pump(worker, listener, tp, &down, u, peer, ci, usize::MAX).await
-                    }
-                    Upstream::Unix(u) => {
-                        pump(worker, listener, tp, &down, u, peer, ci, usize::MAX).await
-                    }
-                }
-                up_stats.both(ci, usize::MAX, |s| {
-                    s.connection_active.dec();
-                    s.connection_close.inc();
-                });
-            }
-            Err(e) => {
-                tracing::debug!(%dst, error = %e, "tcp_proxy: original destination unreachable");
-                up_stats.both(ci, usize::MAX, |s| s.connection_con_fail.inc());
-                stats.flag(ResponseFlag::UpstreamConnectionFailure);
-            }
-        }
-        return;
-    }
+    // ORIGINAL_DST: the one host is where the client meant to go; otherwise the load balancer
+    // picks, moving to another host after a failed connect.
+    let original = HostAddr::Tcp(local);
+    let ci = cluster.index;
     let mut connected = None;
     for _ in 0..tp.max_connect_attempts {
-        let Some(h) = worker.pick_host(snapshot, target_id) else {
-            stats.flag(ResponseFlag::NoHealthyUpstream);
-            return;
+        let (addr, hi) = if cluster.original_dst {
+            (&original, usize::MAX)
+        } else {
+            let Some(h) = worker.pick_host(snapshot, target_id) else {
+                stats.flag(ResponseFlag::NoHealthyUpstream);
+                return;
+            };
+            let host = &cluster.hosts[h];
+            (&host.address, host.id)
         };
-        let host = &cluster.hosts[h];
         let Some(slot) =
             cluster.try_take(|g: &Gauges| &g.connections, cluster.limits.max_connections)
         else {
-            up_stats.both(cluster.index, host.id, |s| s.request_pending_overflow.inc());
+            up_stats.both(ci, hi, |s| s.request_pending_overflow.inc());
             stats.flag(ResponseFlag::UpstreamOverflow);
             return;
         };
-        match connect(&host.address, cluster.connect_timeout).await {
+        match connect(addr, cluster.connect_timeout).await {
             Ok(s) => {
-                connected = Some((s, host, slot));
+                connected = Some((s, hi, slot));
                 break;
             }
-            Err(e) => {
-                tracing::debug!(host = %host.address, error = %e, "tcp_proxy: connect failed")
-            }
+            Err(e) => tracing::debug!(host = %addr, error = %e, "tcp_proxy: connect failed"),
         }
-        up_stats.both(cluster.index, host.id, |s| s.connection_con_fail.inc());
+        up_stats.both(ci, hi, |s| s.connection_con_fail.inc());
     }
-    let Some((up, host, _slot)) = connected else {
+    let Some((up, hi, _slot)) = connected else {
         stats.flag(ResponseFlag::UpstreamConnectionFailure);
         return;
     };
-    let (ci, hi) = (cluster.index, host.id);
     up_stats.both(ci, hi, |s| {
         s.connection_total.inc();
         s.connection_active.inc();
     });
-
     match &up {
         Upstream::Tcp(u) => pump(worker, listener, tp, &down, u, peer, ci, hi).await,
         Upstream::Unix(u) => pump(worker, listener, tp, &down, u, peer, ci, hi).await,
