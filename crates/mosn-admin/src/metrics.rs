@@ -61,6 +61,7 @@ fn downstream(sets: &[&DownstreamStats]) -> Vec<(&'static str, Value)> {
         ("request_total", c(|s| s.request_total.get())),
         ("request_active", g(|s| s.request_active.get())),
         ("request_failed", c(|s| s.request_failed.get())),
+        ("tls_handshake_failed", c(|s| s.tls_handshake_failed.get())),
     ];
     const NAMES: [&str; 14] = [
         "request_200_total",

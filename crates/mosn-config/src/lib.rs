@@ -59,5 +59,32 @@ pub fn from_value(value: &serde_json::Value) -> Result<Loaded, ConfigError> {
 pub fn from_file(path: &std::path::Path) -> Result<Loaded, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError::new("", format!("cannot read {}: {e}", path.display())))?;
-    from_str(&text)
+    let mut loaded = from_str(&text)?;
+    if let Some(dir) = path.parent() {
+        resolve_tls_paths(&mut loaded.config, dir);
+    }
+    Ok(loaded)
+}
+
+/// Makes relative certificate, key and CA paths relative to `dir` (the config file's folder), so a
+/// config works from any working directory. Inline PEM and absolute paths are left alone.
+fn resolve_tls_paths(c: &mut Config, dir: &std::path::Path) {
+    let fix = |v: &mut Option<String>| {
+        if let Some(p) = v.as_mut() {
+            if !p.contains("-----BEGIN") && std::path::Path::new(p.as_str()).is_relative() {
+                *p = dir.join(p.as_str()).to_string_lossy().into_owned();
+            }
+        }
+    };
+    let contexts = c
+        .server
+        .listeners
+        .iter_mut()
+        .flat_map(|l| l.tls.iter_mut())
+        .chain(c.clusters.iter_mut().filter_map(|c| c.tls.as_mut()));
+    for t in contexts {
+        fix(&mut t.cert_chain);
+        fix(&mut t.private_key);
+        fix(&mut t.ca_cert);
+    }
 }

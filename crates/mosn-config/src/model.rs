@@ -139,6 +139,43 @@ pub struct Listener {
     /// `use_original_dst` / the `original_dst` listener filter: hand each connection to the
     /// listener of its original destination.
     pub original_dst: Option<OriginalDst>,
+    /// `filter_chains[0].tls_context` or `.tls_context_set` with `status: true`: TLS on this
+    /// listener; several contexts are chosen by SNI.
+    pub tls: Vec<TlsContext>,
+    /// `inspector`: accept TLS and plaintext on the same port, told apart by the first byte.
+    pub inspector: bool,
+}
+
+/// A `tls_context` (MOSN `pkg/config/v2/tls.go`). Certificate and key fields hold a file path or
+/// inline PEM; files are read (and checked) when the server starts or `mosn check` runs.
+#[derive(Debug, Clone, Default)]
+pub struct TlsContext {
+    /// JSON path of this context, for error messages.
+    pub path: String,
+    /// `server_name`: the SNI name this certificate serves (listener), or sent (cluster).
+    pub server_name: Option<String>,
+    /// `cert_chain`.
+    pub cert_chain: Option<String>,
+    /// `private_key`.
+    pub private_key: Option<String>,
+    /// `ca_cert`: trust anchors for verifying the peer.
+    pub ca_cert: Option<String>,
+    /// `verify_client`: verify client certificates against `ca_cert`.
+    pub verify_client: bool,
+    /// `require_client_cert`: reject clients without a certificate.
+    pub require_client_cert: bool,
+    /// `insecure_skip`: (cluster) do not verify the upstream's certificate.
+    pub insecure_skip: bool,
+    /// `min_version`: `TLSv1_2`, `TLSv1_3` or `TLS_AUTO`.
+    pub min_version: Option<String>,
+    /// `max_version`.
+    pub max_version: Option<String>,
+    /// `cipher_suites`, split on `:` (OpenSSL names).
+    pub cipher_suites: Vec<String>,
+    /// `ecdh_curves`, split on `,`.
+    pub ecdh_curves: Vec<String>,
+    /// `alpn`, split on `,` (`h2`, `http/1.1`).
+    pub alpn: Vec<String>,
 }
 
 /// How a transparent-proxy listener learns a connection's original destination.
@@ -456,6 +493,8 @@ pub struct Cluster {
     /// `type: "ORIGINAL_DST"` (with `lb_type: "LB_ORIGINAL_DST"`): the host is each connection's
     /// original destination; `hosts` is unused.
     pub original_dst: bool,
+    /// `tls_context` with `status: true`: TLS to the hosts.
+    pub tls: Option<TlsContext>,
 }
 
 /// `hosts[]`.
@@ -467,4 +506,6 @@ pub struct Host {
     pub weight: u32,
     /// `metadata.filter_metadata["mosn.lb"]` as strings.
     pub metadata: BTreeMap<String, String>,
+    /// `tls_disable`: plaintext to this host even when the cluster has TLS.
+    pub tls_disable: bool,
 }

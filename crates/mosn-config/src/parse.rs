@@ -53,7 +53,7 @@ pub(crate) fn config(root: &Value, ctx: &Ctx) -> Result<Config> {
         None => Vec::new(),
         Some(cm) => {
             cm.unsupported(&["clusters_configs"], "clusters from a folder")?;
-            cm.unsupported(&["tls_context"], "TLS arrives in a later release")?;
+            cm.unsupported(&["tls_context"], "a cluster-manager-wide TLS context")?;
             cm.ignored(&["cluster_pool_enable"]);
             let cs = cm
                 .opt_array("clusters")?
@@ -220,7 +220,7 @@ pub(crate) fn socket_addr(o: &Obj<'_>, key: &str) -> Result<SocketAddr> {
 
 fn listener(v: &Value, path: &str, ctx: &Ctx) -> Result<Listener> {
     let o = Obj::new(v, path)?;
-    o.unsupported(&["inspector"], "TLS sniffing arrives with TLS")?;
+    let inspector = o.opt_bool("inspector")?.unwrap_or(false);
     let mut original_dst = match o.get("use_original_dst") {
         None | Some(Value::Bool(false)) => None,
         Some(Value::Bool(true)) => Some(OriginalDst::Redirect),
@@ -318,10 +318,21 @@ fn listener(v: &Value, path: &str, ctx: &Ctx) -> Result<Listener> {
         )),
     };
     let chain = Obj::new(cv, cp)?;
-    if let Some(tls) = chain.opt_obj("tls_context")? {
-        tls_off(tls, "listener", ctx)?;
+    let mut tls = Vec::new();
+    if let Some(t) = chain.opt_obj("tls_context")? {
+        tls.extend(tls_context(t, ctx)?);
     }
-    chain.unsupported(&["tls_context_set"], "TLS arrives in a later release")?;
+    for (tp, tv) in chain.opt_array("tls_context_set")? {
+        tls.extend(tls_context(Obj::new(tv, &tp)?, ctx)?);
+    }
+    for t in &tls {
+        if t.cert_chain.is_none() || t.private_key.is_none() {
+            return Err(ConfigError::new(
+                t.path.clone(),
+                "a listener TLS context needs \"cert_chain\" and \"private_key\"",
+            ));
+        }
+    }
     chain.ignored(&["match"]);
     let filters = chain.opt_array("filters")?;
     let mut proxy = None;
@@ -365,6 +376,12 @@ fn listener(v: &Value, path: &str, ctx: &Ctx) -> Result<Listener> {
             "needs a \"proxy\", \"tcp_proxy\" or \"udp_proxy\" network filter",
         )
     })?;
+    if !tls.is_empty() && !matches!(filter, NetworkFilter::Proxy(_)) {
+        return Err(ConfigError::new(
+            tls[0].path.clone(),
+            "TLS on a tcp_proxy or udp_proxy listener is not supported by mosn-rs yet (only on \"proxy\")",
+        ));
+    }
     let udp_filter = matches!(filter, NetworkFilter::UdpProxy(_));
     if udp_filter != (network == "udp") {
         return Err(ConfigError::new(
@@ -393,40 +410,54 @@ fn listener(v: &Value, path: &str, ctx: &Ctx) -> Result<Listener> {
         access_logs,
         bind_port,
         original_dst,
+        tls,
+        inspector,
     };
     o.finish(ctx);
     Ok(l)
 }
 
-/// A `tls_context` must have TLS off (`status` false or absent) until TLS arrives; its other keys
-/// are MOSN's and are read without effect.
-fn tls_off(tls: Obj<'_>, side: &str, ctx: &Ctx) -> Result<()> {
-    if tls.opt_bool("status")?.unwrap_or(false) {
-        return Err(ConfigError::new(
-            tls.key_path("status"),
-            format!("true: {side} TLS is not supported by mosn-rs yet"),
-        ));
-    }
-    tls.ignored(&[
-        "type",
-        "server_name",
-        "ca_cert",
-        "cert_chain",
-        "private_key",
-        "verify_client",
-        "require_client_cert",
-        "insecure_skip",
-        "cipher_suites",
-        "ecdh_curves",
-        "min_version",
-        "max_version",
-        "alpn",
-        "fall_back",
-        "sds_source",
-        "extend_verify",
-    ]);
+/// Reads a `tls_context`; `None` when `status` is false or absent (TLS off).
+fn tls_context(tls: Obj<'_>, ctx: &Ctx) -> Result<Option<TlsContext>> {
+    tls.ignored(&["fall_back", "ticket"]);
+    tls.unsupported(
+        &["type", "sds_source", "extend_verify", "callbacks"],
+        "TLS provider plugins (type), SDS and verify extensions",
+    )?;
+    let on = tls.opt_bool("status")?.unwrap_or(false);
+    let s = |k: &str| -> Result<Option<String>> {
+        Ok(tls
+            .opt_str(k)?
+            .filter(|v| !v.is_empty())
+            .map(str::to_string))
+    };
+    let list = |k: &str, sep: char| -> Result<Vec<String>> {
+        Ok(tls
+            .opt_str(k)?
+            .unwrap_or("")
+            .split(sep)
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+            .collect())
+    };
+    let t = TlsContext {
+        path: tls.path().to_string(),
+        server_name: s("server_name")?,
+        cert_chain: s("cert_chain")?,
+        private_key: s("private_key")?,
+        ca_cert: s("ca_cert")?,
+        verify_client: tls.opt_bool("verify_client")?.unwrap_or(false),
+        require_client_cert: tls.opt_bool("require_client_cert")?.unwrap_or(false),
+        insecure_skip: tls.opt_bool("insecure_skip")?.unwrap_or(false),
+        min_version: s("min_version")?,
+        max_version: s("max_version")?,
+        cipher_suites: list("cipher_suites", ':')?,
+        ecdh_curves: list("ecdh_curves", ',')?,
+        alpn: list("alpn", ',')?,
+    };
     tls.finish(ctx);
-    Ok(())
+    Ok(on.then_some(t))
 }
 
 fn original_dst_mode(m: &str, path: &str) -> Result<Option<OriginalDst>> {
@@ -971,9 +1002,10 @@ fn cluster(v: &Value, path: &str, ctx: &Ctx) -> Result<Cluster> {
         ],
         "health checks, slow start, DNS and these cluster options arrive in later releases",
     )?;
-    if let Some(tls) = o.opt_obj("tls_context")? {
-        tls_off(tls, "upstream", ctx)?;
-    }
+    let tls = match o.opt_obj("tls_context")? {
+        Some(t) => tls_context(t, ctx)?,
+        None => None,
+    };
     o.ignored(&[
         "sub_type",
         "conn_buffer_limit_bytes",
@@ -1015,7 +1047,7 @@ fn cluster(v: &Value, path: &str, ctx: &Ctx) -> Result<Cluster> {
     for (hp, hv) in o.opt_array("hosts")? {
         let h = Obj::new(hv, &hp)?;
         h.ignored(&["hostname"]);
-        h.unsupported(&["tls_disable"], "upstream TLS")?;
+        let tls_disable = h.opt_bool("tls_disable")?.unwrap_or(false);
         let raw = h.req_str("address")?;
         let address = match raw.strip_prefix("unix:") {
             Some(p) if !p.is_empty() => HostAddr::Unix(p.into()),
@@ -1031,6 +1063,7 @@ fn cluster(v: &Value, path: &str, ctx: &Ctx) -> Result<Cluster> {
             address,
             weight,
             metadata,
+            tls_disable,
         });
     }
     let cbs = o.opt_array("circuit_breakers")?;
@@ -1069,6 +1102,7 @@ fn cluster(v: &Value, path: &str, ctx: &Ctx) -> Result<Cluster> {
             .map(|n| n as u32)
             .filter(|n| *n > 0),
         original_dst,
+        tls,
     };
     o.finish(ctx);
     Ok(c)

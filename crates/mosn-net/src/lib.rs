@@ -6,6 +6,7 @@
 pub mod counting;
 pub mod original_dst;
 pub mod splice;
+pub mod tls;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};

@@ -88,6 +88,10 @@ pub struct ListenerInfo {
     pub address: mosn_config::ListenAddr,
     /// Set on a transparent-proxy listener.
     pub original_dst: Option<mosn_net::original_dst::Mode>,
+    /// TLS on this listener.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// `inspector`: TLS and plaintext on one port.
+    pub inspector: bool,
 }
 
 impl ListenerInfo {
@@ -111,10 +115,17 @@ pub struct Snapshot {
     pub listeners: Vec<ListenerInfo>,
 }
 
-/// A snapshot that could not be built (mosn-config validated the config, so this means a bug).
+/// A snapshot that could not be built: a TLS context that cannot be used (a file missing, a key
+/// that does not match its certificate, ...), or a route table that does not compile.
 #[derive(Debug, thiserror::Error)]
-#[error(transparent)]
-pub struct SnapshotError(#[from] mosn_router::BuildError);
+pub enum SnapshotError {
+    /// A route table (mosn-config validated the config, so this means a bug).
+    #[error(transparent)]
+    Route(#[from] mosn_router::BuildError),
+    /// A TLS context, with its JSON path.
+    #[error(transparent)]
+    Tls(#[from] mosn_net::tls::TlsError),
+}
 
 impl Snapshot {
     /// The listener for a connection's original destination: the one configured on exactly that
@@ -139,7 +150,7 @@ impl Snapshot {
     ///
     /// Errors: a route table that does not compile (unknown cluster, bad regex).
     pub fn build(cfg: &Config) -> Result<Snapshot, SnapshotError> {
-        let mut cm = ClusterManager::new(&cfg.clusters);
+        let mut cm = ClusterManager::new(&cfg.clusters)?;
         let tables = cfg
             .server
             .routers
@@ -158,9 +169,11 @@ impl Snapshot {
                 NetworkFilter::TcpProxy(t) | NetworkFilter::UdpProxy(t) => {
                     let none = BTreeMap::new();
                     let mut resolve = |name: &str| {
-                        cm.resolve(name, &none).ok_or_else(|| BuildError {
-                            table: l.name.clone(),
-                            what: format!("unknown cluster {name:?}"),
+                        cm.resolve(name, &none).ok_or_else(|| {
+                            SnapshotError::Route(BuildError {
+                                table: l.name.clone(),
+                                what: format!("unknown cluster {name:?}"),
+                            })
                         })
                     };
                     let cluster = match &t.cluster {
@@ -186,7 +199,14 @@ impl Snapshot {
                     }
                 }
             };
+            let tls = if l.tls.is_empty() {
+                None
+            } else {
+                Some(mosn_net::tls::server_config(&l.tls)?)
+            };
             listeners.push(ListenerInfo {
+                tls,
+                inspector: l.inspector,
                 name: l.name.clone(),
                 kind,
                 idle_timeout: l.connection_idle_timeout,

@@ -50,6 +50,8 @@ pub struct DownstreamStats {
     pub status: [Counter; 14],
     /// `request_time`: from the request head to the end of the response, in seconds.
     pub request_time: Histogram,
+    /// `tls_handshake_failed`: TLS handshakes that failed or timed out (mosn-rs's own metric).
+    pub tls_handshake_failed: Counter,
 }
 
 impl DownstreamStats {

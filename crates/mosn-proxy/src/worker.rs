@@ -149,75 +149,108 @@ pub async fn accept_loop(
         let snapshot = config.load_full();
         let w = worker.clone();
         tokio::task::spawn_local(async move {
-            // A transparent-proxy listener hands the connection to the listener of its original
-            // destination (or keeps it), and the original destination stands as its local address.
-            let (index, conn) = match (snapshot.listeners[index].original_dst, conn) {
-                (Some(mode), Accepted::Tcp(s, peer)) => {
-                    let local = s.local_addr().unwrap_or(peer);
-                    match mosn_net::original_dst::original_dst(&s, local, mode) {
-                        Ok(dst) => {
-                            let to = snapshot.listener_for(dst).unwrap_or(index);
-                            (to, Accepted::Redirected(s, peer, dst))
-                        }
-                        Err(e) => {
-                            tracing::debug!(%peer, error = %e, "no original destination; served here");
-                            (index, Accepted::Tcp(s, peer))
-                        }
-                    }
-                }
-                (_, c) => (index, c),
-            };
-            let info = &snapshot.listeners[index];
-            let conn = match conn {
-                Accepted::Redirected(s, peer, dst) => {
-                    return match &info.kind {
-                        ListenerKind::Http { .. } => {
-                            crate::http::serve_connection(w, snapshot.clone(), index, s, peer, dst)
-                                .await
-                        }
-                        ListenerKind::Tcp(tp) => {
-                            crate::tcp::serve(w, &snapshot, index, tp, s, peer, dst).await
-                        }
-                        ListenerKind::Udp(_) => {}
-                    };
-                }
-                c => c,
-            };
-            match (&info.kind, conn) {
-                (ListenerKind::Http { .. }, Accepted::Tcp(s, peer)) => {
-                    let local = s.local_addr().unwrap_or(peer);
-                    crate::http::serve_connection(w, snapshot.clone(), index, s, peer, local).await
-                }
-                (ListenerKind::Http { .. }, Accepted::Unix(s)) => {
-                    crate::http::serve_connection(
-                        w,
-                        snapshot.clone(),
-                        index,
-                        s,
-                        UNIX_PEER,
-                        UNIX_PEER,
-                    )
-                    .await
-                }
-                (ListenerKind::Tcp(tp), Accepted::Tcp(s, peer)) => {
-                    let local = s.local_addr().unwrap_or(peer);
-                    crate::tcp::serve(w, &snapshot, index, tp, s, peer, local).await
-                }
-                (ListenerKind::Tcp(tp), Accepted::Unix(s)) => {
-                    crate::tcp::serve(w, &snapshot, index, tp, s, UNIX_PEER, UNIX_PEER).await
-                }
-                // A stream never arrives on a UDP listener (it has no accept loop).
-                (ListenerKind::Udp(_), _) | (_, Accepted::Redirected(..)) => {}
-            }
+            let (index, conn) = hand_off(&snapshot, index, conn);
+            dispatch(w, snapshot, index, conn).await
         });
     }
 }
 
+/// Longest time a client may take to complete its TLS handshake (or, on an `inspector` listener,
+/// to send its first byte).
+pub const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A transparent-proxy listener hands a TCP connection to the listener of its original
+/// destination (or keeps it); the original destination stands as the connection's local address.
+fn hand_off(snapshot: &Snapshot, index: usize, conn: Accepted) -> (usize, Accepted) {
+    match (snapshot.listeners[index].original_dst, conn) {
+        (Some(mode), Accepted::Tcp(s, peer, local)) => {
+            match mosn_net::original_dst::original_dst(&s, local, mode) {
+                Ok(dst) => {
+                    let to = snapshot.listener_for(dst).unwrap_or(index);
+                    (to, Accepted::Tcp(s, peer, dst))
+                }
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "no original destination; served here");
+                    (index, Accepted::Tcp(s, peer, local))
+                }
+            }
+        }
+        (_, c) => (index, c),
+    }
+}
+
+/// Terminates TLS where the listener has it (after sniffing the first byte on an `inspector`
+/// listener), then serves the connection.
+async fn dispatch(w: Rc<Worker>, snapshot: Arc<Snapshot>, index: usize, conn: Accepted) {
+    let info = &snapshot.listeners[index];
+    let (s, peer, local) = match conn {
+        Accepted::Unix(s) => {
+            return serve_stream(w, &snapshot, index, s, UNIX_PEER, UNIX_PEER).await
+        }
+        Accepted::Tcp(s, peer, local) => (s, peer, local),
+    };
+    let Some(cfg) = &info.tls else {
+        return serve_stream(w, &snapshot, index, s, peer, local).await;
+    };
+    if info.inspector {
+        let mut first = [0u8; 1];
+        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, s.peek(&mut first)).await {
+            // 0x16: a TLS handshake record. Anything else is plaintext.
+            Ok(Ok(1)) if first[0] != 0x16 => {
+                return serve_stream(w, &snapshot, index, s, peer, local).await
+            }
+            Ok(Ok(1)) => {}
+            _ => return,
+        }
+    }
+    let accept = tokio_rustls::TlsAcceptor::from(cfg.clone()).accept(s);
+    let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, accept).await {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            if let Some(l) = w.stats.listeners.get(index) {
+                l.tls_handshake_failed.inc();
+            }
+            return;
+        }
+        Err(_) => {
+            if let Some(l) = w.stats.listeners.get(index) {
+                l.tls_handshake_failed.inc();
+            }
+            return;
+        }
+    };
+    // mosn-config allows TLS on `proxy` listeners only.
+    if let ListenerKind::Http { .. } = info.kind {
+        crate::http::serve_connection(w, snapshot.clone(), index, tls, peer, local).await
+    }
+}
+
+/// Serves a plaintext stream by the listener's network filter.
+async fn serve_stream<S>(
+    w: Rc<Worker>,
+    snapshot: &Arc<Snapshot>,
+    index: usize,
+    s: S,
+    peer: SocketAddr,
+    local: SocketAddr,
+) where
+    S: mosn_net::splice::SpliceIo + tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
+{
+    match &snapshot.listeners[index].kind {
+        ListenerKind::Http { .. } => {
+            crate::http::serve_connection(w, snapshot.clone(), index, s, peer, local).await
+        }
+        ListenerKind::Tcp(tp) => crate::tcp::serve(w, snapshot, index, tp, s, peer, local).await,
+        // A stream never arrives on a UDP listener (it has no accept loop).
+        ListenerKind::Udp(_) => {}
+    }
+}
+
+/// An accepted connection: TCP with (peer, local) addresses, or a unix stream.
 enum Accepted {
-    Tcp(tokio::net::TcpStream, SocketAddr),
+    Tcp(tokio::net::TcpStream, SocketAddr, SocketAddr),
     Unix(tokio::net::UnixStream),
-    /// A TCP connection with its original destination.
-    Redirected(tokio::net::TcpStream, SocketAddr, SocketAddr),
 }
 
 async fn accept(l: &Accepting) -> std::io::Result<Accepted> {
@@ -225,7 +258,8 @@ async fn accept(l: &Accepting) -> std::io::Result<Accepted> {
         Accepting::Tcp(l) => {
             let (s, peer) = l.accept().await?;
             let _ = s.set_nodelay(true);
-            Ok(Accepted::Tcp(s, peer))
+            let local = s.local_addr().unwrap_or(peer);
+            Ok(Accepted::Tcp(s, peer, local))
         }
         Accepting::Unix(l) => Ok(Accepted::Unix(l.accept().await?.0)),
     }

@@ -19,6 +19,8 @@ pub struct Host {
     pub weight: u32,
     /// `metadata.filter_metadata["mosn.lb"]`.
     pub metadata: BTreeMap<String, String>,
+    /// `tls_disable`: plaintext even when the cluster has TLS.
+    pub tls_disable: bool,
 }
 
 /// Cluster-wide gauges checked against the circuit breakers (all workers share them).
@@ -65,6 +67,8 @@ pub struct Cluster {
     pub limits: CircuitBreakers,
     /// `type: "ORIGINAL_DST"`: connect to each connection's original destination.
     pub original_dst: bool,
+    /// TLS to the hosts: the client config and the SNI name (`server_name`).
+    pub tls: Option<(Arc<rustls::ClientConfig>, Option<String>)>,
     /// Live counters for the circuit breakers.
     pub gauges: Gauges,
 }
@@ -111,13 +115,23 @@ pub struct ClusterManager {
 }
 
 impl ClusterManager {
-    /// Builds clusters from config.
-    pub fn new(cfg: &[mosn_config::Cluster]) -> Self {
+    /// Builds clusters from config, with their TLS client configs.
+    ///
+    /// Errors: a cluster `tls_context` that cannot be used (names its JSON path).
+    pub fn new(cfg: &[mosn_config::Cluster]) -> Result<Self, mosn_net::tls::TlsError> {
         let mut id = 0;
+        let mut tls = Vec::new();
+        for c in cfg {
+            tls.push(match &c.tls {
+                Some(t) => Some((mosn_net::tls::client_config(t)?, t.server_name.clone())),
+                None => None,
+            });
+        }
         let clusters = cfg
             .iter()
+            .zip(tls)
             .enumerate()
-            .map(|(index, c)| {
+            .map(|(index, (c, tls))| {
                 let hosts = c
                     .hosts
                     .iter()
@@ -128,6 +142,7 @@ impl ClusterManager {
                             address: h.address.clone(),
                             weight: h.weight.max(1),
                             metadata: h.metadata.clone(),
+                            tls_disable: h.tls_disable,
                         })
                     })
                     .collect();
@@ -141,15 +156,16 @@ impl ClusterManager {
                     max_request_per_conn: c.max_request_per_conn,
                     limits: c.circuit_breakers.clone(),
                     original_dst: c.original_dst,
+                    tls,
                     gauges: Gauges::default(),
                 })
             })
             .collect();
-        ClusterManager {
+        Ok(ClusterManager {
             clusters,
             targets: Vec::new(),
             host_count: id,
-        }
+        })
     }
 
     /// The target id for a cluster name and a metadata match (empty: every host), creating it on

@@ -102,7 +102,7 @@ mod tests {
             hosts.join(",")
         );
         let cfg = mosn_config::from_str(&json).unwrap().config;
-        let mut cm = ClusterManager::new(&cfg.clusters);
+        let mut cm = ClusterManager::new(&cfg.clusters).unwrap();
         cm.resolve("c", &BTreeMap::new()).unwrap();
         cm
     }

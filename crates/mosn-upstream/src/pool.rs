@@ -175,9 +175,25 @@ impl Pools {
                     .map_err(|e| failed(format!("connect to {a}: {e}")))?;
                 let _ = stream.set_nodelay(true);
                 let local = stream.local_addr().ok();
-                let s = self
-                    .handshake(CountingIo::new(stream, bytes), cluster, host, conn_slot)
-                    .await?;
+                let io = CountingIo::new(stream, bytes);
+                let s = match cluster.tls.as_ref().filter(|_| !host.tls_disable) {
+                    Some((cfg, sni)) => {
+                        let name = match sni {
+                            Some(n) => rustls_pki_types::ServerName::try_from(n.clone())
+                                .map_err(|e| failed(format!("server_name {n:?}: {e}")))?,
+                            None => rustls_pki_types::ServerName::IpAddress(a.ip().into()),
+                        };
+                        let tls = tokio::time::timeout(
+                            timeout,
+                            tokio_rustls::TlsConnector::from(cfg.clone()).connect(name, io),
+                        )
+                        .await
+                        .map_err(|_| failed(format!("TLS handshake with {a} timed out")))?
+                        .map_err(|e| failed(format!("TLS handshake with {a}: {e}")))?;
+                        self.handshake(tls, cluster, host, conn_slot).await?
+                    }
+                    None => self.handshake(io, cluster, host, conn_slot).await?,
+                };
                 (s, local)
             }
             mosn_config::HostAddr::Unix(p) => {

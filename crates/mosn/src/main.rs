@@ -75,10 +75,18 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some(Command::Check(args)) => match load(&args) {
-            Ok(l) => {
-                print!("{}", summary::summary(&l.config));
-                ExitCode::SUCCESS
-            }
+            // Building the runtime snapshot also reads and checks every TLS file.
+            Ok(l) => match mosn_proxy::Snapshot::build(&l.config) {
+                Ok(_) => {
+                    print!("{}", summary::summary(&l.config));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    let file = args.config.as_deref().unwrap_or(std::path::Path::new("-"));
+                    eprintln!("mosn: config error in {}: {e}", file.display());
+                    ExitCode::from(1)
+                }
+            },
             Err(code) => code,
         },
         Some(Command::Start(args)) => start(&args),
