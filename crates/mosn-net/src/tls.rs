@@ -12,7 +12,7 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Weak};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use mosn_config::TlsContext;
@@ -263,23 +263,22 @@ fn load_entries(
         .collect()
 }
 
-fn mtimes(contexts: &[TlsContext]) -> Vec<Option<SystemTime>> {
+/// The bytes of every certificate and key file (inline PEM gives `None`). Contents, not mtimes,
+/// are compared: a rewrite within one timestamp tick, or a symlink swap, still counts.
+fn contents(contexts: &[TlsContext]) -> Vec<Option<Vec<u8>>> {
     contexts
         .iter()
         .flat_map(|c| [c.cert_chain.clone(), c.private_key.clone()])
         .map(|f| {
-            f.filter(|f| !f.contains("-----BEGIN")).and_then(|f| {
-                std::fs::metadata(PathBuf::from(f))
-                    .and_then(|m| m.modified())
-                    .ok()
-            })
+            f.filter(|f| !f.contains("-----BEGIN"))
+                .and_then(|f| std::fs::read(PathBuf::from(f)).ok())
         })
         .collect()
 }
 
 /// Watches the files of `contexts` and swaps in new certificates when they change and load.
 fn watch(resolver: Weak<SniResolver>, contexts: Vec<TlsContext>, provider: Arc<CryptoProvider>) {
-    let mut seen = mtimes(&contexts);
+    let mut seen = contents(&contexts);
     if seen.iter().all(Option::is_none) {
         return; // inline PEM only: nothing to watch
     }
@@ -288,7 +287,7 @@ fn watch(resolver: Weak<SniResolver>, contexts: Vec<TlsContext>, provider: Arc<C
         .spawn(move || loop {
             std::thread::sleep(RELOAD_EVERY);
             let Some(r) = resolver.upgrade() else { return };
-            let now = mtimes(&contexts);
+            let now = contents(&contexts);
             if now == seen {
                 continue;
             }
