@@ -62,7 +62,9 @@ pub(crate) fn validate(c: &Config) -> Result<()> {
     let mut names: HashMap<&str, usize> = HashMap::new();
     for (li, l) in c.server.listeners.iter().enumerate() {
         let lp = format!("servers[0].listeners[{li}]");
-        if let Some(prev) = addrs.insert(&l.address, li) {
+        // Port 0 asks for any free port: two such listeners never collide.
+        let any_port = matches!(l.address, crate::ListenAddr::Tcp(a) | crate::ListenAddr::Udp(a) if a.port() == 0);
+        if let Some(prev) = addrs.insert(&l.address, li).filter(|_| !any_port) {
             return Err(ConfigError::new(
                 format!("{lp}.address"),
                 format!(

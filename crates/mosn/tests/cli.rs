@@ -67,7 +67,8 @@ fn every_bad_config_class_exits_1_naming_the_json_path() {
     // A duplicate listener address.
     let v: serde_json::Value = serde_json::from_str(GOOD).unwrap();
     let mut v2 = v.clone();
-    let mut l2 = v["servers"][0]["listeners"][0].clone();
+    v2["servers"][0]["listeners"][0]["address"] = "127.0.0.1:65000".into();
+    let mut l2 = v2["servers"][0]["listeners"][0].clone();
     l2["name"] = "other".into();
     v2["servers"][0]["listeners"]
         .as_array_mut()
@@ -75,7 +76,7 @@ fn every_bad_config_class_exits_1_naming_the_json_path() {
         .push(l2);
     let (code, _, err) = check(&v2.to_string());
     assert_eq!(code, 1);
-    assert!(err.contains("servers[0].listeners[1].address: \"127.0.0.1:0\" is already the address of servers[0].listeners[0]"), "{err}");
+    assert!(err.contains("servers[0].listeners[1].address: \"127.0.0.1:65000\" is already the address of servers[0].listeners[0]"), "{err}");
     // Not JSON at all.
     let (code, _, err) = check("{ not json");
     assert_eq!(code, 1);
