@@ -376,3 +376,32 @@ fn bad_tls_settings_are_config_errors_with_json_paths() {
     let e = check(json!({"min_version": "TLSv1_0"}));
     assert!(e.starts_with(&format!("{p}.min_version")), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_mtls_presents_the_cluster_client_certificate() {
+    let ca = Ca::new("test ca");
+    let d = dir("upstream-mtls");
+    let (cert, key, _) = ca.leaf(&["backend.test"]);
+    let (cc, ck, _) = ca.leaf(&["proxy-client"]);
+    let ca_path = write(&d, "ca.pem", &ca.pem());
+    let tls = json!({"tls_context": {"status": true, "cert_chain": write(&d, "s.pem", &cert), "private_key": write(&d, "s.key", &key),
+        "ca_cert": ca_path, "verify_client": true, "require_client_cert": true}});
+    let backend = proxy(tls_listener_config(tls, "mutual"));
+    let front = |tls: Value| {
+        proxy(config(
+            json!([{"name": "v", "domains": ["*"], "routers": [{"match": {"prefix": "/"}, "route": {"cluster_name": "b"}}]}]),
+            json!([{"name": "b", "type": "SIMPLE", "tls_context": tls, "hosts": [{"address": backend.addr.to_string()}]}]),
+        ))
+    };
+    let with_cert = front(
+        json!({"status": true, "server_name": "backend.test", "ca_cert": ca_path,
+        "cert_chain": write(&d, "c.pem", &cc), "private_key": write(&d, "c.key", &ck)}),
+    );
+    assert_eq!(get(with_cert.addr, "/", &[]).await.text(), "mutual");
+    let without = front(json!({"status": true, "server_name": "backend.test", "ca_cert": ca_path}));
+    assert_eq!(
+        get(without.addr, "/", &[]).await.status,
+        502,
+        "the upstream requires a client certificate"
+    );
+}
