@@ -1,5 +1,9 @@
-//! Metric primitives for per-worker stats: relaxed atomics written by one worker thread and read by
-//! the control thread at scrape time, so counting costs one uncontended atomic add.
+//! Metric primitives for per-worker stats: each is written by exactly one worker thread and read
+//! by the control thread at scrape time. With a single writer an update is a relaxed load and
+//! store (no locked read-modify-write); readers still see whole values.
+//!
+//! Invariant: a [`Counter`], [`Gauge`] or [`Histogram`] is updated by one thread only. Shared
+//! counters (the circuit-breaker gauges) use atomic read-modify-write and live elsewhere.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
@@ -9,15 +13,18 @@ use std::time::Duration;
 pub struct Counter(AtomicU64);
 
 impl Counter {
-    /// Adds one.
+    /// Adds one (single writer: see the module invariant).
     #[inline]
     pub fn inc(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
+        self.add(1);
     }
-    /// Adds `n`.
+    /// Adds `n` (single writer: see the module invariant).
     #[inline]
     pub fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
     }
     /// The current value.
     pub fn get(&self) -> u64 {
@@ -30,15 +37,21 @@ impl Counter {
 pub struct Gauge(AtomicI64);
 
 impl Gauge {
-    /// Adds one.
+    /// Adds one (single writer: see the module invariant).
     #[inline]
     pub fn inc(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Relaxed,
+        );
     }
-    /// Subtracts one.
+    /// Subtracts one (single writer: see the module invariant).
     #[inline]
     pub fn dec(&self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_sub(1),
+            Ordering::Relaxed,
+        );
     }
     /// The current value.
     pub fn get(&self) -> i64 {
