@@ -353,14 +353,7 @@ fn serve_bulk(mut s: TcpStream, size: u64) {
         }
         head.extend_from_slice(&buf[..n]);
         if let Some(i) = head.windows(4).position(|w| w == b"\r\n\r\n") {
-            let text = String::from_utf8_lossy(&head[..i]).to_ascii_lowercase();
-            let len: u64 = text
-                .lines()
-                .find_map(|l| {
-                    l.strip_prefix("content-length:")
-                        .map(|v| v.trim().parse().unwrap())
-                })
-                .unwrap_or(0);
+            let len = content_length(&String::from_utf8_lossy(&head[..i]).to_ascii_lowercase());
             let mut got = (head.len() - i - 4) as u64;
             while got < len {
                 let n = read_some(&mut s, &mut buf).unwrap_or(0);
@@ -386,6 +379,16 @@ fn serve_bulk(mut s: TcpStream, size: u64) {
     }
 }
 
+/// The `content-length` of a lower-cased message head (0 when absent).
+fn content_length(head: &str) -> u64 {
+    head.lines()
+        .find_map(|l| {
+            l.strip_prefix("content-length:")
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 /// `read`, retried when a signal interrupts it (EINTR).
 fn read_some(s: &mut TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
     loop {
@@ -406,13 +409,7 @@ fn read_response(s: &mut TcpStream) -> (String, u64) {
         acc.extend_from_slice(&buf[..n]);
         if let Some(i) = acc.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&acc[..i]).to_ascii_lowercase();
-            let len: u64 = head
-                .lines()
-                .find_map(|l| {
-                    l.strip_prefix("content-length:")
-                        .map(|v| v.trim().parse().unwrap())
-                })
-                .unwrap_or(0);
+            let len = content_length(&head);
             let mut got = (acc.len() - i - 4) as u64;
             while got < len {
                 let n = read_some(s, &mut buf).unwrap();
