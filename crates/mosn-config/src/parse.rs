@@ -839,7 +839,8 @@ fn route(v: &Value, path: &str, ctx: &Ctx) -> Result<Route> {
         r.finish(ctx);
         RouteAction::Forward(Box::new(a))
     } else {
-        unreachable!("exactly one action is set")
+        // Counted above: exactly one action is set. Kept as an error, not a panic, on config input.
+        return Err(ConfigError::new(path, "has no action"));
     };
     o.finish(ctx);
     Ok(Route {
