@@ -130,7 +130,8 @@ pub struct Listener {
     pub address: ListenAddr,
     /// `filter_chains[0].filters[0]`: the network filter.
     pub filter: NetworkFilter,
-    /// `connection_idle_timeout`: close a downstream connection idle this long. `None`: never.
+    /// `connection_idle_timeout`: close a downstream connection idle this long (also while a
+    /// request head is incomplete). MOSN's default, 90 s, when absent; `None` (an explicit 0): never.
     pub connection_idle_timeout: Option<Duration>,
     /// `access_logs[]`.
     pub access_logs: Vec<AccessLog>,

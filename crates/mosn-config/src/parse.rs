@@ -406,7 +406,13 @@ fn listener(v: &Value, path: &str, ctx: &Ctx) -> Result<Listener> {
         name,
         address,
         filter,
-        connection_idle_timeout: o.opt_duration("connection_idle_timeout")?,
+        // MOSN's default when absent is 90 s (types.DefaultIdleTimeout); an explicit 0 turns it off.
+        connection_idle_timeout: match o.get("connection_idle_timeout") {
+            None => Some(std::time::Duration::from_secs(90)),
+            Some(_) => o
+                .opt_duration("connection_idle_timeout")?
+                .filter(|d| !d.is_zero()),
+        },
         access_logs,
         bind_port,
         original_dst,

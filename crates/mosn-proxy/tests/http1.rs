@@ -320,3 +320,30 @@ async fn two_workers_share_the_listener_port() {
     // 32 connections spread by SO_REUSEPORT: all on one worker has probability 2^-31.
     assert!(per_worker.iter().all(|n| *n > 0), "{per_worker:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_timeout_closes_half_sent_heads_but_not_slow_upstreams() {
+    let u = upstream(|_| async {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        text(200, "slow but fine")
+    })
+    .await;
+    let mut cfg = all_to(u.addr);
+    cfg["servers"][0]["listeners"][0]["connection_idle_timeout"] = json!("200ms");
+    let p = proxy(cfg);
+    // A client that sends half a request head and stalls is closed, not held forever.
+    let t0 = std::time::Instant::now();
+    let (out, closed) = raw(
+        p.addr,
+        b"GET / HTTP/1.1\r\nhost: x\r\nx-half",
+        Duration::from_secs(3),
+    )
+    .await;
+    assert!(
+        closed && t0.elapsed() < Duration::from_secs(2),
+        "half-sent head kept open: {out:?}"
+    );
+    // A request waiting on an upstream slower than the idle timeout is in flight, not idle.
+    let r = get(p.addr, "/", &[]).await;
+    assert_eq!((r.status, r.text().as_str()), (200, "slow but fine"));
+}

@@ -129,6 +129,9 @@ impl RequestInfo {
             }
         }
         stats.active_requests.dec();
+        ctx.activity
+            .in_flight
+            .set(ctx.activity.in_flight.get().saturating_sub(1));
         if let Some(f) = self.flag {
             stats.flag(f);
         }

@@ -54,6 +54,8 @@ pub struct ConnCtx {
     pub local: SocketAddr,
     /// Connection id, unique within the process.
     pub id: u64,
+    /// Activity seen by the idle timeout.
+    pub activity: Rc<super::Activity>,
 }
 
 impl ConnCtx {
@@ -92,6 +94,7 @@ pub async fn handle(
         l.request_active.inc();
     }
     stats.active_requests.inc();
+    ctx.activity.in_flight.set(ctx.activity.in_flight.get() + 1);
     let mut info = RequestInfo::start(&ctx, req.version(), req.headers());
     let mut resp = if head_size(&req) > super::MAX_HEADER_BYTES {
         info.flag = Some(ResponseFlag::DownstreamProtocolError);
