@@ -227,3 +227,45 @@ async fn upstream_dying_mid_response_closes_only_that_connection() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_body_past_the_replay_limit_is_not_retried() {
+    // An upstream that reads the whole body, then answers 503 once and 200 after.
+    let n = Arc::new(AtomicUsize::new(0));
+    let u = upstream(move |r| {
+        let i = n.fetch_add(1, Ordering::SeqCst);
+        async move {
+            use http_body_util::BodyExt;
+            let _ = r.into_body().collect().await;
+            if i == 0 {
+                text(503, "down")
+            } else {
+                text(200, "ok")
+            }
+        }
+    })
+    .await;
+    let p = proxy(config(
+        retry_route(3, json!({})),
+        json!([cluster("a", &[u.addr])]),
+    ));
+    let mut c = Client::connect(p.addr).await;
+    // 100 KiB is over the 64 KiB replay limit: the body streams upstream once and cannot be resent.
+    let big = http_body_util::Full::new(bytes::Bytes::from(vec![b'x'; 100 * 1024]));
+    let r = c.send(http::Request::post("/").body(big).unwrap()).await;
+    assert_eq!(r.status, 503, "the upstream's answer, not retried");
+    assert_eq!(u.requests(), 1);
+    // The same route retries a small body.
+    let small = http_body_util::Full::new(bytes::Bytes::from_static(b"tiny"));
+    assert_eq!(
+        c.send(http::Request::post("/").body(small).unwrap())
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        u.requests(),
+        2,
+        "the flaky upstream now answers 200 at once"
+    );
+}
