@@ -288,9 +288,9 @@ fn example_and_mosn_configs_serve_curl_on_their_fixed_ports() {
 }
 
 #[test]
-fn sigterm_drains_and_exits_0_sigint_exits_at_once() {
+fn sigterm_drains_and_exits_0_sigint_and_sigquit_exit_at_once() {
     let p = write_temp("sig.json", GOOD);
-    for (sig, code) in [("-TERM", 0), ("-INT", 0)] {
+    for (sig, code) in [("-TERM", 0), ("-INT", 0), ("-QUIT", 0)] {
         let mut m = spawn(&p);
         m.listener("l");
         m.signal(sig);
