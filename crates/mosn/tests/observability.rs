@@ -422,3 +422,27 @@ fn sigterm_drains_in_flight_requests_and_mosn_stop_stops() {
     );
     assert_eq!(wait_timeout(&mut m.child, Duration::from_secs(10)), Some(0));
 }
+
+#[test]
+fn access_log_rotation_by_time() {
+    let dir = temp_dir("rotate-time");
+    // time=0.0003 hours is about 1.1 s.
+    let m = spawn(&config(&dir, std_upstream(), |c| {
+        c["servers"][0]["global_log_roller"] = json!("time=0.0003");
+    }));
+    let l = m.listener("l");
+    http(l, "GET", "/direct", &[], "");
+    let backups = || {
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with("access.log."))
+            .count()
+    };
+    assert!(
+        eventually(Duration::from_secs(6), || backups() >= 1),
+        "no time-based rotation"
+    );
+    let log = dir.join("access.log");
+    assert!(log.exists(), "a fresh file after rotation");
+}
