@@ -496,6 +496,21 @@ pub struct Cluster {
     pub original_dst: bool,
     /// `tls_context` with `status: true`: TLS to the hosts.
     pub tls: Option<TlsContext>,
+    /// `lb_subset_config.fall_back_policy` (with `default_subset`): where a route's
+    /// `metadata_match` goes when no host matches.
+    pub subset_fallback: SubsetFallback,
+}
+
+/// MOSN's subset fallback policies (`pkg/upstream/cluster/subset_loadbalancer.go`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum SubsetFallback {
+    /// `0` (default): no host, so 503.
+    #[default]
+    NoFallback,
+    /// `1`: every host of the cluster.
+    AnyEndpoint,
+    /// `2`: the hosts matching `default_subset`.
+    DefaultSubset(BTreeMap<String, String>),
 }
 
 /// `hosts[]`.

@@ -1018,8 +1018,36 @@ fn cluster(v: &Value, path: &str, ctx: &Ctx) -> Result<Cluster> {
         "conn_buffer_limit_bytes",
         "spec",
         "cluster_pool_enable",
-        "lb_subset_config",
     ]);
+    let subset_fallback = match o.opt_obj("lb_subset_config")? {
+        None => SubsetFallback::NoFallback,
+        Some(sc) => {
+            sc.ignored(&["subset_selectors"]);
+            let default: BTreeMap<String, String> = match sc.get("default_subset") {
+                None => BTreeMap::new(),
+                Some(v) => v
+                    .as_object()
+                    .ok_or_else(|| {
+                        ConfigError::new(sc.key_path("default_subset"), "expected an object")
+                    })?
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            v.as_str().map_or_else(|| v.to_string(), str::to_string),
+                        )
+                    })
+                    .collect(),
+            };
+            let f = match sc.opt_u64("fall_back_policy", 2)?.unwrap_or(0) {
+                0 => SubsetFallback::NoFallback,
+                1 => SubsetFallback::AnyEndpoint,
+                _ => SubsetFallback::DefaultSubset(default),
+            };
+            sc.finish(ctx);
+            f
+        }
+    };
     let name = o.req_str("name")?.to_string();
     let original_dst = match o.opt_str("type")? {
         None | Some("") | Some("SIMPLE") => false,
@@ -1110,6 +1138,7 @@ fn cluster(v: &Value, path: &str, ctx: &Ctx) -> Result<Cluster> {
             .filter(|n| *n > 0),
         original_dst,
         tls,
+        subset_fallback,
     };
     o.finish(ctx);
     Ok(c)

@@ -302,3 +302,32 @@ async fn least_request_sends_less_to_the_slow_host() {
         fast.requests()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subset_fall_back_policies() {
+    let v1 = named("1.0").await;
+    let v2 = named("2.0").await;
+    let vhosts = json!([{"name": "v", "domains": ["*"], "routers": [
+        {"match": {"prefix": "/"}, "route": {"cluster_name": "svc",
+            "metadata_match": {"filter_metadata": {"mosn.lb": {"version": "3.0"}}}}}]}]);
+    let cluster = |policy: serde_json::Value| {
+        json!([{"name": "svc", "type": "SIMPLE", "lb_type": "LB_ROUNDROBIN",
+            "lb_subset_config": {"fall_back_policy": policy, "default_subset": {"version": "2.0"}, "subset_selectors": [["version"]]},
+            "hosts": [
+                {"address": v1.addr.to_string(), "metadata": {"filter_metadata": {"mosn.lb": {"version": "1.0"}}}},
+                {"address": v2.addr.to_string(), "metadata": {"filter_metadata": {"mosn.lb": {"version": "2.0"}}}}]}])
+    };
+    // No host runs 3.0. NoFallBack: 503; AnyEndpoint: every host; DefaultSubset: the 2.0 hosts.
+    let p = proxy(config(vhosts.clone(), cluster(json!(0))));
+    assert_eq!(get(p.addr, "/", &[]).await.status, 503);
+    let p = proxy(config(vhosts.clone(), cluster(json!(1))));
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..4 {
+        seen.insert(get(p.addr, "/", &[]).await.text());
+    }
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["1.0", "2.0"]);
+    let p = proxy(config(vhosts, cluster(json!(2))));
+    for _ in 0..4 {
+        assert_eq!(get(p.addr, "/", &[]).await.text(), "2.0");
+    }
+}

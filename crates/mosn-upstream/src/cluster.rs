@@ -69,6 +69,8 @@ pub struct Cluster {
     pub original_dst: bool,
     /// TLS to the hosts: the client config and the SNI name (`server_name`).
     pub tls: Option<(Arc<rustls::ClientConfig>, Option<String>)>,
+    /// Where a `metadata_match` that selects no host goes.
+    pub subset_fallback: mosn_config::SubsetFallback,
     /// Live counters for the circuit breakers.
     pub gauges: Gauges,
 }
@@ -157,6 +159,7 @@ impl ClusterManager {
                     limits: c.circuit_breakers.clone(),
                     original_dst: c.original_dst,
                     tls,
+                    subset_fallback: c.subset_fallback.clone(),
                     gauges: Gauges::default(),
                 })
             })
@@ -172,13 +175,24 @@ impl ClusterManager {
     /// first use. `None` for an unknown cluster.
     pub fn resolve(&mut self, name: &str, meta: &BTreeMap<String, String>) -> Option<usize> {
         let cluster = self.clusters.iter().find(|c| c.name == name)?.clone();
-        let hosts: Vec<usize> = cluster
-            .hosts
-            .iter()
-            .enumerate()
-            .filter(|(_, h)| meta.iter().all(|(k, v)| h.metadata.get(k) == Some(v)))
-            .map(|(i, _)| i)
-            .collect();
+        let matching = |m: &BTreeMap<String, String>| -> Vec<usize> {
+            cluster
+                .hosts
+                .iter()
+                .enumerate()
+                .filter(|(_, h)| m.iter().all(|(k, v)| h.metadata.get(k) == Some(v)))
+                .map(|(i, _)| i)
+                .collect()
+        };
+        let mut hosts = matching(meta);
+        if hosts.is_empty() && !meta.is_empty() {
+            // MOSN's fall_back_policy for a subset with no host.
+            hosts = match &cluster.subset_fallback {
+                mosn_config::SubsetFallback::NoFallback => Vec::new(),
+                mosn_config::SubsetFallback::AnyEndpoint => (0..cluster.hosts.len()).collect(),
+                mosn_config::SubsetFallback::DefaultSubset(d) => matching(d),
+            };
+        }
         if let Some(i) = self
             .targets
             .iter()
