@@ -347,3 +347,38 @@ async fn idle_timeout_closes_half_sent_heads_but_not_slow_upstreams() {
     let r = get(p.addr, "/", &[]).await;
     assert_eq!((r.status, r.text().as_str()), (200, "slow but fine"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_connections_follow_max_request_per_conn_and_idle_timeout() {
+    let u = named("ok").await;
+    let mut cfg = all_to(u.addr);
+    cfg["cluster_manager"]["clusters"][0]["max_request_per_conn"] = json!(2);
+    let p = proxy(cfg);
+    let mut c = Client::connect(p.addr).await;
+    for _ in 0..6 {
+        assert_eq!(c.get("/").await.text(), "ok");
+    }
+    assert!(
+        eventually(Duration::from_secs(5), || u.connections() == 3).await,
+        "{} upstream connections for 6 requests at 2 per connection",
+        u.connections()
+    );
+
+    let u = named("ok").await;
+    let mut cfg = all_to(u.addr);
+    cfg["cluster_manager"]["clusters"][0]["idle_timeout"] = json!("100ms");
+    let p = proxy(cfg);
+    let mut c = Client::connect(p.addr).await;
+    c.get("/").await;
+    c.get("/").await;
+    assert_eq!(u.connections(), 1, "reused while fresh");
+    // The feature is about time passing: wait past the idle timeout, then the pooled connection
+    // must not be reused.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    c.get("/").await;
+    assert_eq!(
+        u.connections(),
+        2,
+        "an idle pooled connection is not reused after idle_timeout"
+    );
+}
