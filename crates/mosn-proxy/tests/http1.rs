@@ -382,3 +382,41 @@ async fn upstream_connections_follow_max_request_per_conn_and_idle_timeout() {
         "an idle pooled connection is not reused after idle_timeout"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_bytes_never_take_the_proxy_down() {
+    let u = named("ok").await;
+    let p = proxy(all_to(u.addr));
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let valid = b"GET /a?b=c HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\nabc".to_vec();
+    for i in 0..200 {
+        let bytes: Vec<u8> = if i % 2 == 0 {
+            (0..(next() % 600) as usize).map(|_| next() as u8).collect()
+        } else {
+            // A valid request with a few bytes corrupted.
+            let mut v = valid.clone();
+            for _ in 0..3 {
+                let at = (next() as usize) % v.len();
+                v[at] = next() as u8;
+            }
+            v
+        };
+        let (out, _) = raw(p.addr, &bytes, Duration::from_millis(300)).await;
+        assert!(
+            out.is_empty() || out.starts_with("HTTP/1.1 "),
+            "not HTTP: {out:?}"
+        );
+    }
+    let mut c = Client::connect(p.addr).await;
+    assert_eq!(
+        c.get("/").await.text(),
+        "ok",
+        "still serving after 200 garbage connections"
+    );
+}
