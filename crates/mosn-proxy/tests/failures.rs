@@ -11,20 +11,41 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// An upstream that answers 503 to its first `fail` requests, then 200 "ok".
-async fn flaky(fail: usize) -> Upstream {
+/// An upstream that reads each request body (recorded in order), answers `status` to its first
+/// `fail` requests, then 200 "ok".
+async fn flaky_with(
+    fail: usize,
+    status: u16,
+) -> (Upstream, Arc<std::sync::Mutex<Vec<bytes::Bytes>>>) {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s2 = seen.clone();
     let n = Arc::new(AtomicUsize::new(0));
-    upstream(move |_| {
+    let u = upstream(move |r| {
         let i = n.fetch_add(1, Ordering::SeqCst);
+        let s2 = s2.clone();
         async move {
+            use http_body_util::BodyExt;
+            let b = r
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            s2.lock().unwrap().push(b);
             if i < fail {
-                text(503, "down")
+                text(status, "down")
             } else {
                 text(200, "ok")
             }
         }
     })
-    .await
+    .await;
+    (u, seen)
+}
+
+/// [`flaky_with`] answering 503.
+async fn flaky(fail: usize) -> Upstream {
+    flaky_with(fail, 503).await.0
 }
 
 fn retry_route(num_retries: u32, extra: serde_json::Value) -> serde_json::Value {
@@ -74,24 +95,7 @@ async fn retries_only_listed_status_codes_and_replay_small_bodies() {
     assert_eq!(u.requests(), 1);
 
     // A POST body under the replay limit is sent again on the retry.
-    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let s2 = seen.clone();
-    let n = Arc::new(AtomicUsize::new(0));
-    let u = upstream(move |r| {
-        let s2 = s2.clone();
-        let i = n.fetch_add(1, Ordering::SeqCst);
-        async move {
-            use http_body_util::BodyExt;
-            let b = r.into_body().collect().await.unwrap().to_bytes();
-            s2.lock().unwrap().push(b);
-            if i == 0 {
-                text(502, "")
-            } else {
-                text(200, "ok")
-            }
-        }
-    })
-    .await;
+    let (u, seen) = flaky_with(1, 502).await;
     let p = proxy(config(
         retry_route(1, json!({})),
         json!([cluster("a", &[u.addr])]),
@@ -230,21 +234,8 @@ async fn upstream_dying_mid_response_closes_only_that_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_streamed_body_past_the_replay_limit_is_not_retried() {
-    // An upstream that reads the whole body, then answers 503 once and 200 after.
-    let n = Arc::new(AtomicUsize::new(0));
-    let u = upstream(move |r| {
-        let i = n.fetch_add(1, Ordering::SeqCst);
-        async move {
-            use http_body_util::BodyExt;
-            let _ = r.into_body().collect().await;
-            if i == 0 {
-                text(503, "down")
-            } else {
-                text(200, "ok")
-            }
-        }
-    })
-    .await;
+    // The upstream reads the whole body, then answers 503 once and 200 after.
+    let u = flaky(1).await;
     let p = proxy(config(
         retry_route(3, json!({})),
         json!([cluster("a", &[u.addr])]),

@@ -276,24 +276,6 @@ async fn malformed_and_oversized_requests_are_rejected_while_others_are_served()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idle_downstream_connection_is_closed_after_connection_idle_timeout() {
-    let u = named("ok").await;
-    let mut cfg = all_to(u.addr);
-    cfg["servers"][0]["listeners"][0]["connection_idle_timeout"] = json!("200ms");
-    let p = proxy(cfg);
-    let t0 = std::time::Instant::now();
-    let (out, closed) = raw(
-        p.addr,
-        b"GET / HTTP/1.1\r\nhost: x\r\n\r\n",
-        Duration::from_secs(3),
-    )
-    .await;
-    assert!(out.ends_with("ok"), "{out}");
-    assert!(closed, "idle keep-alive connection was not closed");
-    assert!(t0.elapsed() < Duration::from_secs(2));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workers_share_the_listener_port() {
     let u = named("ok").await;
     let p = proxy_workers(all_to(u.addr), 2);
@@ -322,7 +304,7 @@ async fn two_workers_share_the_listener_port() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idle_timeout_closes_half_sent_heads_but_not_slow_upstreams() {
+async fn idle_timeout_closes_idle_connections_and_half_sent_heads_but_not_slow_upstreams() {
     let u = upstream(|_| async {
         tokio::time::sleep(Duration::from_millis(700)).await;
         text(200, "slow but fine")
@@ -331,21 +313,20 @@ async fn idle_timeout_closes_half_sent_heads_but_not_slow_upstreams() {
     let mut cfg = all_to(u.addr);
     cfg["servers"][0]["listeners"][0]["connection_idle_timeout"] = json!("200ms");
     let p = proxy(cfg);
+    // Raw bytes on a new connection: (what came back, closed within 2 s).
+    let closes = |bytes: &'static [u8]| async move {
+        let t0 = std::time::Instant::now();
+        let (out, closed) = raw(p.addr, bytes, Duration::from_secs(3)).await;
+        (out, closed && t0.elapsed() < Duration::from_secs(2))
+    };
+    // A keep-alive connection is served (the 700 ms wait on the upstream is not idleness), then
+    // closed once idle.
+    let (out, closed) = closes(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    assert!(out.ends_with("slow but fine"), "{out}");
+    assert!(closed, "idle keep-alive connection was not closed");
     // A client that sends half a request head and stalls is closed, not held forever.
-    let t0 = std::time::Instant::now();
-    let (out, closed) = raw(
-        p.addr,
-        b"GET / HTTP/1.1\r\nhost: x\r\nx-half",
-        Duration::from_secs(3),
-    )
-    .await;
-    assert!(
-        closed && t0.elapsed() < Duration::from_secs(2),
-        "half-sent head kept open: {out:?}"
-    );
-    // A request waiting on an upstream slower than the idle timeout is in flight, not idle.
-    let r = get(p.addr, "/", &[]).await;
-    assert_eq!((r.status, r.text().as_str()), (200, "slow but fine"));
+    let (out, closed) = closes(b"GET / HTTP/1.1\r\nhost: x\r\nx-half").await;
+    assert!(closed, "half-sent head kept open: {out:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -64,6 +64,15 @@ fn lines(p: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Rotated access-log files (`access.log.<stamp>`) in `dir`.
+fn rotated(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("access.log."))
+        .count()
+}
+
 fn admin_json(a: SocketAddr, path: &str) -> Value {
     let r = http(a, "GET", path, &[], "");
     assert_eq!(r.status, 200, "{path}: {}", r.body);
@@ -349,13 +358,7 @@ fn access_log_default_format_and_rotation_by_size() {
     for _ in 0..60 {
         http(l, "GET", "/direct", &[], "");
     }
-    let backups = || {
-        std::fs::read_dir(&dir)
-            .unwrap()
-            .filter_map(Result::ok)
-            .filter(|e| e.file_name().to_string_lossy().starts_with("access.log."))
-            .count()
-    };
+    let backups = || rotated(&dir);
     assert!(
         eventually(Duration::from_secs(5), || backups() == 2),
         "backups: {}",
@@ -432,13 +435,7 @@ fn access_log_rotation_by_time() {
     }));
     let l = m.listener("l");
     http(l, "GET", "/direct", &[], "");
-    let backups = || {
-        std::fs::read_dir(&dir)
-            .unwrap()
-            .filter_map(Result::ok)
-            .filter(|e| e.file_name().to_string_lossy().starts_with("access.log."))
-            .count()
-    };
+    let backups = || rotated(&dir);
     assert!(
         eventually(Duration::from_secs(6), || backups() >= 1),
         "no time-based rotation"
