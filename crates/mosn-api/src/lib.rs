@@ -1,10 +1,21 @@
-//! The shared vocabulary of mosn-rs: the data-path error and the response flags it carries.
+//! The shared vocabulary of mosn-rs: the [`Headers`] view every protocol's head offers, the
+//! [`Protocol`]s, the [`StreamInfo`] record, [`LocalReply`], the stream filter phases and registry
+//! ([`filter`]), the data-path error and the response flags it carries, and metric primitives.
 //!
 //! Source: Envoy access-log response flags
 //! (<https://www.envoyproxy.io/docs/envoy/latest/configuration/observability/access_log/usage>),
 //! which mosn-rs prints instead of MOSN's bare true/false.
 
+#![forbid(unsafe_code)]
+
+pub mod filter;
+mod headers;
 pub mod metrics;
+mod stream;
+
+pub use filter::{Decision, FilterConfigError, FilterCx, FilterRegistry, Phase, StreamFilter};
+pub use headers::{HeaderVec, Headers};
+pub use stream::{LocalReply, PoolMode, Protocol, StreamInfo, UpstreamRef};
 
 use http::StatusCode;
 
@@ -29,6 +40,12 @@ pub enum ResponseFlag {
     DownstreamConnectionTermination,
     /// `DPE`: downstream protocol error.
     DownstreamProtocolError,
+    /// `FI`: the `fault` filter aborted the request.
+    FaultInjected,
+    /// `DI`: the `fault` filter delayed the request.
+    DelayInjected,
+    /// `RBAC`: an access filter (`ip_access`) denied the request.
+    AccessDenied,
 }
 
 impl ResponseFlag {
@@ -44,6 +61,9 @@ impl ResponseFlag {
             ResponseFlag::UpstreamRetryLimitExceeded => "URX",
             ResponseFlag::DownstreamConnectionTermination => "DC",
             ResponseFlag::DownstreamProtocolError => "DPE",
+            ResponseFlag::FaultInjected => "FI",
+            ResponseFlag::DelayInjected => "DI",
+            ResponseFlag::AccessDenied => "RBAC",
         }
     }
 }
@@ -91,7 +111,10 @@ impl ProxyError {
             | ResponseFlag::DownstreamProtocolError => (ErrorSource::Downstream, false),
             ResponseFlag::NoRoute
             | ResponseFlag::NoHealthyUpstream
-            | ResponseFlag::UpstreamOverflow => (ErrorSource::Internal, false),
+            | ResponseFlag::UpstreamOverflow
+            | ResponseFlag::FaultInjected
+            | ResponseFlag::DelayInjected
+            | ResponseFlag::AccessDenied => (ErrorSource::Internal, false),
         };
         ProxyError {
             source_kind,
@@ -115,6 +138,10 @@ impl ProxyError {
             ResponseFlag::UpstreamRequestTimeout => StatusCode::GATEWAY_TIMEOUT,
             ResponseFlag::DownstreamConnectionTermination
             | ResponseFlag::DownstreamProtocolError => StatusCode::BAD_REQUEST,
+            ResponseFlag::FaultInjected | ResponseFlag::DelayInjected => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ResponseFlag::AccessDenied => StatusCode::FORBIDDEN,
         }
     }
 }

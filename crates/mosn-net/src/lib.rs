@@ -6,7 +6,10 @@
 pub mod counting;
 pub mod original_dst;
 pub mod splice;
+pub mod stream;
 pub mod tls;
+
+pub use stream::Stream;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};

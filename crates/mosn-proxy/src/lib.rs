@@ -1,15 +1,23 @@
-//! The proxy: the `proxy` network filter for HTTP/1.1 with its per-request state machine
-//! (route, load balance, pool, retries, timeouts), the workers that run it and the server that
-//! starts them.
+//! The proxy: the `proxy` network filter with its per-stream state machine (filters, route, load
+//! balance, pool, retries, timeouts) and the HTTP/1 driver, `tcp_proxy` and `udp_proxy`, the
+//! workers that run them and the server that starts them.
+//!
+//! Layout, from the top floor down: `worker::accept` (accept, TLS, dispatch) → `http1` (the
+//! HTTP/1 connection driver and upstream exchange), `tcp`, `udp` → `stream` (the protocol-agnostic
+//! steps) → `conn` (a connection's context) → `worker::state`, `snapshot`, `stats`, `access_log`.
 //!
 //! Source: MOSN `pkg/proxy` (downstream/upstream request flow) and Envoy's router filter for the
 //! retry and timeout semantics.
 
+#![forbid(unsafe_code)]
+
 pub mod access_log;
-pub mod http;
+pub mod conn;
+pub mod http1;
 pub mod server;
 pub mod snapshot;
 pub mod stats;
+pub mod stream;
 pub mod tcp;
 pub mod udp;
 pub mod worker;

@@ -213,15 +213,19 @@ impl Server {
         self.config.load_full()
     }
 
-    /// Stops accepting, waits up to `grace` for requests in flight to finish, then stops the
-    /// workers. Returns the number of requests still in flight when it gave up (0 when drained).
+    /// Drains: stops accepting, closes idle `proxy` connections, lets busy ones finish their
+    /// request (answered with `Connection: close`), and waits up to `grace` for them; then stops
+    /// the workers. Returns the number of requests and `proxy` connections still open when it gave
+    /// up (0 when drained).
     pub fn shutdown(mut self, grace: Duration) -> u64 {
         let _ = self.shutdown.send(true);
         let until = Instant::now() + grace;
         let in_flight = |s: &Self| {
             s.stats
                 .iter()
-                .map(|w| w.active_requests.get().max(0) as u64)
+                .map(|w| {
+                    w.active_requests.get().max(0) as u64 + w.active_connections.get().max(0) as u64
+                })
                 .sum::<u64>()
         };
         while in_flight(&self) > 0 && Instant::now() < until {
@@ -304,9 +308,14 @@ fn run_worker(
                 }
             });
         }
-        // Run until the server's sender is dropped (stop), serving in-flight requests meanwhile.
+        // Run until the server's sender is dropped (stop), serving in-flight requests meanwhile;
+        // the first `true` starts the drain.
         let mut rx = shutdown;
-        while rx.changed().await.is_ok() {}
+        while rx.changed().await.is_ok() {
+            if *rx.borrow() {
+                worker.start_drain();
+            }
+        }
         worker.local_logs.flush();
     });
 }

@@ -64,8 +64,9 @@ impl TcpProxy {
 /// What a listener does with a connection.
 #[derive(Debug, Clone)]
 pub enum ListenerKind {
-    /// HTTP through the route table at this index of [`Snapshot::tables`].
-    Http {
+    /// The `proxy` network filter: streams routed through the route table at this index of
+    /// [`Snapshot::tables`].
+    Proxy {
         /// Route table index.
         table: usize,
     },
@@ -92,13 +93,36 @@ pub struct ListenerInfo {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// `inspector`: TLS and plaintext on one port.
     pub inspector: bool,
+    /// `stream_filters`, built, in config order.
+    pub filters: FilterChain,
+    /// How long a request head may take from its first byte (`client_header_timeout`).
+    pub header_timeout: Duration,
+}
+
+/// A listener's stream filters, in config order.
+#[derive(Clone, Default)]
+pub struct FilterChain(pub Vec<Arc<dyn mosn_api::StreamFilter>>);
+
+impl std::ops::Deref for FilterChain {
+    type Target = [Arc<dyn mosn_api::StreamFilter>];
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for FilterChain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|x| x.name()))
+            .finish()
+    }
 }
 
 impl ListenerInfo {
     /// The route table of an HTTP listener (0 for a TCP one, which never routes HTTP).
     pub fn table(&self) -> usize {
         match self.kind {
-            ListenerKind::Http { table } => table,
+            ListenerKind::Proxy { table } => table,
             ListenerKind::Tcp(_) | ListenerKind::Udp(_) => 0,
         }
     }
@@ -160,7 +184,7 @@ impl Snapshot {
         let mut listeners = Vec::new();
         for l in &cfg.server.listeners {
             let kind = match &l.filter {
-                NetworkFilter::Proxy(p) => ListenerKind::Http {
+                NetworkFilter::Proxy(p) => ListenerKind::Proxy {
                     table: tables
                         .iter()
                         .position(|t| t.name == p.router_config_name)
@@ -205,6 +229,8 @@ impl Snapshot {
                 Some(mosn_net::tls::server_config(&l.tls)?)
             };
             listeners.push(ListenerInfo {
+                filters: FilterChain::default(),
+                header_timeout: crate::http1::DEFAULT_HEADER_TIMEOUT,
                 tls,
                 inspector: l.inspector,
                 name: l.name.clone(),

@@ -9,7 +9,7 @@ use mosn_api::ResponseFlag;
 use mosn_upstream::stats::UpstreamStatsSet;
 
 /// All response flags, in the order of [`WorkerStats::flags`].
-pub const FLAGS: [ResponseFlag; 9] = [
+pub const FLAGS: [ResponseFlag; 12] = [
     ResponseFlag::NoRoute,
     ResponseFlag::NoHealthyUpstream,
     ResponseFlag::UpstreamConnectionFailure,
@@ -19,6 +19,9 @@ pub const FLAGS: [ResponseFlag; 9] = [
     ResponseFlag::UpstreamRetryLimitExceeded,
     ResponseFlag::DownstreamConnectionTermination,
     ResponseFlag::DownstreamProtocolError,
+    ResponseFlag::FaultInjected,
+    ResponseFlag::DelayInjected,
+    ResponseFlag::AccessDenied,
 ];
 
 /// Statuses with their own `request_<code>_total` counter; the rest count in `request_other_code`.
@@ -75,8 +78,10 @@ pub struct WorkerStats {
     pub upstream: Arc<UpstreamStatsSet>,
     /// Requests in flight on this worker (all listeners), watched by a draining shutdown.
     pub active_requests: Gauge,
+    /// Open downstream `proxy` connections (a drain waits for them to close).
+    pub active_connections: Gauge,
     /// Requests with a response flag, in [`FLAGS`] order.
-    pub flags: [Counter; 9],
+    pub flags: [Counter; 12],
 }
 
 impl WorkerStats {
@@ -86,6 +91,7 @@ impl WorkerStats {
             listeners: (0..listeners).map(|_| DownstreamStats::default()).collect(),
             upstream: Arc::new(UpstreamStatsSet::new(clusters, hosts)),
             active_requests: Gauge::default(),
+            active_connections: Gauge::default(),
             flags: Default::default(),
         }
     }

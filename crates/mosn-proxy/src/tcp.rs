@@ -19,7 +19,7 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio::time::Instant;
 
 use crate::snapshot::{Snapshot, TcpProxy};
-use crate::worker::Worker;
+use crate::worker::state::Worker;
 
 /// Serves one client connection of a `tcp_proxy` listener until both directions end. `peer` and
 /// `local` are the TCP addresses ([`crate::worker::UNIX_PEER`] for a unix socket).
@@ -97,7 +97,7 @@ async fn proxy<D: SpliceIo>(
         let (addr, hi) = if cluster.original_dst {
             (&original, usize::MAX)
         } else {
-            let Some(h) = worker.pick_host(snapshot, target_id) else {
+            let Some(h) = worker.pick_host(snapshot, target_id, &[]) else {
                 stats.flag(ResponseFlag::NoHealthyUpstream);
                 return;
             };

@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::snapshot::{ListenerKind, Snapshot};
-use crate::worker::Worker;
+use crate::worker::state::Worker;
 
 /// Largest datagram relayed, in bytes (the UDP maximum).
 pub const MAX_DATAGRAM: usize = 65_535;
@@ -110,7 +110,7 @@ async fn open_session(
         return None;
     };
     let cluster = &snapshot.clusters.targets[target_id].cluster;
-    let Some(h) = worker.pick_host(snapshot, target_id) else {
+    let Some(h) = worker.pick_host(snapshot, target_id, &[]) else {
         stats.flag(ResponseFlag::NoHealthyUpstream);
         return None;
     };

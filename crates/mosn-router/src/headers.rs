@@ -1,58 +1,62 @@
 //! Header mutation (`request_headers_to_add/remove`, `response_headers_to_add/remove`), compiled
-//! once per config so a request only copies prepared names and values.
+//! once per config and applied through the protocol-agnostic [`Headers`] view.
 
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use mosn_api::Headers;
 use mosn_config::HeaderMutation;
 
-/// A [`HeaderMutation`] with names and values parsed ahead of time.
+/// One header to add: lower-case name, value, and whether to append rather than replace.
+type Add = (String, Vec<u8>, bool);
+
+/// A [`HeaderMutation`] ready to apply.
 #[derive(Debug, Clone, Default)]
 pub struct CompiledMutation {
-    request_add: Vec<(HeaderName, HeaderValue, bool)>,
-    request_remove: Vec<HeaderName>,
-    response_add: Vec<(HeaderName, HeaderValue, bool)>,
-    response_remove: Vec<HeaderName>,
+    request_add: Vec<Add>,
+    request_remove: Vec<String>,
+    response_add: Vec<Add>,
+    response_remove: Vec<String>,
 }
 
-fn compile_add(list: &[mosn_config::HeaderValueOption]) -> Vec<(HeaderName, HeaderValue, bool)> {
-    // Names and values were checked by mosn-config; anything unparsable is skipped, not a panic.
+fn compile_add(list: &[mosn_config::HeaderValueOption]) -> Vec<Add> {
     list.iter()
-        .filter_map(|h| {
-            Some((
-                HeaderName::from_bytes(h.key.as_bytes()).ok()?,
-                HeaderValue::from_str(&h.value).ok()?,
+        .map(|h| {
+            (
+                h.key.to_ascii_lowercase(),
+                h.value.as_bytes().to_vec(),
                 h.append,
-            ))
+            )
         })
         .collect()
 }
 
-fn compile_remove(list: &[String]) -> Vec<HeaderName> {
-    list.iter()
-        .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
-        .collect()
-}
-
-fn apply(map: &mut HeaderMap, remove: &[HeaderName], add: &[(HeaderName, HeaderValue, bool)]) {
+fn apply(h: &mut dyn Headers, remove: &[String], add: &[Add]) {
     for n in remove {
-        map.remove(n);
+        h.remove(n);
     }
     for (n, v, append) in add {
         if *append {
-            map.append(n.clone(), v.clone());
+            h.append(n, v);
         } else {
-            map.insert(n.clone(), v.clone());
+            h.set(n, v);
         }
     }
 }
 
 impl CompiledMutation {
-    /// Compiles a config-level mutation.
+    /// Compiles a config-level mutation (names and values were validated by mosn-config).
     pub fn new(m: &HeaderMutation) -> Self {
         CompiledMutation {
             request_add: compile_add(&m.request_add),
-            request_remove: compile_remove(&m.request_remove),
+            request_remove: m
+                .request_remove
+                .iter()
+                .map(|n| n.to_ascii_lowercase())
+                .collect(),
             response_add: compile_add(&m.response_add),
-            response_remove: compile_remove(&m.response_remove),
+            response_remove: m
+                .response_remove
+                .iter()
+                .map(|n| n.to_ascii_lowercase())
+                .collect(),
         }
     }
 
@@ -65,12 +69,16 @@ impl CompiledMutation {
     }
 
     /// Removes, then adds (replacing unless `append`), request headers.
-    pub fn apply_request(&self, map: &mut HeaderMap) {
-        apply(map, &self.request_remove, &self.request_add);
+    pub fn apply_request(&self, h: &mut dyn Headers) {
+        if !self.request_add.is_empty() || !self.request_remove.is_empty() {
+            apply(h, &self.request_remove, &self.request_add);
+        }
     }
 
     /// Removes, then adds (replacing unless `append`), response headers.
-    pub fn apply_response(&self, map: &mut HeaderMap) {
-        apply(map, &self.response_remove, &self.response_add);
+    pub fn apply_response(&self, h: &mut dyn Headers) {
+        if !self.response_add.is_empty() || !self.response_remove.is_empty() {
+            apply(h, &self.response_remove, &self.response_add);
+        }
     }
 }

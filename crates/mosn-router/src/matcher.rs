@@ -1,7 +1,8 @@
-//! Route matchers: path (`prefix`, exact `path`, whole-path `regex`) and headers, where the header
-//! name `method` matches the HTTP method (MOSN's convention).
+//! Route matchers: path (`prefix`, exact `path`, whole-path `regex`) and headers, read through the
+//! protocol-agnostic [`Headers`] view. The header name `method` matches the HTTP method (MOSN's
+//! convention; `:method`), or an RPC head's `method` where there is no HTTP method.
 
-use http::{HeaderMap, Method};
+use mosn_api::Headers;
 use mosn_config::{HeaderMatcher, PathMatch};
 use regex::Regex;
 
@@ -44,7 +45,7 @@ impl PathMatcher {
 /// A compiled header matcher.
 #[derive(Debug, Clone)]
 pub struct HeaderCheck {
-    name: http::HeaderName,
+    name: String,
     is_method: bool,
     value: ValueMatch,
 }
@@ -59,7 +60,7 @@ impl HeaderCheck {
     /// Compiles a config header matcher; `None` on a bad name or regex.
     pub fn new(h: &HeaderMatcher) -> Option<Self> {
         Some(HeaderCheck {
-            name: http::HeaderName::from_bytes(h.name.as_bytes()).ok()?,
+            name: h.name.to_ascii_lowercase(),
             is_method: h.name == "method",
             value: if h.regex {
                 ValueMatch::Regex(whole(&h.value)?)
@@ -69,12 +70,12 @@ impl HeaderCheck {
         })
     }
 
-    /// True when the request's header (or method) matches; an absent header never matches.
-    pub fn matches(&self, method: &Method, headers: &HeaderMap) -> bool {
+    /// True when the head's field (or method) matches; an absent field never matches.
+    pub fn matches(&self, h: &dyn Headers) -> bool {
         let got = if self.is_method {
-            Some(method.as_str())
+            h.get_str(":method").or_else(|| h.get_str("method"))
         } else {
-            headers.get(&self.name).and_then(|v| v.to_str().ok())
+            h.get_str(&self.name)
         };
         match (got, &self.value) {
             (None, _) => false,

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use http::{HeaderMap, Method};
+use mosn_api::Headers;
 use mosn_config::{RetryPolicy, RouteAction, RouterConfig};
 use regex::Regex;
 
@@ -58,8 +58,8 @@ pub struct Forward {
     pub retry: Option<RetryPolicy>,
     prefix_rewrite: Option<(Option<String>, String)>,
     regex_rewrite: Option<(Regex, String)>,
-    /// `host_rewrite`: the Host header sent upstream.
-    pub host_rewrite: Option<http::HeaderValue>,
+    /// `host_rewrite`: the Host (`:authority`) sent upstream.
+    pub host_rewrite: Option<String>,
     /// Route-level header mutation.
     pub headers: CompiledMutation,
 }
@@ -255,10 +255,7 @@ impl RouteTable {
                             retry: f.retry.clone().filter(|r| r.retry_on && r.num_retries > 0),
                             prefix_rewrite,
                             regex_rewrite,
-                            host_rewrite: f
-                                .host_rewrite
-                                .as_deref()
-                                .and_then(|h| http::HeaderValue::from_str(h).ok()),
+                            host_rewrite: f.host_rewrite.clone(),
                             headers: CompiledMutation::new(&f.headers),
                         }))
                     }
@@ -315,18 +312,19 @@ impl RouteTable {
         self.default.map(|i| &self.vhosts[i])
     }
 
-    /// Finds the virtual host and the first matching route for a request. `path` excludes the query.
-    pub fn route(
-        &self,
-        host: &str,
-        method: &Method,
-        path: &str,
-        headers: &HeaderMap,
-    ) -> Option<(&VirtualHost, &Route)> {
-        let vh = self.virtual_host(host)?;
+    /// Finds the virtual host (by `:authority`) and the first route whose path matcher (on
+    /// `:path` without the query) and header matchers all match the head.
+    pub fn route(&self, h: &dyn Headers) -> Option<(&VirtualHost, &Route)> {
+        let vh = self.virtual_host(h.get_str(":authority").unwrap_or(""))?;
+        let path = h.get(":path").unwrap_or(b"/");
+        let path = match path.iter().position(|b| *b == b'?') {
+            Some(i) => &path[..i],
+            None => path,
+        };
+        let path = std::str::from_utf8(path).unwrap_or("");
         let r = vh.routes.iter().find(|r| {
             r.path.as_ref().is_none_or(|p| p.matches(path))
-                && r.headers.iter().all(|h| h.matches(method, headers))
+                && r.headers.iter().all(|m| m.matches(h))
         })?;
         Some((vh, r))
     }
@@ -362,6 +360,14 @@ mod tests {
         .unwrap()
     }
 
+    fn head(host: &str, method: &str, path: &str) -> mosn_api::HeaderVec {
+        mosn_api::HeaderVec(vec![
+            (":authority".into(), host.as_bytes().to_vec()),
+            (":method".into(), method.as_bytes().to_vec()),
+            (":path".into(), path.as_bytes().to_vec()),
+        ])
+    }
+
     #[test]
     fn virtual_host_order_is_mosns() {
         let t = table(
@@ -389,12 +395,7 @@ mod tests {
                 {"match":{"prefix":"/re/"},"route":{"cluster_name":"a",
                     "regex_rewrite":{"pattern":{"regex":"^/re/(\\w+)/x$"},"substitution":"/y/\\1"}}}]}]}"#,
         );
-        let fwd = |p: &str| match &t
-            .route("h", &Method::GET, p, &HeaderMap::new())
-            .unwrap()
-            .1
-            .action
-        {
+        let fwd = |p: &str| match &t.route(&head("h", "GET", p)).unwrap().1.action {
             Action::Forward(f) => f.rewrite_path(p),
             _ => panic!(),
         };

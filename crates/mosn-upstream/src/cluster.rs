@@ -1,9 +1,9 @@
 //! The cluster manager: clusters, their hosts, host subsets chosen by route metadata, and the
 //! cluster-wide circuit-breaker counters shared by every worker.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use mosn_config::{CircuitBreakers, LbType};
@@ -11,7 +11,9 @@ use mosn_config::{CircuitBreakers, LbType};
 /// One upstream host.
 #[derive(Debug)]
 pub struct Host {
-    /// Index of the host across all clusters; workers key their pools and LB state by it.
+    /// Stable id of the host ([`host_id`]): the same cluster name and address get the same id in
+    /// every config this process loads, so pools, LB state and stats keyed by it survive a reload
+    /// and can never send a request to another host.
     pub id: usize,
     /// `address`: TCP or a unix socket path.
     pub address: mosn_config::HostAddr,
@@ -21,6 +23,20 @@ pub struct Host {
     pub metadata: BTreeMap<String, String>,
     /// `tls_disable`: plaintext even when the cluster has TLS.
     pub tls_disable: bool,
+}
+
+/// The stable id of the host `address` of cluster `cluster`: the first call for a pair assigns the
+/// next free id, later calls (from any thread, any config) return the same one. Ids are dense from
+/// 0, so per-worker state can be a vector indexed by id.
+pub fn host_id(cluster: &str, address: &str) -> usize {
+    static IDS: OnceLock<Mutex<HashMap<(String, String), usize>>> = OnceLock::new();
+    let mut ids = IDS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let next = ids.len();
+    *ids.entry((cluster.to_string(), address.to_string()))
+        .or_insert(next)
 }
 
 /// Cluster-wide gauges checked against the circuit breakers (all workers share them).
@@ -112,7 +128,7 @@ pub struct ClusterManager {
     pub clusters: Vec<Arc<Cluster>>,
     /// Targets by id (see [`ClusterManager::resolve`]).
     pub targets: Vec<Target>,
-    /// Number of hosts across all clusters.
+    /// One more than the largest host id in use: per-host vectors sized by it hold every host.
     pub host_count: usize,
 }
 
@@ -121,7 +137,7 @@ impl ClusterManager {
     ///
     /// Errors: a cluster `tls_context` that cannot be used (names its JSON path).
     pub fn new(cfg: &[mosn_config::Cluster]) -> Result<Self, mosn_net::tls::TlsError> {
-        let mut id = 0;
+        let mut host_count = 0;
         let mut tls = Vec::new();
         for c in cfg {
             tls.push(match &c.tls {
@@ -138,9 +154,10 @@ impl ClusterManager {
                     .hosts
                     .iter()
                     .map(|h| {
-                        id += 1;
+                        let id = host_id(&c.name, &h.address.to_string());
+                        host_count = host_count.max(id + 1);
                         Arc::new(Host {
-                            id: id - 1,
+                            id,
                             address: h.address.clone(),
                             weight: h.weight.max(1),
                             metadata: h.metadata.clone(),
@@ -167,8 +184,39 @@ impl ClusterManager {
         Ok(ClusterManager {
             clusters,
             targets: Vec::new(),
-            host_count: id,
+            host_count,
         })
+    }
+
+    /// Indexes into `cluster.hosts` of the hosts whose metadata has every pair of `meta`, with
+    /// the cluster's `fall_back_policy` applied when none has. Computed per call: for subsets known
+    /// only at request time (`header_to_metadata`).
+    pub fn subset(cluster: &Cluster, meta: &[(String, String)]) -> Vec<usize> {
+        let matching = |m: &mut dyn Iterator<Item = (&str, &str)>| -> Vec<usize> {
+            let pairs: Vec<(&str, &str)> = m.collect();
+            cluster
+                .hosts
+                .iter()
+                .enumerate()
+                .filter(|(_, h)| {
+                    pairs
+                        .iter()
+                        .all(|(k, v)| h.metadata.get(*k).map(String::as_str) == Some(*v))
+                })
+                .map(|(i, _)| i)
+                .collect()
+        };
+        let hosts = matching(&mut meta.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        if !hosts.is_empty() || meta.is_empty() {
+            return hosts;
+        }
+        match &cluster.subset_fallback {
+            mosn_config::SubsetFallback::NoFallback => Vec::new(),
+            mosn_config::SubsetFallback::AnyEndpoint => (0..cluster.hosts.len()).collect(),
+            mosn_config::SubsetFallback::DefaultSubset(d) => {
+                matching(&mut d.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            }
+        }
     }
 
     /// The target id for a cluster name and a metadata match (empty: every host), creating it on

@@ -12,8 +12,7 @@ use std::fmt::Write;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
-use http::{HeaderName, HeaderValue};
-use mosn_api::ResponseFlag;
+use mosn_api::{Headers, ResponseFlag};
 
 /// MOSN's default access-log format (`pkg/types/accesslog.go`).
 pub const DEFAULT_FORMAT: &str =
@@ -55,10 +54,10 @@ enum Segment {
 #[derive(Debug, Clone)]
 pub struct Format {
     segments: Vec<Segment>,
-    /// Request headers the format prints, in `Entry::request_headers` order.
-    pub request_headers: Vec<HeaderName>,
-    /// Response headers the format prints, in `Entry::response_headers` order.
-    pub response_headers: Vec<HeaderName>,
+    /// Request headers the format prints (lower-case names).
+    pub request_headers: Vec<String>,
+    /// Response headers the format prints (lower-case names).
+    pub response_headers: Vec<String>,
 }
 
 /// What one access-log line is made of.
@@ -91,10 +90,10 @@ pub struct Entry<'a> {
     pub downstream_local: SocketAddr,
     /// Client address.
     pub downstream_remote: SocketAddr,
-    /// Values of [`Format::request_headers`].
-    pub request_headers: &'a [Option<HeaderValue>],
-    /// Values of [`Format::response_headers`].
-    pub response_headers: &'a [Option<HeaderValue>],
+    /// The request head, read for `request_header_<name>`.
+    pub request: Option<&'a dyn Headers>,
+    /// The response head, read for `response_header_<name>`.
+    pub response: Option<&'a dyn Headers>,
     /// Connection id, unique within the process.
     pub connection_id: u64,
     /// Listener name.
@@ -196,8 +195,8 @@ impl Format {
     /// Errors: an unterminated `%`, or a header name that is not valid HTTP.
     pub fn parse(text: &str) -> Result<Format, String> {
         let mut segments = Vec::new();
-        let mut request_headers: Vec<HeaderName> = Vec::new();
-        let mut response_headers: Vec<HeaderName> = Vec::new();
+        let mut request_headers: Vec<String> = Vec::new();
+        let mut response_headers: Vec<String> = Vec::new();
         let mut rest = text;
         while let Some(i) = rest.find('%') {
             if i > 0 {
@@ -208,18 +207,23 @@ impl Format {
                 .find('%')
                 .ok_or_else(|| format!("unterminated variable at {:?}", &rest[i..]))?;
             let name = &after[..j];
-            let header =
-                |prefix: &str, list: &mut Vec<HeaderName>| -> Result<Option<usize>, String> {
-                    match name.strip_prefix(prefix) {
-                        None => Ok(None),
-                        Some(h) => {
-                            let n = HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes())
-                                .map_err(|_| format!("{h:?} is not a header name"))?;
-                            list.push(n);
-                            Ok(Some(list.len() - 1))
+            let header = |prefix: &str, list: &mut Vec<String>| -> Result<Option<usize>, String> {
+                match name.strip_prefix(prefix) {
+                    None => Ok(None),
+                    Some(h) => {
+                        let n = h.to_ascii_lowercase();
+                        if n.is_empty()
+                            || !n.bytes().all(|b| {
+                                b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+                            })
+                        {
+                            return Err(format!("{h:?} is not a header name"));
                         }
+                        list.push(n);
+                        Ok(Some(list.len() - 1))
                     }
-                };
+                }
+            };
             let var = if let Some(k) = header("request_header_", &mut request_headers)? {
                 Var::RequestHeader(k)
             } else if let Some(k) = header("response_header_", &mut response_headers)? {
@@ -268,8 +272,8 @@ impl Format {
                 None => out.push('-'),
             }
         }
-        fn header(out: &mut String, v: Option<&Option<HeaderValue>>) {
-            match v.and_then(|v| v.as_ref()).and_then(|v| v.to_str().ok()) {
+        fn header(out: &mut String, h: Option<&dyn Headers>, name: Option<&String>) {
+            match h.zip(name).and_then(|(h, n)| h.get_str(n)) {
                 Some(s) => out.push_str(s),
                 None => out.push('-'),
             }
@@ -298,8 +302,10 @@ impl Format {
                     Var::UpstreamLocalAddress => opt(out, e.upstream_local),
                     Var::DownstreamLocalAddress => opt(out, Some(e.downstream_local)),
                     Var::DownstreamRemoteAddress => opt(out, Some(e.downstream_remote)),
-                    Var::RequestHeader(i) => header(out, e.request_headers.get(*i)),
-                    Var::ResponseHeader(i) => header(out, e.response_headers.get(*i)),
+                    Var::RequestHeader(i) => header(out, e.request, self.request_headers.get(*i)),
+                    Var::ResponseHeader(i) => {
+                        header(out, e.response, self.response_headers.get(*i))
+                    }
                     Var::ConnectionId => opt(out, Some(e.connection_id)),
                     Var::ListenerName => out.push_str(e.listener_name),
                     Var::Unknown => out.push('-'),
@@ -342,7 +348,8 @@ mod tests {
     fn renders_variables_and_dashes() {
         let f = Format::parse("%protocol% %response_code% %response_flag% [%request_header_X-Id%] %nope% %listener_name%")
             .unwrap();
-        assert_eq!(f.request_headers, vec![HeaderName::from_static("x-id")]);
+        assert_eq!(f.request_headers, vec!["x-id".to_string()]);
+        let req = mosn_api::HeaderVec(vec![("x-id".into(), b"abc".to_vec())]);
         let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
         let e = Entry {
             start: SystemTime::UNIX_EPOCH,
@@ -359,8 +366,8 @@ mod tests {
             upstream_local: None,
             downstream_local: addr,
             downstream_remote: addr,
-            request_headers: &[Some(HeaderValue::from_static("abc"))],
-            response_headers: &[],
+            request: Some(&req),
+            response: None,
             connection_id: 7,
             listener_name: "l1",
         };

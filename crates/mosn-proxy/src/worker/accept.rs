@@ -1,116 +1,18 @@
-//! A worker: one thread with a single-threaded tokio runtime, its own listener sockets
-//! (SO_REUSEPORT), its own upstream pools and load-balancer state. Nothing on the data path is
-//! shared with other workers but the read-only config snapshot and the circuit-breaker gauges.
+//! Accepting connections: the accept loop of each listener socket, the hand-off of transparently
+//! proxied connections to the listener of their original destination, TLS termination, and the
+//! dispatch to the listener's network filter (`proxy`, `tcp_proxy`).
 
-use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 
 use std::net::SocketAddr;
 
 use arc_swap::ArcSwap;
-use mosn_upstream::{ClusterManager, LbState, Pools};
+use mosn_net::Stream;
 use tokio::sync::watch;
 
-use crate::access_log::{AccessLogs, LocalLogs};
+use super::state::{Worker, UNIX_PEER};
 use crate::snapshot::{ListenerKind, Snapshot};
-use crate::stats::WorkerStats;
-
-/// Load-balancer state and per-host active request counts, for one cluster manager.
-struct LbCache {
-    clusters: Arc<ClusterManager>,
-    states: Vec<LbState>,
-    active: Vec<Cell<u32>>,
-}
-
-impl LbCache {
-    fn new(clusters: &Arc<ClusterManager>) -> Self {
-        LbCache {
-            clusters: clusters.clone(),
-            states: clusters.targets.iter().map(LbState::new).collect(),
-            active: (0..clusters.host_count).map(|_| Cell::new(0)).collect(),
-        }
-    }
-}
-
-/// One worker's state.
-pub struct Worker {
-    /// Worker number, from 0.
-    pub id: usize,
-    /// This worker's counters.
-    pub stats: Arc<WorkerStats>,
-    /// Upstream connection pools.
-    pub pools: Pools,
-    /// Access logs by listener.
-    pub logs: Arc<AccessLogs>,
-    /// This worker's batches of access-log lines.
-    pub local_logs: LocalLogs,
-    lb: RefCell<LbCache>,
-    connections: Cell<u64>,
-}
-
-/// Counts a request in flight to a host for least-request balancing; released on drop.
-pub struct Busy<'a>(&'a Worker, usize);
-
-impl Drop for Busy<'_> {
-    fn drop(&mut self) {
-        if let Some(c) = self.0.lb.borrow().active.get(self.1) {
-            c.set(c.get().saturating_sub(1));
-        }
-    }
-}
-
-impl Worker {
-    /// A worker for the clusters of `snapshot`; `stats` must be sized for it.
-    pub fn new(
-        id: usize,
-        snapshot: &Snapshot,
-        stats: Arc<WorkerStats>,
-        logs: Arc<AccessLogs>,
-    ) -> Self {
-        Worker {
-            id,
-            pools: Pools::new(stats.upstream.clone()),
-            stats,
-            local_logs: LocalLogs::new(&logs),
-            logs,
-            lb: RefCell::new(LbCache::new(&snapshot.clusters)),
-            connections: Cell::new(0),
-        }
-    }
-
-    /// A connection id unique within the process: the worker number in the top 16 bits, this
-    /// worker's count below.
-    pub fn next_connection_id(&self) -> u64 {
-        let n = self.connections.get() + 1;
-        self.connections.set(n);
-        ((self.id as u64) << 48) | n
-    }
-
-    /// Picks a host of a target with this worker's load balancer: an index into the target
-    /// cluster's `hosts`, or `None` when the target has no host.
-    pub fn pick_host(&self, snapshot: &Snapshot, target: usize) -> Option<usize> {
-        {
-            let cache = self.lb.borrow();
-            if !Arc::ptr_eq(&cache.clusters, &snapshot.clusters) {
-                drop(cache);
-                *self.lb.borrow_mut() = LbCache::new(&snapshot.clusters);
-            }
-        }
-        let cache = self.lb.borrow();
-        let t = snapshot.clusters.targets.get(target)?;
-        let active = |id: usize| cache.active.get(id).map_or(0, Cell::get);
-        cache.states.get(target)?.pick(t, &active)
-    }
-
-    /// Marks one request in flight to host `host_id` until the guard drops.
-    pub fn busy(&self, host_id: usize) -> Busy<'_> {
-        if let Some(c) = self.lb.borrow().active.get(host_id) {
-            c.set(c.get() + 1);
-        }
-        Busy(self, host_id)
-    }
-}
 
 /// A listening socket of a worker.
 pub enum Accepting {
@@ -119,10 +21,6 @@ pub enum Accepting {
     /// A unix socket.
     Unix(tokio::net::UnixListener),
 }
-
-/// A unix connection has no IP address; `0.0.0.0:0` stands for its addresses in logs and routes.
-pub const UNIX_PEER: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
 
 /// Accepts connections on one listener socket until `shutdown` turns true.
 pub async fn accept_loop(
@@ -221,8 +119,9 @@ async fn dispatch(w: Rc<Worker>, snapshot: Arc<Snapshot>, index: usize, conn: Ac
         }
     };
     // mosn-config allows TLS on `proxy` listeners only.
-    if let ListenerKind::Http { .. } = info.kind {
-        crate::http::serve_connection(w, snapshot.clone(), index, tls, peer, local).await
+    if let ListenerKind::Proxy { .. } = info.kind {
+        let io = Stream::TlsServer(Box::new(tls));
+        crate::http1::serve(w, snapshot.clone(), index, io, peer, local).await
     }
 }
 
@@ -235,11 +134,16 @@ async fn serve_stream<S>(
     peer: SocketAddr,
     local: SocketAddr,
 ) where
-    S: mosn_net::splice::SpliceIo + tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
+    S: mosn_net::splice::SpliceIo
+        + tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + Unpin
+        + Into<Stream>
+        + 'static,
 {
     match &snapshot.listeners[index].kind {
-        ListenerKind::Http { .. } => {
-            crate::http::serve_connection(w, snapshot.clone(), index, s, peer, local).await
+        ListenerKind::Proxy { .. } => {
+            crate::http1::serve(w, snapshot.clone(), index, s.into(), peer, local).await
         }
         ListenerKind::Tcp(tp) => crate::tcp::serve(w, snapshot, index, tp, s, peer, local).await,
         // A stream never arrives on a UDP listener (it has no accept loop).

@@ -1,0 +1,173 @@
+//! Stream filters: MOSN's phases, the decisions a filter may take, and the registry that builds a
+//! filter from its config by MOSN's `type` name.
+//!
+//! A stream passes the filters of its listener's `stream_filters`, in config order, at each phase:
+//!
+//! ```text
+//! request head complete
+//!   ─▶ BeforeRoute filters ─▶ route lookup ─▶ AfterRoute filters
+//!   ─▶ load balancer picks a host ─▶ AfterChooseHost filters ─▶ pool ─▶ upstream
+//!   (request body bytes: on_request_data, as they pass)
+//! response head (the upstream's, or a local reply) ─▶ BeforeSend filters ─▶ downstream codec
+//! ```
+//!
+//! Filters are synchronous decisions: they never sleep and never do I/O. A delay is asked for with
+//! [`Decision::Delay`], and the core owns the timer, so a filter can never stall a worker.
+//!
+//! Source: MOSN `api.StreamFilterPhase` (`BeforeRoute`, `AfterRoute`, `AfterChooseHost`) and
+//! `StreamSenderFilter` (the `BeforeSend` phase); `pkg/filter/stream/*` for the filters.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::{Headers, LocalReply, StreamInfo};
+
+/// When a receive-side filter runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Phase {
+    /// Once the request head is complete, before the route lookup. The filter sees the head as the
+    /// client sent it and may change it, so a changed header or `:path` steers the route. No
+    /// cluster is known yet ([`FilterCx::cluster`] is `None`).
+    BeforeRoute,
+    /// After a route matched (a stream without a route never gets here: it is answered 404) and
+    /// before the load balancer runs. [`FilterCx::cluster`] names the chosen cluster; metadata set
+    /// here ([`StreamInfo::metadata`]) narrows the host subset the balancer picks from.
+    AfterRoute,
+    /// After the load balancer chose a host and before a connection is taken from the pool. On a
+    /// retry it runs again for the new host. [`FilterCx::host`] is the host's address.
+    AfterChooseHost,
+}
+
+/// What a filter decides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Go on with the next filter, then the next step of the stream.
+    Continue,
+    /// Stop and answer the client with this reply; nothing is sent upstream.
+    Reply(LocalReply),
+    /// Wait this long (on a timer the core owns), then go on with the next filter.
+    Delay(Duration),
+}
+
+/// What a filter can see of its stream besides the head.
+pub struct FilterCx<'a> {
+    /// The client's address (`0.0.0.0:0` on a unix socket).
+    pub peer: SocketAddr,
+    /// The stream's record: metadata, flags.
+    pub info: &'a mut StreamInfo,
+    /// The route's cluster, from [`Phase::AfterRoute`] on.
+    pub cluster: Option<&'a str>,
+    /// The chosen host's address, in [`Phase::AfterChooseHost`].
+    pub host: Option<&'a str>,
+    /// The request body's declared length (`Content-Length`), when known.
+    pub content_length: Option<u64>,
+}
+
+/// A stream filter. One instance serves every stream of a listener (or of a route, with
+/// `per_filter_config`), so it holds config, not per-stream state; per-stream facts go in
+/// [`StreamInfo`].
+pub trait StreamFilter: Send + Sync + 'static {
+    /// MOSN's `type` name of the filter (`ip_access`, `fault`, ...).
+    fn name(&self) -> &'static str;
+
+    /// Called at each receive [`Phase`] with the request head.
+    fn on_request(
+        &self,
+        _phase: Phase,
+        _head: &mut dyn Headers,
+        _cx: &mut FilterCx<'_>,
+    ) -> Decision {
+        Decision::Continue
+    }
+
+    /// Called as request body bytes pass to the upstream: `total` is the count so far, in bytes.
+    /// A [`Decision::Reply`] aborts the upstream request and answers the client if no response has
+    /// started yet; otherwise the connection closes. [`Decision::Delay`] is treated as `Continue`.
+    fn on_request_data(&self, _total: u64, _cx: &mut FilterCx<'_>) -> Decision {
+        Decision::Continue
+    }
+
+    /// MOSN's `BeforeSend`: called with the response head (the upstream's, or a local reply's)
+    /// before the downstream codec encodes it. A filter may change headers; a
+    /// [`Decision::Reply`] replaces an upstream response that has not started yet.
+    fn on_response(&self, _head: &mut dyn Headers, _cx: &mut FilterCx<'_>) -> Decision {
+        Decision::Continue
+    }
+}
+
+/// A filter config that cannot be used, with the JSON path of the offending value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct FilterConfigError {
+    /// JSON path, e.g. `servers[0].listeners[0].stream_filters[1].config.ips[0].addrs[0]`.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl FilterConfigError {
+    /// An error at `path`.
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        FilterConfigError {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Builds a filter from its `config` object, found at JSON path `path`.
+pub type FilterFactory =
+    fn(config: &serde_json::Value, path: &str) -> Result<Arc<dyn StreamFilter>, FilterConfigError>;
+
+/// Filter factories by MOSN `type` name.
+#[derive(Default, Clone)]
+pub struct FilterRegistry {
+    factories: BTreeMap<&'static str, FilterFactory>,
+}
+
+impl FilterRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        FilterRegistry::default()
+    }
+
+    /// Registers `factory` for `type` name `name` (a later registration replaces an earlier one).
+    pub fn register(&mut self, name: &'static str, factory: FilterFactory) {
+        self.factories.insert(name, factory);
+    }
+
+    /// The registered type names, sorted.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.factories.keys().copied().collect()
+    }
+
+    /// Builds a filter of type `ty` from `config` at `path` (the path of the `config` value).
+    ///
+    /// Errors: an unknown type (reported at `type_path`), or the factory's own error.
+    pub fn build(
+        &self,
+        ty: &str,
+        type_path: &str,
+        config: &serde_json::Value,
+        path: &str,
+    ) -> Result<Arc<dyn StreamFilter>, FilterConfigError> {
+        match self.factories.get(ty) {
+            Some(f) => f(config, path),
+            None => Err(FilterConfigError::new(
+                type_path,
+                format!(
+                    "stream filter {ty:?} is not supported by mosn-rs (known: {})",
+                    self.names().join(", ")
+                ),
+            )),
+        }
+    }
+}
+
+impl std::fmt::Debug for FilterRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.factories.keys()).finish()
+    }
+}

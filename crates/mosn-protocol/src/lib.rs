@@ -1,0 +1,9 @@
+//! Protocol codecs. Each protocol is a module; the codecs are sans-IO (bytes in, bytes out), so the
+//! proxy's connection drivers own every socket, timer and buffer.
+//!
+//! - [`http1`]: HTTP/1.0 and HTTP/1.1 (RFC 9112), heads parsed with `httparse`, framing, chunked
+//!   coding and head encoding written here, strict about ambiguous framing.
+
+#![forbid(unsafe_code)]
+
+pub mod http1;

@@ -1,0 +1,340 @@
+//! The HTTP/1 downstream driver: one task per client connection reads request heads (pipelined
+//! requests are served in order), runs each stream through [`crate::stream`], and writes the
+//! answer, local or from the upstream ([`exchange`]).
+//!
+//! Timers are per connection, not per request: one for the idle and header timeouts, one for the
+//! request deadline, each reset in place. Lifecycle:
+//! - idle for `connection_idle_timeout` between requests: closed;
+//! - a request head not complete within `client_header_timeout` (60 s, nginx's default): 408, close;
+//! - drain (SIGTERM): an idle connection closes at once, a busy one gets `Connection: close` on
+//!   its next response and then closes.
+
+pub mod exchange;
+pub mod pump;
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{BufMut, BytesMut};
+use mosn_api::{Headers, LocalReply, Protocol, ResponseFlag, StreamInfo};
+use mosn_net::Stream;
+use mosn_protocol::http1::encode::{self, ResponseOptions};
+use mosn_protocol::http1::{parse_request, Framing, Parsed, RequestHead, ResponseHead};
+use tokio::io::AsyncWriteExt;
+use tokio::time::{Instant, Sleep};
+
+use crate::conn::ConnCtx;
+use crate::snapshot::Snapshot;
+use crate::stream::{self, Answer, Routed};
+use crate::worker::state::Worker;
+use pump::Half;
+
+/// nginx's `client_header_timeout` default: a request head must be complete this long after its
+/// first byte arrived.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A deadline far enough away to mean "none".
+fn never() -> Instant {
+    Instant::now() + Duration::from_secs(86400 * 365)
+}
+
+/// A client connection being served.
+pub struct Downstream {
+    /// The client stream.
+    pub io: Stream,
+    /// Bytes read from the client not yet consumed.
+    pub rbuf: BytesMut,
+    /// Bytes for the client not yet written.
+    pub wbuf: BytesMut,
+    /// Idle and header timeout.
+    idle_timer: Pin<Box<Sleep>>,
+    /// Request deadlines (route timeout).
+    pub req_timer: Pin<Box<Sleep>>,
+    /// The connection's context.
+    pub ctx: Rc<ConnCtx>,
+    last_active: Instant,
+}
+
+/// How a request head read ended.
+enum HeadRead {
+    Head(Box<Parsed<RequestHead>>),
+    /// The client closed, the connection idled out, or the drain closed it.
+    Closed,
+    /// A bad head: answer with this status and close.
+    Refused(u16),
+}
+
+/// How a stream ended, for the connection.
+pub struct Outcome {
+    /// The connection can serve another request.
+    pub keep_alive: bool,
+    /// The response head sent, for the access log.
+    pub response: Option<ResponseHead>,
+    /// The response was sent whole.
+    pub completed: bool,
+}
+
+impl Downstream {
+    /// Writes everything in `wbuf` to the client.
+    pub async fn flush(&mut self) -> std::io::Result<()> {
+        let l = self.ctx.worker.stats.listeners.get(self.ctx.listener);
+        let count = move |n: usize| {
+            if let Some(l) = l {
+                l.bytes_write_total.add(n as u64)
+            }
+        };
+        let mut h = Half {
+            io: &mut self.io,
+            buf: &mut self.wbuf,
+            count: &count,
+        };
+        std::future::poll_fn(|cx| pump::poll_write_all(cx, &mut h)).await
+    }
+
+    async fn read_head(&mut self) -> HeadRead {
+        let listener = self.ctx.listener();
+        let header_timeout = listener.header_timeout;
+        let idle_timeout = listener.idle_timeout;
+        let mut head_started: Option<Instant> = None;
+        loop {
+            if !self.rbuf.is_empty() {
+                match parse_request(&mut self.rbuf) {
+                    Ok(Some(p)) => return HeadRead::Head(Box::new(p)),
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::debug!(peer = %self.ctx.peer, error = %e, "bad request head");
+                        return HeadRead::Refused(e.status());
+                    }
+                }
+                head_started.get_or_insert_with(Instant::now);
+            }
+            let idle = head_started.is_none();
+            if idle && self.ctx.worker.draining.get() {
+                return HeadRead::Closed;
+            }
+            // A head in progress must complete within the header timeout, and like an idle
+            // connection it closes when no byte came for the idle timeout.
+            let idle_deadline = idle_timeout.map_or_else(never, |i| self.last_active + i);
+            let deadline = match head_started {
+                Some(t) => idle_deadline.min(t + header_timeout),
+                None => idle_deadline,
+            };
+            if self.idle_timer.deadline() != deadline {
+                self.idle_timer.as_mut().reset(deadline);
+            }
+            let count = {
+                let l = self.ctx.worker.stats.listeners.get(self.ctx.listener);
+                move |n: usize| {
+                    if let Some(l) = l {
+                        l.bytes_read_total.add(n as u64)
+                    }
+                }
+            };
+            let drain = self.ctx.worker.drain.notified();
+            let mut h = Half {
+                io: &mut self.io,
+                buf: &mut self.rbuf,
+                count: &count,
+            };
+            tokio::select! {
+                biased;
+                r = std::future::poll_fn(|cx| pump::poll_read(cx, &mut h)) => match r {
+                    Ok(0) | Err(_) => return HeadRead::Closed,
+                    Ok(_) => {
+                        if idle_timeout.is_some() {
+                            self.last_active = Instant::now();
+                        }
+                    }
+                },
+                _ = &mut self.idle_timer => {
+                    let header_late = head_started.is_some_and(|t| Instant::now() >= t + header_timeout);
+                    return if header_late { HeadRead::Refused(408) } else { HeadRead::Closed };
+                }
+                _ = drain, if idle => return HeadRead::Closed,
+            }
+        }
+    }
+
+    /// Answers locally: status, body, `Location`, mutations, BeforeSend filters. The body of the
+    /// request, if not read, makes the connection close after the answer.
+    pub async fn answer(
+        &mut self,
+        req: &RequestHead,
+        framing: Framing,
+        answer: Answer<'_>,
+        info: &mut StreamInfo,
+    ) -> Outcome {
+        let Answer {
+            mut reply,
+            location,
+            mutations,
+        } = answer;
+        let mut head = ResponseHead::local(reply.status);
+        if let Some(l) = &location {
+            head.set("location", l.as_bytes());
+        }
+        for m in mutations.iter().flatten() {
+            m.apply_response(&mut head);
+        }
+        if let Some(r) = stream::run_response_filters(&self.ctx, &mut head, info) {
+            reply = r;
+            head = ResponseHead::local(reply.status);
+        }
+        if info.flag.is_none() || reply.flag.is_some() {
+            info.flag = reply.flag.or(info.flag);
+        }
+        // The request body must be consumed before another request can be read.
+        let unread = match framing {
+            Framing::Empty => false,
+            Framing::Length(n) if (self.rbuf.len() as u64) >= n => {
+                bytes::Buf::advance(&mut self.rbuf, n as usize);
+                false
+            }
+            _ => true,
+        };
+        let close = !req.keep_alive || unread || self.ctx.worker.draining.get();
+        self.write_local(req, &mut head, &reply, close, info).await
+    }
+
+    async fn write_local(
+        &mut self,
+        req: &RequestHead,
+        head: &mut ResponseHead,
+        reply: &LocalReply,
+        close: bool,
+        info: &mut StreamInfo,
+    ) -> Outcome {
+        let framing = if reply.body.is_empty() {
+            Framing::Empty
+        } else {
+            Framing::Length(reply.body.len() as u64)
+        };
+        let opts = ResponseOptions {
+            client_minor: req.minor,
+            close,
+            head_request: req.is_head(),
+        };
+        let (enc, close) = encode::response(head, framing, opts, &mut self.wbuf);
+        if enc != mosn_protocol::http1::BodyEncoder::Discard {
+            self.wbuf.put_slice(&reply.body);
+            info.bytes_sent = reply.body.len() as u64;
+        }
+        info.status = head.status;
+        // Written after the stream is finished (see `serve_request`), so metrics and logs are
+        // complete by the time the client sees the answer.
+        Outcome {
+            keep_alive: !close,
+            response: Some(std::mem::replace(head, ResponseHead::local(0))),
+            completed: true,
+        }
+    }
+
+    /// Serves one request; returns whether the connection may serve another.
+    async fn serve_request(&mut self, parsed: Parsed<RequestHead>) -> bool {
+        let Parsed {
+            head: mut req,
+            framing,
+        } = parsed;
+        let ctx = self.ctx.clone();
+        let stats = &ctx.worker.stats;
+        if let Some(l) = stats.listeners.get(ctx.listener) {
+            l.request_total.inc();
+            l.request_active.inc();
+        }
+        stats.active_requests.inc();
+        let mut info = StreamInfo::new(Protocol::Http1, std::time::Instant::now());
+        info.http_minor = req.minor;
+        let content_length = match framing {
+            Framing::Length(n) => Some(n),
+            Framing::Empty => Some(0),
+            _ => None,
+        };
+        let outcome = match stream::route(&ctx, &mut req, &mut info, content_length).await {
+            Routed::Answer(a) => self.answer(&req, framing, a, &mut info).await,
+            Routed::Forward(f) => exchange::forward(self, &mut req, framing, f, &mut info).await,
+        };
+        let keep = outcome.keep_alive;
+        stream::finish(
+            &ctx,
+            info,
+            &req,
+            outcome.response.as_ref().map(|r| r as &dyn Headers),
+            outcome.completed,
+        );
+        self.last_active = Instant::now();
+        if !self.wbuf.is_empty() && self.flush().await.is_err() {
+            return false;
+        }
+        keep
+    }
+
+    /// Writes a refusal for a head that could not be read (400, 408, 431, 501, 505) and closes.
+    async fn refuse(&mut self, status: u16) {
+        let head = ResponseHead::local(status);
+        let opts = ResponseOptions {
+            client_minor: 1,
+            close: true,
+            head_request: false,
+        };
+        encode::response(&head, Framing::Empty, opts, &mut self.wbuf);
+        if status == 408 || status == 400 {
+            self.ctx
+                .worker
+                .stats
+                .flag(ResponseFlag::DownstreamProtocolError);
+        }
+        let _ = self.flush().await;
+    }
+}
+
+/// Serves one downstream HTTP/1 connection until it closes. `peer` and `local` are the TCP
+/// addresses ([`crate::worker::UNIX_PEER`] for a unix socket).
+pub async fn serve(
+    worker: Rc<Worker>,
+    snapshot: Arc<Snapshot>,
+    listener: usize,
+    io: Stream,
+    peer: SocketAddr,
+    local: SocketAddr,
+) {
+    let stats = worker.stats.clone();
+    if let Some(l) = stats.listeners.get(listener) {
+        l.connection_total.inc();
+        l.connection_active.inc();
+    }
+    stats.active_connections.inc();
+    let ctx = Rc::new(ConnCtx::new(worker, snapshot, listener, peer, local));
+    let now = Instant::now();
+    let mut d = Downstream {
+        io,
+        rbuf: BytesMut::with_capacity(pump::READ_CHUNK),
+        wbuf: BytesMut::with_capacity(pump::READ_CHUNK),
+        idle_timer: Box::pin(tokio::time::sleep_until(never())),
+        req_timer: Box::pin(tokio::time::sleep_until(never())),
+        ctx,
+        last_active: now,
+    };
+    loop {
+        match d.read_head().await {
+            HeadRead::Head(p) => {
+                if !d.serve_request(*p).await {
+                    break;
+                }
+            }
+            HeadRead::Closed => break,
+            HeadRead::Refused(status) => {
+                d.refuse(status).await;
+                break;
+            }
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), d.io.shutdown()).await;
+    if let Some(l) = stats.listeners.get(listener) {
+        l.connection_active.dec();
+        l.connection_destroy.inc();
+    }
+    stats.active_connections.dec();
+}
