@@ -145,6 +145,25 @@ pub struct Listener {
     pub tls: Vec<TlsContext>,
     /// `inspector`: accept TLS and plaintext on the same port, told apart by the first byte.
     pub inspector: bool,
+    /// `stream_filters`, in order; built by the filter registry (mosn-filters), which checks each
+    /// filter's own config.
+    pub stream_filters: Vec<StreamFilterConfig>,
+    /// `client_header_timeout`: how long a request head may take from its first byte (default
+    /// 60 s, nginx's).
+    pub client_header_timeout: Option<Duration>,
+}
+
+/// One `stream_filters[]` entry, kept as JSON for the filter registry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamFilterConfig {
+    /// `type`: MOSN's filter name (`ip_access`, `fault`, ...).
+    pub kind: String,
+    /// JSON path of `type`.
+    pub type_path: String,
+    /// `config` (null when absent).
+    pub config: serde_json::Value,
+    /// JSON path of `config`.
+    pub path: String,
 }
 
 /// A `tls_context` (MOSN `pkg/config/v2/tls.go`). Certificate and key fields hold a file path or

@@ -393,13 +393,23 @@ fn listener(v: &Value, path: &str, ctx: &Ctx) -> Result<Listener> {
             },
         ));
     }
-    // No stream filter is implemented yet: the first one configured is named in the error.
-    if let Some((sp, sv)) = o.opt_array("stream_filters")?.into_iter().next() {
+    let mut stream_filters = Vec::new();
+    for (sp, sv) in o.opt_array("stream_filters")? {
         let f = Obj::new(sv, &sp)?;
-        let ty = f.req_str("type")?;
+        f.ignored(&["go_plugin_config"]);
+        stream_filters.push(StreamFilterConfig {
+            kind: f.req_str("type")?.to_string(),
+            type_path: f.key_path("type"),
+            config: f.get("config").cloned().unwrap_or(Value::Null),
+            path: f.key_path("config"),
+        });
+        f.ignored(&["config"]);
+        f.finish(ctx);
+    }
+    if !stream_filters.is_empty() && !matches!(filter, NetworkFilter::Proxy(_)) {
         return Err(ConfigError::new(
-            f.key_path("type"),
-            format!("stream filter {ty:?} is not supported by mosn-rs yet (no stream filter is)"),
+            o.key_path("stream_filters"),
+            "stream filters need a \"proxy\" network filter",
         ));
     }
     let l = Listener {
@@ -418,6 +428,10 @@ fn listener(v: &Value, path: &str, ctx: &Ctx) -> Result<Listener> {
         original_dst,
         tls,
         inspector,
+        stream_filters,
+        client_header_timeout: o
+            .opt_duration("client_header_timeout")?
+            .filter(|d| !d.is_zero()),
     };
     o.finish(ctx);
     Ok(l)

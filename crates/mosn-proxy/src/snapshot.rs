@@ -149,6 +149,9 @@ pub enum SnapshotError {
     /// A TLS context, with its JSON path.
     #[error(transparent)]
     Tls(#[from] mosn_net::tls::TlsError),
+    /// A stream filter of unknown type or with a bad config, with its JSON path.
+    #[error(transparent)]
+    Filter(#[from] mosn_api::FilterConfigError),
 }
 
 impl Snapshot {
@@ -181,8 +184,13 @@ impl Snapshot {
             .iter()
             .map(|r| RouteTable::new(r, &mut |name, meta| cm.resolve(name, meta)))
             .collect::<Result<Vec<_>, _>>()?;
+        let registry = mosn_filters::registry();
         let mut listeners = Vec::new();
         for l in &cfg.server.listeners {
+            let mut filters = Vec::new();
+            for f in &l.stream_filters {
+                filters.push(registry.build(&f.kind, &f.type_path, &f.config, &f.path)?);
+            }
             let kind = match &l.filter {
                 NetworkFilter::Proxy(p) => ListenerKind::Proxy {
                     table: tables
@@ -229,8 +237,10 @@ impl Snapshot {
                 Some(mosn_net::tls::server_config(&l.tls)?)
             };
             listeners.push(ListenerInfo {
-                filters: FilterChain::default(),
-                header_timeout: crate::http1::DEFAULT_HEADER_TIMEOUT,
+                filters: FilterChain(filters),
+                header_timeout: l
+                    .client_header_timeout
+                    .unwrap_or(crate::http1::DEFAULT_HEADER_TIMEOUT),
                 tls,
                 inspector: l.inspector,
                 name: l.name.clone(),

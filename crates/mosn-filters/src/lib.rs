@@ -1,0 +1,31 @@
+//! Stream filters, each a module that registers a factory under its MOSN `type` name:
+//!
+//! | type | phase | what |
+//! |---|---|---|
+//! | `ip_access` | BeforeRoute | allow or deny by client IP (or an IP read from a header), 403 |
+//! | `fault` | AfterRoute | delay and/or abort a share of requests (MOSN's fault injection) |
+//! | `payload_limit` | BeforeRoute, request data | 413 (or `http_status`) past `max_entity_size` bytes |
+//! | `header_to_metadata` | BeforeRoute | copy request headers into metadata for host subsets |
+//!
+//! Source: MOSN `pkg/filter/stream/{ipaccess,faultinject,payloadlimit}` and Envoy's
+//! `header_to_metadata` filter.
+
+#![forbid(unsafe_code)]
+
+mod conf;
+pub mod fault;
+pub mod header_to_metadata;
+pub mod ip_access;
+pub mod payload_limit;
+
+use mosn_api::FilterRegistry;
+
+/// A registry with every built-in filter.
+pub fn registry() -> FilterRegistry {
+    let mut r = FilterRegistry::new();
+    r.register("ip_access", ip_access::build);
+    r.register("fault", fault::build);
+    r.register("payload_limit", payload_limit::build);
+    r.register("header_to_metadata", header_to_metadata::build);
+    r
+}
