@@ -9,7 +9,6 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf, BytesMut};
 use mosn_net::Stream;
-use mosn_protocol::http1::body::Progress;
 use mosn_protocol::http1::{BodyDecoder, BodyEncoder, BodyError};
 use tokio::io::AsyncWrite;
 
@@ -120,6 +119,13 @@ impl BodyPump {
             return Poll::Ready(Ok(()));
         }
         loop {
+            // Decode what is already buffered first, so a head and its body leave in one write.
+            if !self.dec.is_done() && !src.buf.is_empty() && dst.buf.len() < HIGH_WATER {
+                self.touched = true;
+                self.dec
+                    .decode_into(src.buf, &mut self.enc, dst.buf, HIGH_WATER, &mut self.bytes)
+                    .map_err(PumpError::Body)?;
+            }
             let write_blocked = match poll_write_all(cx, dst) {
                 Poll::Ready(Ok(())) => false,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(PumpError::Dest(e))),
@@ -133,35 +139,24 @@ impl BodyPump {
                 return Poll::Ready(Ok(()));
             }
             if !src.buf.is_empty() {
-                self.touched = true;
-            }
-            let progress = self
-                .dec
-                .decode_into(src.buf, &mut self.enc, dst.buf, HIGH_WATER, &mut self.bytes)
-                .map_err(PumpError::Body)?;
-            match progress {
-                Progress::Done => continue,
-                Progress::OutputFull if write_blocked => return Poll::Pending,
-                Progress::OutputFull => continue,
-                Progress::NeedInput => {
-                    if write_blocked && dst.buf.len() >= HIGH_WATER {
-                        return Poll::Pending;
-                    }
-                    match poll_read(cx, src) {
-                        Poll::Ready(Ok(0)) => {
-                            self.dec.eof(&mut self.enc, dst.buf).map_err(|_| {
-                                PumpError::Source(io::ErrorKind::UnexpectedEof.into())
-                            })?;
-                        }
-                        Poll::Ready(Ok(_)) => {}
-                        Poll::Ready(Err(e)) => return Poll::Ready(Err(PumpError::Source(e))),
-                        Poll::Pending => {
-                            if dst.buf.is_empty() || write_blocked {
-                                return Poll::Pending;
-                            }
-                        }
-                    }
+                if write_blocked {
+                    return Poll::Pending;
                 }
+                // More decoded input waits for room in the output: go round again.
+                continue;
+            }
+            if write_blocked && dst.buf.len() >= HIGH_WATER {
+                return Poll::Pending;
+            }
+            match poll_read(cx, src) {
+                Poll::Ready(Ok(0)) => {
+                    self.dec
+                        .eof(&mut self.enc, dst.buf)
+                        .map_err(|_| PumpError::Source(io::ErrorKind::UnexpectedEof.into()))?;
+                }
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(PumpError::Source(e))),
+                Poll::Pending => return Poll::Pending,
             }
         }
     }
