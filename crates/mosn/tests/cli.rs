@@ -52,8 +52,8 @@ fn every_bad_config_class_exits_1_naming_the_json_path() {
          "cluster_manager.clusters[0].lb_type: \"LB_MAGLEV2\" is not supported"),
         (r#""type":"proxy""#, r#""type":"sofa_magic""#,
          "servers[0].listeners[0].filter_chains[0].filters[0].type: network filter \"sofa_magic\""),
-        (r#""bind_port":true"#, r#""bind_port":true,"stream_filters":[{"type":"fault","config":{}}]"#,
-         "servers[0].listeners[0].stream_filters[0].type: stream filter \"fault\""),
+        (r#""bind_port":true"#, r#""bind_port":true,"stream_filters":[{"type":"no_such_filter","config":{}}]"#,
+         "servers[0].listeners[0].stream_filters[0].type: stream filter \"no_such_filter\""),
         (r#""route":{"cluster_name":"c"}"#, r#""route":{"cluster_name":"c","timeout":"3 seconds"}"#,
          "route.timeout: \"3 seconds\" is not a duration"),
     ];
