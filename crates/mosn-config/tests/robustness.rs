@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 fn configs() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let mut out = Vec::new();
-    let mut stack = vec![root.join("examples"), root.join("../shared/mosn-configs")];
+    let mut stack = vec![root.join("examples"), root.join("tests/data/mosn-configs")];
     while let Some(d) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&d) else {
             continue;

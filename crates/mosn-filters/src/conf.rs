@@ -121,47 +121,20 @@ impl<'a> Obj<'a> {
     }
 }
 
-/// A request-header matcher as MOSN writes it: `{"name", "value", "regex"}`.
-pub(crate) struct HeaderMatch {
-    name: String,
-    value: Value_,
-}
-
-enum Value_ {
-    Exact(String),
-    Regex(regex::Regex),
-}
-
-impl HeaderMatch {
-    pub fn parse(v: &Value, path: &str) -> Result<Self> {
-        let o = Obj::new(v, path)?;
-        let name = o
-            .str("name")?
-            .ok_or_else(|| FilterConfigError::new(o.key_path("name"), "is required"))?
-            .to_ascii_lowercase();
-        let value = o.str("value")?.unwrap_or("");
-        let value = if o.bool("regex")?.unwrap_or(false) {
-            Value_::Regex(regex::Regex::new(&format!("^(?:{value})$")).map_err(|e| {
-                FilterConfigError::new(o.key_path("value"), format!("invalid regex: {e}"))
-            })?)
-        } else {
-            Value_::Exact(value.to_string())
-        };
-        Ok(HeaderMatch { name, value })
-    }
-
-    pub fn matches(&self, h: &dyn mosn_api::Headers) -> bool {
-        let got = if self.name == "method" {
-            h.get_str(":method").or_else(|| h.get_str("method"))
-        } else {
-            h.get_str(&self.name)
-        };
-        match (got, &self.value) {
-            (None, _) => false,
-            (Some(g), Value_::Exact(v)) => g == v,
-            (Some(g), Value_::Regex(r)) => r.is_match(g),
-        }
-    }
+/// A request-header matcher as MOSN writes it (`{"name", "value", "regex"}`), compiled by the
+/// router's own matcher so routes and filters match headers the same way.
+pub(crate) fn header_match(v: &Value, path: &str) -> Result<mosn_router::matcher::HeaderCheck> {
+    let o = Obj::new(v, path)?;
+    let name = o
+        .str("name")?
+        .ok_or_else(|| FilterConfigError::new(o.key_path("name"), "is required"))?;
+    let m = mosn_config::HeaderMatcher {
+        name: name.to_string(),
+        value: o.str("value")?.unwrap_or("").to_string(),
+        regex: o.bool("regex")?.unwrap_or(false),
+    };
+    mosn_router::matcher::HeaderCheck::new(&m)
+        .ok_or_else(|| FilterConfigError::new(o.key_path("value"), "invalid regex"))
 }
 
 /// True with probability `percent`/100.

@@ -14,14 +14,16 @@ use mosn_api::{
     Decision, FilterConfigError, FilterCx, Headers, LocalReply, Phase, ResponseFlag, StreamFilter,
 };
 
-use crate::conf::{roll, HeaderMatch, Obj, Result};
+use mosn_router::matcher::HeaderCheck;
+
+use crate::conf::{header_match, roll, Obj, Result};
 
 /// The built filter.
 pub struct Fault {
     delay: Option<(Duration, u64)>,
     abort: Option<(u16, u64)>,
     cluster: Option<String>,
-    headers: Vec<HeaderMatch>,
+    headers: Vec<HeaderCheck>,
 }
 
 /// Builds the filter (see the module doc for the config).
@@ -51,7 +53,7 @@ pub fn build(config: &serde_json::Value, path: &str) -> Result<Arc<dyn StreamFil
     let headers = o
         .array("headers")?
         .into_iter()
-        .map(|(p, v)| HeaderMatch::parse(v, &p))
+        .map(|(p, v)| header_match(v, &p))
         .collect::<Result<Vec<_>>>()?;
     Ok(Arc::new(Fault {
         delay,

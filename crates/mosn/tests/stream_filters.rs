@@ -3,46 +3,8 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
-
 use common::*;
 use serde_json::json;
-
-/// An HTTP/1.1 upstream answering `body` to every request (keep-alive), reading request bodies by
-/// Content-Length or chunked framing well enough for these tests.
-fn text_upstream(body: &'static str) -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { return };
-            std::thread::spawn(move || {
-                let mut buf = vec![0u8; 65536];
-                let mut acc = Vec::new();
-                loop {
-                    match s.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => acc.extend_from_slice(&buf[..n]),
-                    }
-                    // One response per complete head (bodies here are tiny and arrive with it).
-                    while let Some(i) = acc.windows(4).position(|w| w == b"\r\n\r\n") {
-                        acc.drain(..i + 4);
-                        acc.clear();
-                        let r = format!(
-                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
-                            body.len()
-                        );
-                        if s.write_all(r.as_bytes()).is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
 
 fn listener(name: &str, filters: serde_json::Value) -> serde_json::Value {
     json!({"name": name, "address": "127.0.0.1:0", "bind_port": true,

@@ -155,6 +155,28 @@ impl FieldList {
     }
 }
 
+/// The [`Headers`] methods both heads share: a pseudo-header appended is set; pseudo-headers are
+/// never removed or visited; the rest goes to the field list.
+macro_rules! field_ops {
+    () => {
+        fn append(&mut self, key: &str, value: &[u8]) {
+            if key.starts_with(':') {
+                self.set(key, value)
+            } else {
+                self.fields.append(key, value)
+            }
+        }
+        fn remove(&mut self, key: &str) {
+            if !key.starts_with(':') {
+                self.fields.remove(key)
+            }
+        }
+        fn visit(&self, f: &mut dyn FnMut(&[u8], &[u8])) {
+            self.fields.visit(f)
+        }
+    };
+}
+
 /// A parsed request head.
 #[derive(Debug, Clone)]
 pub struct RequestHead {
@@ -229,21 +251,7 @@ impl Headers for RequestHead {
             _ => self.fields.set(key, value),
         }
     }
-    fn append(&mut self, key: &str, value: &[u8]) {
-        if key.starts_with(':') {
-            self.set(key, value)
-        } else {
-            self.fields.append(key, value)
-        }
-    }
-    fn remove(&mut self, key: &str) {
-        if !key.starts_with(':') {
-            self.fields.remove(key)
-        }
-    }
-    fn visit(&self, f: &mut dyn FnMut(&[u8], &[u8])) {
-        self.fields.visit(f)
-    }
+    field_ops!();
 }
 
 /// A parsed response head.
@@ -316,21 +324,7 @@ impl Headers for ResponseHead {
             self.fields.set(key, value)
         }
     }
-    fn append(&mut self, key: &str, value: &[u8]) {
-        if key.starts_with(':') {
-            self.set(key, value)
-        } else {
-            self.fields.append(key, value)
-        }
-    }
-    fn remove(&mut self, key: &str) {
-        if !key.starts_with(':') {
-            self.fields.remove(key)
-        }
-    }
-    fn visit(&self, f: &mut dyn FnMut(&[u8], &[u8])) {
-        self.fields.visit(f)
-    }
+    field_ops!();
 }
 
 fn status_text(s: u16) -> [u8; 3] {

@@ -68,6 +68,34 @@ fn syntax(e: httparse::Error) -> ParseError {
 }
 
 /// `part` as a range of `base` (it must be a sub-slice; anything else is copied).
+/// The length of a complete head from httparse's verdict, `None` when more bytes are needed.
+/// `buffered` is how many bytes were offered: a head still incomplete at [`MAX_HEAD_BYTES`] is
+/// too large.
+fn head_len(
+    r: Result<httparse::Status<usize>, httparse::Error>,
+    buffered: usize,
+) -> Result<Option<usize>, ParseError> {
+    match r {
+        Ok(httparse::Status::Complete(n)) if n > MAX_HEAD_BYTES => Err(ParseError::TooLarge),
+        Ok(httparse::Status::Complete(n)) => Ok(Some(n)),
+        Ok(httparse::Status::Partial) if buffered >= MAX_HEAD_BYTES => Err(ParseError::TooLarge),
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(e) => Err(syntax(e)),
+    }
+}
+
+/// httparse's fields as ranges of `base`, all forwarded until classified.
+fn fields_of(base: &[u8], headers: &[httparse::Header<'_>]) -> Vec<Field> {
+    headers
+        .iter()
+        .map(|h| Field {
+            name: offset(base, h.name.as_bytes()),
+            value: offset(base, h.value),
+            role: Role::Forward,
+        })
+        .collect()
+}
+
 fn offset(base: &[u8], part: &[u8]) -> Text {
     let start = (part.as_ptr() as usize).wrapping_sub(base.as_ptr() as usize);
     match start.checked_add(part.len()) {
@@ -194,20 +222,9 @@ fn classify(list: &mut FieldList) -> Result<FramingFields, ParseError> {
 pub fn parse_request(buf: &mut BytesMut) -> Result<Option<Parsed<RequestHead>>, ParseError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
-    let len = match req.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => {
-            return if buf.len() >= MAX_HEAD_BYTES {
-                Err(ParseError::TooLarge)
-            } else {
-                Ok(None)
-            };
-        }
-        Err(e) => return Err(syntax(e)),
+    let Some(len) = head_len(req.parse(buf), buf.len())? else {
+        return Ok(None);
     };
-    if len > MAX_HEAD_BYTES {
-        return Err(ParseError::TooLarge);
-    }
     let base: &[u8] = buf;
     let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
         return Err(ParseError::Syntax("incomplete request line"));
@@ -216,15 +233,7 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<Parsed<RequestHead>>, 
         return Err(ParseError::Method);
     }
     let method_t = offset(base, method.as_bytes());
-    let fields: Vec<Field> = req
-        .headers
-        .iter()
-        .map(|h| Field {
-            name: offset(base, h.name.as_bytes()),
-            value: offset(base, h.value),
-            role: Role::Forward,
-        })
-        .collect();
+    let fields = fields_of(base, req.headers);
     // Origin form (`/p`), absolute form (`http://a/p`, §3.2.2) or asterisk form (`*`, OPTIONS).
     let t = target.as_bytes();
     let (target_t, authority) = if t.first() == Some(&b'/') || t == b"*" {
@@ -321,34 +330,15 @@ pub fn parse_response(
 ) -> Result<Option<Parsed<ResponseHead>>, ParseError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut headers);
-    let len = match resp.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => {
-            return if buf.len() >= MAX_HEAD_BYTES {
-                Err(ParseError::TooLarge)
-            } else {
-                Ok(None)
-            };
-        }
-        Err(e) => return Err(syntax(e)),
+    let Some(len) = head_len(resp.parse(buf), buf.len())? else {
+        return Ok(None);
     };
-    if len > MAX_HEAD_BYTES {
-        return Err(ParseError::TooLarge);
-    }
     let base: &[u8] = buf;
     let (Some(status), Some(minor)) = (resp.code, resp.version) else {
         return Err(ParseError::Syntax("incomplete status line"));
     };
     let reason = offset(base, resp.reason.unwrap_or("").as_bytes());
-    let fields: Vec<Field> = resp
-        .headers
-        .iter()
-        .map(|h| Field {
-            name: offset(base, h.name.as_bytes()),
-            value: offset(base, h.value),
-            role: Role::Forward,
-        })
-        .collect();
+    let fields = fields_of(base, resp.headers);
     let raw = buf.split_to(len).freeze();
     let mut list = FieldList { raw, fields };
     let f = classify(&mut list)?;

@@ -131,42 +131,40 @@ pub async fn run_filters(
     None
 }
 
-/// Runs the listener's filters on a response head (MOSN's BeforeSend). A reply replaces it.
-pub fn run_response_filters(
+/// Asks each listener filter in turn with `ask` (given a context with no cluster or host); the
+/// first reply wins.
+fn first_reply(
     ctx: &ConnCtx,
-    head: &mut dyn Headers,
     info: &mut StreamInfo,
+    mut ask: impl FnMut(&dyn StreamFilter, &mut FilterCx<'_>) -> Decision,
 ) -> Option<LocalReply> {
     for f in ctx.listener().filters.iter() {
         let mut cx = FilterCx {
             peer: ctx.peer,
-            info,
+            info: &mut *info,
             cluster: None,
             host: None,
             content_length: None,
         };
-        if let Decision::Reply(r) = f.on_response(head, &mut cx) {
+        if let Decision::Reply(r) = ask(f.as_ref(), &mut cx) {
             return Some(r);
         }
     }
     None
 }
 
+/// Runs the listener's filters on a response head (MOSN's BeforeSend). A reply replaces it.
+pub fn run_response_filters(
+    ctx: &ConnCtx,
+    head: &mut dyn Headers,
+    info: &mut StreamInfo,
+) -> Option<LocalReply> {
+    first_reply(ctx, info, |f, cx| f.on_response(head, cx))
+}
+
 /// Counts request body bytes through the filters; a reply aborts the stream.
 pub fn run_data_filters(ctx: &ConnCtx, total: u64, info: &mut StreamInfo) -> Option<LocalReply> {
-    for f in ctx.listener().filters.iter() {
-        let mut cx = FilterCx {
-            peer: ctx.peer,
-            info,
-            cluster: None,
-            host: None,
-            content_length: None,
-        };
-        if let Decision::Reply(r) = f.on_request_data(total, &mut cx) {
-            return Some(r);
-        }
-    }
-    None
+    first_reply(ctx, info, |f, cx| f.on_request_data(total, cx))
 }
 
 fn millis(h: &dyn Headers, name: &str) -> Option<Duration> {

@@ -18,7 +18,7 @@ pub fn repo() -> PathBuf {
 }
 
 pub fn corpus() -> PathBuf {
-    let p = repo().join("../shared/mosn-configs");
+    let p = repo().join("tests/data/mosn-configs");
     assert!(
         p.is_dir(),
         "MOSN's config corpus is expected at {}",
@@ -255,6 +255,12 @@ fn dechunk(mut b: &str) -> String {
 /// A keep-alive HTTP/1.1 upstream on 127.0.0.1:0 (std threads). Every response carries
 /// `x-up: <path>` and the body `hello`; `/slow` answers after 1 s.
 pub fn std_upstream() -> SocketAddr {
+    text_upstream("hello")
+}
+
+/// A keep-alive HTTP/1.1 upstream answering `body` (with `x-up: <path>`) to every request; `/slow`
+/// answers after 1 s. Request bodies are read by Content-Length.
+pub fn text_upstream(body: &'static str) -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     std::thread::spawn(move || {
@@ -289,7 +295,8 @@ pub fn std_upstream() -> SocketAddr {
                             std::thread::sleep(Duration::from_secs(1));
                         }
                         let resp = format!(
-                            "HTTP/1.1 200 OK\r\nx-up: {path}\r\ncontent-length: 5\r\n\r\nhello"
+                            "HTTP/1.1 200 OK\r\nx-up: {path}\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
                         );
                         if std::io::Write::write_all(&mut s, resp.as_bytes()).is_err() {
                             return;
