@@ -13,6 +13,8 @@ pub struct RequestExtras<'a> {
     pub forwarded_for: Option<&'a [u8]>,
     /// A `Host` to send when the request has none (an HTTP/1.0 client).
     pub default_host: Option<&'a [u8]>,
+    /// Ask the upstream to close after this request (`Connection: close`).
+    pub close: bool,
 }
 
 /// Writes the head of `req` as an HTTP/1.1 request for the upstream, with a body of `framing`,
@@ -72,14 +74,23 @@ pub fn request(
             out.put_slice(b"\r\n");
         }
     }
-    let enc = framing_fields(framing, true, out);
+    let enc = framing_fields(framing, true, req.codings.as_deref(), out);
+    if extras.close {
+        out.put_slice(b"connection: close\r\n");
+    }
     out.put_slice(b"\r\n");
     enc
 }
 
 /// Writes the framing fields for a body of `framing` and returns its encoder. A close-delimited
-/// body is sent chunked when `chunked_ok` (an HTTP/1.1 peer).
-fn framing_fields(framing: Framing, chunked_ok: bool, out: &mut BytesMut) -> BodyEncoder {
+/// body is sent chunked when `chunked_ok` (an HTTP/1.1 peer); `codings` (`gzip`) go before
+/// `chunked` in `Transfer-Encoding`.
+fn framing_fields(
+    framing: Framing,
+    chunked_ok: bool,
+    codings: Option<&[u8]>,
+    out: &mut BytesMut,
+) -> BodyEncoder {
     match framing {
         Framing::Empty => BodyEncoder::Identity,
         Framing::Length(n) => {
@@ -89,7 +100,12 @@ fn framing_fields(framing: Framing, chunked_ok: bool, out: &mut BytesMut) -> Bod
             BodyEncoder::Identity
         }
         Framing::Chunked | Framing::Close if chunked_ok => {
-            out.put_slice(b"transfer-encoding: chunked\r\n");
+            out.put_slice(b"transfer-encoding: ");
+            if let Some(c) = codings {
+                out.put_slice(c);
+                out.put_slice(b", ");
+            }
+            out.put_slice(b"chunked\r\n");
             BodyEncoder::Chunked
         }
         Framing::Chunked | Framing::Close => BodyEncoder::Identity,
@@ -151,7 +167,7 @@ pub fn response(
             // An HTTP/1.0 client gets the decoded body and the end of the connection.
             close = true;
         }
-        framing_fields(framing, chunked_ok, out)
+        framing_fields(framing, chunked_ok, resp.codings.as_deref(), out)
     };
     if framing == Framing::Empty && !no_body {
         out.put_slice(b"content-length: 0\r\n");
@@ -218,6 +234,7 @@ mod tests {
             RequestExtras {
                 forwarded_for: Some(b"10.0.0.2"),
                 default_host: None,
+                close: false,
             },
             &mut out,
         );
@@ -239,12 +256,13 @@ mod tests {
             RequestExtras {
                 forwarded_for: Some(b"1.2.3.4"),
                 default_host: Some(b"up:80"),
+                close: true,
             },
             &mut out,
         );
         assert_eq!(
             std::str::from_utf8(&out).unwrap(),
-            "GET / HTTP/1.1\r\nhost: up:80\r\nx-forwarded-for: 1.2.3.4\r\n\r\n"
+            "GET / HTTP/1.1\r\nhost: up:80\r\nx-forwarded-for: 1.2.3.4\r\nconnection: close\r\n\r\n"
         );
     }
 

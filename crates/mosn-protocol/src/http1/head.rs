@@ -192,6 +192,13 @@ pub struct RequestHead {
     pub keep_alive: bool,
     /// True when the client sent `Expect: 100-continue`.
     pub expect_continue: bool,
+    /// Why the request is valid but could be framed differently by another parser (see
+    /// [`crate::http1::parse`]); such a request is the last on its downstream and upstream
+    /// connections. `None` for ordinary requests.
+    pub ambiguous: Option<&'static str>,
+    /// The transfer codings applied before `chunked` (`gzip, deflate`), which must reach the
+    /// upstream with the body.
+    pub(crate) codings: Option<Bytes>,
 }
 
 impl RequestHead {
@@ -267,6 +274,9 @@ pub struct ResponseHead {
     pub fields: FieldList,
     /// True when the upstream will keep the connection open after this response.
     pub keep_alive: bool,
+    /// The transfer codings other than `chunked` (`gzip`), which must reach the client with the
+    /// body.
+    pub(crate) codings: Option<Bytes>,
 }
 
 impl ResponseHead {
@@ -279,6 +289,7 @@ impl ResponseHead {
             minor: 1,
             fields: FieldList::default(),
             keep_alive: true,
+            codings: None,
         }
     }
 
@@ -290,6 +301,7 @@ impl ResponseHead {
             minor,
             fields,
             keep_alive: true,
+            codings: None,
         }
     }
 

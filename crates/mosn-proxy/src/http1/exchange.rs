@@ -290,6 +290,9 @@ async fn forward_inner<'s>(
             RequestExtras {
                 forwarded_for: Some(&ctx.client_ip),
                 default_host: default_host.as_deref().map(str::as_bytes),
+                // A request another parser could frame differently is the last on the upstream
+                // connection too (see mosn_protocol::http1::parse).
+                close: req.ambiguous.is_some(),
             },
             &mut conn.wbuf,
         );
@@ -550,8 +553,11 @@ async fn forward_inner<'s>(
         }
         return Ok(match body {
             Ok(abandoned) => {
-                let reusable =
-                    resp.keep_alive && pump.finished && !abandoned && conn.buf.is_empty();
+                let reusable = resp.keep_alive
+                    && pump.finished
+                    && !abandoned
+                    && conn.buf.is_empty()
+                    && req.ambiguous.is_none();
                 if reusable {
                     worker.pools.release(cluster, conn);
                 }
