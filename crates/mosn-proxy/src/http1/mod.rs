@@ -6,8 +6,10 @@
 //! request deadline, each reset in place. Lifecycle:
 //! - idle for `connection_idle_timeout` between requests: closed;
 //! - a request head not complete within `client_header_timeout` (60 s, nginx's default): 408, close;
-//! - drain (SIGTERM): an idle connection closes at once, a busy one gets `Connection: close` on
-//!   its next response and then closes.
+//! - drain (SIGTERM): a busy connection gets `Connection: close` on its next response and then
+//!   closes; an idle one closes [`DRAIN_IDLE_GRACE`] after the drain started unless a request
+//!   arrives first (which is then served with `Connection: close`), so a request already on its
+//!   way never meets a closed socket.
 
 pub mod exchange;
 pub mod pump;
@@ -35,6 +37,10 @@ use pump::Half;
 /// nginx's `client_header_timeout` default: a request head must be complete this long after its
 /// first byte arrived.
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long an idle keep-alive connection stays open once the drain has started, for a request
+/// the client may already have sent.
+pub const DRAIN_IDLE_GRACE: Duration = Duration::from_secs(1);
 
 /// A deadline far enough away to mean "none".
 fn never() -> Instant {
@@ -112,15 +118,22 @@ impl Downstream {
                 head_started.get_or_insert_with(Instant::now);
             }
             let idle = head_started.is_none();
-            if idle && self.ctx.worker.draining.get() {
-                return HeadRead::Closed;
-            }
+            let drain_close = match self.ctx.worker.drain_started.get() {
+                Some(t) if idle => {
+                    let at = t + DRAIN_IDLE_GRACE;
+                    if Instant::now() >= at {
+                        return HeadRead::Closed;
+                    }
+                    at
+                }
+                _ => never(),
+            };
             // A head in progress must complete within the header timeout, and like an idle
             // connection it closes when no byte came for the idle timeout.
             let idle_deadline = idle_timeout.map_or_else(never, |i| self.last_active + i);
             let deadline = match head_started {
                 Some(t) => idle_deadline.min(t + header_timeout),
-                None => idle_deadline,
+                None => idle_deadline.min(drain_close),
             };
             if self.idle_timer.deadline() != deadline {
                 self.idle_timer.as_mut().reset(deadline);
@@ -153,7 +166,8 @@ impl Downstream {
                     let header_late = head_started.is_some_and(|t| Instant::now() >= t + header_timeout);
                     return if header_late { HeadRead::Refused(408) } else { HeadRead::Closed };
                 }
-                _ = drain, if idle => return HeadRead::Closed,
+                // The drain started: go round to set the idle connection's closing time.
+                _ = drain, if idle => {}
             }
         }
     }

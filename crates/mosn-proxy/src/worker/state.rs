@@ -55,6 +55,8 @@ pub struct Worker {
     pub draining: Cell<bool>,
     /// Wakes idle connections when the drain starts.
     pub drain: tokio::sync::Notify,
+    /// When the drain started (`None` before).
+    pub drain_started: Cell<Option<tokio::time::Instant>>,
     lb: RefCell<LbCache>,
     connections: Cell<u64>,
 }
@@ -85,6 +87,7 @@ impl Worker {
             local_logs: LocalLogs::new(&logs),
             logs,
             draining: Cell::new(false),
+            drain_started: Cell::new(None),
             drain: tokio::sync::Notify::new(),
             lb: RefCell::new(LbCache::new(&snapshot.clusters)),
             connections: Cell::new(0),
@@ -94,6 +97,7 @@ impl Worker {
     /// Starts the drain: sets [`Worker::draining`] and wakes idle connections.
     pub fn start_drain(&self) {
         self.draining.set(true);
+        self.drain_started.set(Some(tokio::time::Instant::now()));
         self.drain.notify_waiters();
     }
 
