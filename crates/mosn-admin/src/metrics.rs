@@ -62,6 +62,7 @@ fn downstream(sets: &[&DownstreamStats]) -> Vec<(&'static str, Value)> {
         ("request_active", g(|s| s.request_active.get())),
         ("request_failed", c(|s| s.request_failed.get())),
         ("tls_handshake_failed", c(|s| s.tls_handshake_failed.get())),
+        ("udp_session_overflow", c(|s| s.udp_session_overflow.get())),
     ];
     const NAMES: [&str; 14] = [
         "request_200_total",

@@ -304,7 +304,14 @@ pub struct TcpProxy {
     /// `idle_timeout`: close both sides (or end a UDP session) after this long without bytes.
     /// MOSN's defaults when absent: 90 s for TCP, 5 s for UDP.
     pub idle_timeout: Duration,
+    /// `max_sessions` (`udp_proxy` only, a mosn-rs key): UDP sessions open at once on the
+    /// listener, over all workers. A datagram from a new client beyond it is dropped and counted
+    /// in `udp_session_overflow`. Default [`DEFAULT_UDP_MAX_SESSIONS`].
+    pub max_sessions: usize,
 }
+
+/// Default `max_sessions` of a `udp_proxy` listener.
+pub const DEFAULT_UDP_MAX_SESSIONS: usize = 10_000;
 
 /// The `proxy` network filter's config.
 #[derive(Debug, Clone)]

@@ -353,12 +353,12 @@ fn listener(v: &Value, path: &str, ctx: &Ctx) -> Result<Listener> {
             "tcp_proxy" => {
                 let c = f.req("config")?;
                 let d = std::time::Duration::from_secs(90);
-                proxy = Some(NetworkFilter::TcpProxy(tcp_proxy(c, &f.key_path("config"), d, ctx)?));
+                proxy = Some(NetworkFilter::TcpProxy(tcp_proxy(c, &f.key_path("config"), d, false, ctx)?));
             }
             "udp_proxy" => {
                 let c = f.req("config")?;
                 let d = std::time::Duration::from_secs(5);
-                proxy = Some(NetworkFilter::UdpProxy(tcp_proxy(c, &f.key_path("config"), d, ctx)?));
+                proxy = Some(NetworkFilter::UdpProxy(tcp_proxy(c, &f.key_path("config"), d, true, ctx)?));
             }
             other => {
                 return Err(ConfigError::new(
@@ -569,6 +569,7 @@ fn tcp_proxy(
     v: &Value,
     path: &str,
     default_idle: std::time::Duration,
+    udp: bool,
     ctx: &Ctx,
 ) -> Result<TcpProxy> {
     let o = Obj::new(v, path)?;
@@ -606,6 +607,20 @@ fn tcp_proxy(
             .opt_duration("idle_timeout")?
             .filter(|d| !d.is_zero())
             .unwrap_or(default_idle),
+        max_sessions: if udp {
+            match o.opt_u64("max_sessions", u64::from(u32::MAX))? {
+                Some(0) => {
+                    return Err(ConfigError::new(
+                        o.key_path("max_sessions"),
+                        "must be at least 1",
+                    ))
+                }
+                Some(n) => n as usize,
+                None => crate::model::DEFAULT_UDP_MAX_SESSIONS,
+            }
+        } else {
+            0
+        },
     };
     o.finish(ctx);
     Ok(t)

@@ -63,7 +63,8 @@ pub enum Bound {
     /// A unix socket, shared by the workers (each holds a duplicate of the descriptor).
     Unix(std::os::unix::net::UnixListener),
     /// UDP, one socket per worker (SO_REUSEPORT).
-    Udp(std::net::UdpSocket),
+    /// A UDP socket and the listener's open-session count, shared by all workers.
+    Udp(std::net::UdpSocket, Arc<std::sync::atomic::AtomicUsize>),
 }
 
 /// A running server. Dropping it stops the workers at once.
@@ -118,10 +119,11 @@ impl Server {
                 ListenAddr::Udp(a) => {
                     let first = mosn_net::bind_udp_reuseport(*a).map_err(bind_err)?;
                     let actual = first.local_addr().map_err(bind_err)?;
-                    sockets[0].push((li, Bound::Udp(first)));
+                    let sessions = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+                    sockets[0].push((li, Bound::Udp(first, sessions.clone())));
                     for s in sockets.iter_mut().skip(1) {
                         let b = mosn_net::bind_udp_reuseport(actual).map_err(bind_err)?;
-                        s.push((li, Bound::Udp(b)));
+                        s.push((li, Bound::Udp(b, sessions.clone())));
                     }
                     addrs.push((l.name.clone(), ListenAddr::Udp(actual)));
                 }
@@ -269,13 +271,14 @@ fn run_worker(
             let l = match s {
                 Bound::Tcp(s) => tokio::net::TcpListener::from_std(s).map(Accepting::Tcp),
                 Bound::Unix(s) => tokio::net::UnixListener::from_std(s).map(Accepting::Unix),
-                Bound::Udp(s) => {
+                Bound::Udp(s, sessions) => {
                     match tokio::net::UdpSocket::from_std(s) {
                         Ok(s) => {
                             tokio::task::spawn_local(crate::udp::serve(
                                 worker.clone(),
                                 std::rc::Rc::new(s),
                                 index,
+                                sessions,
                                 config.clone(),
                                 shutdown.clone(),
                             ));

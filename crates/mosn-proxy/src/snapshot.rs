@@ -47,6 +47,8 @@ pub struct TcpProxy {
     pub max_connect_attempts: u32,
     /// `idle_timeout`.
     pub idle_timeout: Duration,
+    /// `max_sessions` (UDP only): sessions open at once on the listener, over all workers.
+    pub max_sessions: usize,
 }
 
 impl TcpProxy {
@@ -224,6 +226,7 @@ impl Snapshot {
                         routes,
                         max_connect_attempts: t.max_connect_attempts,
                         idle_timeout: t.idle_timeout,
+                        max_sessions: t.max_sessions,
                     };
                     match &l.filter {
                         NetworkFilter::UdpProxy(_) => ListenerKind::Udp(tp),

@@ -55,6 +55,9 @@ pub struct DownstreamStats {
     pub request_time: Histogram,
     /// `tls_handshake_failed`: TLS handshakes that failed or timed out (mosn-rs's own metric).
     pub tls_handshake_failed: Counter,
+    /// `udp_session_overflow`: datagrams dropped because the `udp_proxy` listener had
+    /// `max_sessions` sessions open (mosn-rs's own metric).
+    pub udp_session_overflow: Counter,
 }
 
 impl DownstreamStats {

@@ -4,12 +4,15 @@
 //! session ends after `idle_timeout` without datagrams either way (MOSN's default: 5 s).
 //!
 //! Sessions live in the worker that received the client's first datagram; SO_REUSEPORT keeps a
-//! client's datagrams on that worker.
+//! client's datagrams on that worker. At most `max_sessions` are open per listener over all
+//! workers; a datagram that would open one more is dropped and counted in the listener's
+//! `udp_session_overflow`.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -37,6 +40,7 @@ pub async fn serve(
     worker: Rc<Worker>,
     socket: Rc<UdpSocket>,
     index: usize,
+    open: Arc<AtomicUsize>,
     config: Arc<ArcSwap<Snapshot>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -66,7 +70,21 @@ pub async fn serve(
             Some(x) => x,
             None => {
                 let snapshot = config.load_full();
+                let max = match &snapshot.listeners[index].kind {
+                    ListenerKind::Udp(tp) => tp.max_sessions,
+                    _ => continue,
+                };
+                // Reserve a place first, so workers racing for the last one cannot both win.
+                if open.fetch_add(1, Ordering::AcqRel) >= max {
+                    open.fetch_sub(1, Ordering::AcqRel);
+                    if let Some(l) = stats.listeners.get(index) {
+                        l.udp_session_overflow.inc();
+                    }
+                    tracing::debug!(%peer, max, "udp_proxy: session limit reached, datagram dropped");
+                    continue;
+                }
                 let Some(s) = open_session(&worker, &snapshot, index, peer, local).await else {
+                    open.fetch_sub(1, Ordering::AcqRel);
                     continue;
                 };
                 let up = s.up.clone();
@@ -80,7 +98,7 @@ pub async fn serve(
                     up.clone(),
                     last.clone(),
                     peer,
-                    sessions.clone(),
+                    (sessions.clone(), open.clone()),
                     snapshot,
                     ids,
                 ));
@@ -165,7 +183,7 @@ async fn relay_back(
     up: Rc<UdpSocket>,
     last: Rc<Cell<Instant>>,
     peer: SocketAddr,
-    sessions: Rc<RefCell<HashMap<SocketAddr, Session>>>,
+    (sessions, open): (Rc<RefCell<HashMap<SocketAddr, Session>>>, Arc<AtomicUsize>),
     snapshot: Arc<Snapshot>,
     (ci, hi): (usize, usize),
 ) {
@@ -193,6 +211,7 @@ async fn relay_back(
         }
     }
     sessions.borrow_mut().remove(&peer);
+    open.fetch_sub(1, Ordering::AcqRel);
     worker.stats.upstream.both(ci, hi, |s| {
         s.connection_active.dec();
         s.connection_close.inc();

@@ -91,3 +91,58 @@ async fn dns_style_queries_sessions_and_idle_timeout() {
     let s = seen.lock().unwrap();
     assert_ne!(s[3], s[0], "a fresh session after the idle timeout");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_are_capped_per_listener_and_refusals_counted() {
+    let (up, seen) = resolver().await;
+    let cfg = json!({
+        "servers": [{"default_log_path": "stderr", "listeners": [{
+            "name": "dns", "address": "127.0.0.1:0", "bind_port": true, "network": "udp",
+            "filter_chains": [{"filters": [{"type": "udp_proxy", "config": {
+                "cluster": "resolvers", "idle_timeout": "500ms", "max_sessions": 2}}]}]}]}],
+        "cluster_manager": {"clusters": [cluster("resolvers", &[up])]}
+    });
+    // Two workers: the cap holds over both.
+    let p = proxy_workers(cfg, 2);
+    let overflow = || {
+        mosn_proxy::stats::sum(p.server.stats(), |w| {
+            w.listeners[0].udp_session_overflow.get()
+        })
+    };
+    let a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let b = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let c = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    ask(&a, p.addr, "a").await;
+    ask(&b, p.addr, "b").await;
+    // A third client's datagram is dropped (no answer) and counted.
+    c.send_to(b"Q c", p.addr).await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || overflow() == 1).await,
+        "refusal not counted"
+    );
+    let mut buf = [0u8; 64];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), c.recv_from(&mut buf))
+            .await
+            .is_err(),
+        "the third client was answered"
+    );
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        2,
+        "the third datagram reached the upstream"
+    );
+    // Open sessions keep working; once they idle out, the third client gets a session.
+    ask(&a, p.addr, "a2").await;
+    let active = || {
+        mosn_proxy::stats::sum(p.server.stats(), |w| {
+            w.listeners[0].connection_active.get().max(0) as u64
+        })
+    };
+    assert!(eventually(Duration::from_secs(5), || active() == 0).await);
+    assert_eq!(
+        ask(&c, p.addr, "c").await.0,
+        format!("A c via {}", up.port())
+    );
+    assert_eq!(overflow(), 1);
+}
