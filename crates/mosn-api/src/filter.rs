@@ -72,6 +72,12 @@ pub trait StreamFilter: Send + Sync + 'static {
     /// MOSN's `type` name of the filter (`ip_access`, `fault`, ...).
     fn name(&self) -> &'static str;
 
+    /// True when the filter acts only at [`Phase::BeforeRoute`], so a route's
+    /// `per_filter_config` for it could never apply (and is refused).
+    fn before_route_only(&self) -> bool {
+        false
+    }
+
     /// Called at each receive [`Phase`] with the request head.
     fn on_request(
         &self,
@@ -94,6 +100,37 @@ pub trait StreamFilter: Send + Sync + 'static {
     /// [`Decision::Reply`] replaces an upstream response that has not started yet.
     fn on_response(&self, _head: &mut dyn Headers, _cx: &mut FilterCx<'_>) -> Decision {
         Decision::Continue
+    }
+}
+
+/// The filters a route configures with `per_filter_config`: each replaces, for that route's
+/// streams, the listener's filter of the same [`StreamFilter::name`] from [`Phase::AfterRoute`]
+/// on (and for request body and response callbacks). A type the listener does not have is not
+/// added, as in MOSN, where the per-route config only changes an existing filter's config.
+#[derive(Clone, Default)]
+pub struct FilterOverrides(pub Vec<Arc<dyn StreamFilter>>);
+
+impl FilterOverrides {
+    /// The filter to run in place of the listener's `f` on this route.
+    #[inline]
+    pub fn pick<'a>(&'a self, f: &'a Arc<dyn StreamFilter>) -> &'a Arc<dyn StreamFilter> {
+        if self.0.is_empty() {
+            return f;
+        }
+        self.0.iter().find(|o| o.name() == f.name()).unwrap_or(f)
+    }
+
+    /// True when the route overrides nothing.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for FilterOverrides {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|x| x.name()))
+            .finish()
     }
 }
 

@@ -13,7 +13,9 @@ mod headers;
 pub mod metrics;
 mod stream;
 
-pub use filter::{Decision, FilterConfigError, FilterCx, FilterRegistry, Phase, StreamFilter};
+pub use filter::{
+    Decision, FilterConfigError, FilterCx, FilterOverrides, FilterRegistry, Phase, StreamFilter,
+};
 pub use headers::{HeaderVec, Headers};
 pub use stream::{LocalReply, PoolMode, Protocol, StreamInfo, UpstreamRef};
 

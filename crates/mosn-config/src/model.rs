@@ -380,6 +380,9 @@ pub struct VirtualHost {
     pub routes: Vec<Route>,
     /// Header mutation at virtual host level.
     pub headers: HeaderMutation,
+    /// `per_filter_config`: `{"<filter type>": config}` for every route of this virtual host that
+    /// does not set its own (a route's own wins, as in Envoy; MOSN reads only the route's).
+    pub per_filter_config: Vec<StreamFilterConfig>,
 }
 
 /// How a route matches the path.
@@ -413,6 +416,9 @@ pub struct Route {
     pub headers: Vec<HeaderMatcher>,
     /// What the route does.
     pub action: RouteAction,
+    /// `per_filter_config`: `{"<filter type>": config}`. For this route, the listener's stream
+    /// filter of that type runs with this config instead (MOSN's `ReadPerRouteConfig`).
+    pub per_filter_config: Vec<StreamFilterConfig>,
 }
 
 /// What a matched route does.

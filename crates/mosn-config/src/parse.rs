@@ -731,7 +731,6 @@ fn router_config(v: &Value, path: &str, ctx: &Ctx) -> Result<RouterConfig> {
 
 fn virtual_host(v: &Value, path: &str, ctx: &Ctx) -> Result<VirtualHost> {
     let o = Obj::new(v, path)?;
-    o.unsupported(&["per_filter_config"], "no stream filter is supported yet")?;
     o.ignored(&["require_tls"]);
     let domains = o.opt_str_array("domains")?;
     for (i, d) in domains.iter().enumerate() {
@@ -755,6 +754,7 @@ fn virtual_host(v: &Value, path: &str, ctx: &Ctx) -> Result<VirtualHost> {
             .map(|(p, v)| route(v, &p, ctx))
             .collect::<Result<Vec<_>>>()?,
         headers: header_mutation(&o, ctx)?,
+        per_filter_config: per_filter_config(&o)?,
     };
     o.finish(ctx);
     Ok(vh)
@@ -768,10 +768,7 @@ fn compile_regex(re: &str, path: &str) -> Result<()> {
 
 fn route(v: &Value, path: &str, ctx: &Ctx) -> Result<Route> {
     let o = Obj::new(v, path)?;
-    o.unsupported(
-        &["request_mirror_policies", "per_filter_config"],
-        "mirroring and per-route filter config arrive with stream filters",
-    )?;
+    o.unsupported(&["request_mirror_policies"], "request mirroring")?;
     if o.get("metadata").is_some_and(is_set) {
         ctx.warn(
             &o.key_path("metadata"),
@@ -877,12 +874,37 @@ fn route(v: &Value, path: &str, ctx: &Ctx) -> Result<Route> {
         // Counted above: exactly one action is set. Kept as an error, not a panic, on config input.
         return Err(ConfigError::new(path, "has no action"));
     };
+    let per_filter_config = per_filter_config(&o)?;
     o.finish(ctx);
     Ok(Route {
         path: path_match,
         headers,
         action,
+        per_filter_config,
     })
+}
+
+/// `per_filter_config`: an object from filter type to that filter's config. The configs are
+/// checked when the filters are built (with these paths).
+fn per_filter_config(o: &Obj<'_>) -> Result<Vec<StreamFilterConfig>> {
+    let Some(m) = o.opt_obj("per_filter_config")? else {
+        return Ok(Vec::new());
+    };
+    let map = match o.get("per_filter_config") {
+        Some(Value::Object(map)) => map,
+        _ => return Ok(Vec::new()),
+    };
+    let mut out = Vec::new();
+    for (kind, config) in map {
+        let path = m.key_path(kind);
+        out.push(StreamFilterConfig {
+            kind: kind.clone(),
+            type_path: path.clone(),
+            config: config.clone(),
+            path,
+        });
+    }
+    Ok(out)
 }
 
 fn metadata_map(v: &Value, path: &str) -> Result<BTreeMap<String, String>> {

@@ -88,6 +88,10 @@ impl StreamFilter for HeaderToMetadata {
         "header_to_metadata"
     }
 
+    fn before_route_only(&self) -> bool {
+        true
+    }
+
     fn on_request(&self, phase: Phase, head: &mut dyn Headers, cx: &mut FilterCx<'_>) -> Decision {
         if phase != Phase::BeforeRoute {
             return Decision::Continue;

@@ -4,8 +4,12 @@
 //! |---|---|---|
 //! | `ip_access` | BeforeRoute | allow or deny by client IP (or an IP read from a header), 403 |
 //! | `fault` | AfterRoute | delay and/or abort a share of requests (MOSN's fault injection) |
-//! | `payload_limit` | BeforeRoute, request data | 413 (or `http_status`) past `max_entity_size` bytes |
+//! | `payload_limit` | AfterRoute, request data | 413 (or `http_status`) past `max_entity_size` bytes |
 //! | `header_to_metadata` | BeforeRoute | copy request headers into metadata for host subsets |
+//!
+//! `fault` and `payload_limit` also take a route's (or virtual host's) `per_filter_config`, which
+//! replaces the listener's config for that route's streams, as MOSN's `ReadPerRouteConfig` does.
+//! The BeforeRoute filters cannot: the route is not known when they run.
 //!
 //! Source: MOSN `pkg/filter/stream/{ipaccess,faultinject,payloadlimit}` and Envoy's
 //! `header_to_metadata` filter.

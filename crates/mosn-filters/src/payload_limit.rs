@@ -1,6 +1,7 @@
 //! `payload_limit`: requests whose body is larger than `max_entity_size` bytes get `http_status`
-//! (default 413). A declared `Content-Length` is refused before anything is sent upstream; a
-//! chunked body is counted as it passes and the stream is aborted at the limit.
+//! (default 413). A declared `Content-Length` is refused once the route is known (AfterRoute, so a
+//! route's `per_filter_config` applies) and before anything is sent upstream; a chunked body is
+//! counted as it passes and the stream is aborted at the limit.
 //!
 //! Config: `{"max_entity_size": 1024, "http_status": 413}`. MOSN's own key is spelled
 //! `"max_entity_size "` (with a trailing space); both spellings are read.
@@ -49,7 +50,7 @@ impl StreamFilter for PayloadLimit {
 
     fn on_request(&self, phase: Phase, _h: &mut dyn Headers, cx: &mut FilterCx<'_>) -> Decision {
         match cx.content_length {
-            Some(n) if phase == Phase::BeforeRoute && n > self.max => self.refuse(),
+            Some(n) if phase == Phase::AfterRoute && n > self.max => self.refuse(),
             _ => Decision::Continue,
         }
     }

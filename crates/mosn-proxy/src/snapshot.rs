@@ -180,13 +180,13 @@ impl Snapshot {
     /// Errors: a route table that does not compile (unknown cluster, bad regex).
     pub fn build(cfg: &Config) -> Result<Snapshot, SnapshotError> {
         let mut cm = ClusterManager::new(&cfg.clusters)?;
+        let registry = mosn_filters::registry();
         let tables = cfg
             .server
             .routers
             .iter()
-            .map(|r| RouteTable::new(r, &mut |name, meta| cm.resolve(name, meta)))
+            .map(|r| RouteTable::new(r, &registry, &mut |name, meta| cm.resolve(name, meta)))
             .collect::<Result<Vec<_>, _>>()?;
-        let registry = mosn_filters::registry();
         let mut listeners = Vec::new();
         for l in &cfg.server.listeners {
             let mut filters = Vec::new();

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use mosn_api::Headers;
+use mosn_api::{FilterOverrides, FilterRegistry, Headers};
 use mosn_config::{RetryPolicy, RouteAction, RouterConfig};
 use regex::Regex;
 
@@ -109,6 +109,8 @@ pub struct Route {
     headers: Vec<HeaderCheck>,
     /// What it does.
     pub action: Action,
+    /// `per_filter_config` of the route, else of its virtual host, built into filters.
+    pub filters: FilterOverrides,
 }
 
 /// One compiled virtual host.
@@ -171,8 +173,15 @@ impl RouteTable {
     /// Compiles a route table. `resolve(cluster_name, metadata_match)` gives the target id of a
     /// cluster (or of its host subset); it returns `None` for an unknown cluster.
     ///
-    /// Errors: an unknown cluster or a regex that does not compile.
-    pub fn new(cfg: &RouterConfig, resolve: &mut Resolver<'_>) -> Result<Self, BuildError> {
+    /// Filters of `per_filter_config` are built with `filters`.
+    ///
+    /// Errors: an unknown cluster, a regex that does not compile, or a `per_filter_config` the
+    /// registry refuses (its message names the JSON path).
+    pub fn new(
+        cfg: &RouterConfig,
+        filters: &FilterRegistry,
+        resolve: &mut Resolver<'_>,
+    ) -> Result<Self, BuildError> {
         let err = |what: String| BuildError {
             table: cfg.name.clone(),
             what,
@@ -194,6 +203,24 @@ impl RouteTable {
             }
             let mut routes = Vec::new();
             for r in &vh.routes {
+                let mut overrides = Vec::new();
+                for f in r.per_filter_config.iter().chain(
+                    vh.per_filter_config
+                        .iter()
+                        .filter(|v| r.per_filter_config.iter().all(|o| o.kind != v.kind)),
+                ) {
+                    let built = filters
+                        .build(&f.kind, &f.type_path, &f.config, &f.path)
+                        .map_err(|e| err(e.to_string()))?;
+                    if built.before_route_only() {
+                        return Err(err(format!(
+                            "{}: {} runs before the route is chosen, so a per-route config \
+                             cannot apply; configure it in the listener's stream_filters",
+                            f.type_path, f.kind
+                        )));
+                    }
+                    overrides.push(built);
+                }
                 let path = match &r.path {
                     None => None,
                     Some(p) => Some(
@@ -264,6 +291,7 @@ impl RouteTable {
                     path,
                     headers,
                     action,
+                    filters: FilterOverrides(overrides),
                 });
             }
             vhosts.push(VirtualHost {
@@ -354,9 +382,11 @@ mod tests {
                "cluster_manager":{{"clusters":[{{"name":"a","hosts":[]}},{{"name":"b","hosts":[]}}]}}}}"#
         );
         let cfg = mosn_config::from_str(&full).unwrap().config;
-        RouteTable::new(&cfg.server.routers[0], &mut |n, _| {
-            Some(if n == "a" { 0 } else { 1 })
-        })
+        RouteTable::new(
+            &cfg.server.routers[0],
+            &FilterRegistry::new(),
+            &mut |n, _| Some(if n == "a" { 0 } else { 1 }),
+        )
         .unwrap()
     }
 

@@ -35,6 +35,12 @@ fn stream_filters_shown_with_curl() {
     let cfg = json!({
         "servers": [{"default_log_path": "stderr", "routers": [{"router_config_name": "r",
             "virtual_hosts": [{"name": "all", "domains": ["*"], "routers": [
+                // per_filter_config: on these routes the listener's filter of that type runs with
+                // the route's config instead.
+                {"match": {"prefix": "/calm"}, "route": {"cluster_name": "svc"},
+                 "per_filter_config": {"fault": {"abort": {"status": 418, "percentage": 0}}}},
+                {"match": {"prefix": "/big"}, "route": {"cluster_name": "svc"},
+                 "per_filter_config": {"payload_limit": {"max_entity_size": 100}}},
                 {"match": {"prefix": "/"}, "route": {"cluster_name": "svc"}}]}]}],
           "listeners": [
             listener("plain", json!([])),
@@ -95,6 +101,14 @@ fn stream_filters_shown_with_curl() {
         413
     );
     assert_eq!(status_and_time(&["-d", "12345", &url("limit")]).0, 200);
+    // A route's per_filter_config replaces the listener's config for that route only.
+    assert_eq!(status_and_time(&[&format!("{}calm", url("abort"))]).0, 200);
+    let big = format!("{}big", url("limit"));
+    assert_eq!(
+        status_and_time(&["-d", "01234567890123456789", &big]).0,
+        200
+    );
+    assert_eq!(status_and_time(&["-d", &"x".repeat(101), &big]).0, 413);
     // header_to_metadata: the header picks the subset; without it both hosts serve.
     for _ in 0..4 {
         assert_eq!(curl(&["-H", "x-version: 2.0", &url("meta")]), "v2");
@@ -124,6 +138,31 @@ fn unknown_filter_types_and_bad_filter_configs_are_config_errors() {
     ] {
         let cfg = json!({"servers": [{"routers": [{"router_config_name": "r", "virtual_hosts": []}],
             "listeners": [listener("l", filters)]}], "cluster_manager": {"clusters": []}});
+        check_fails_at(&cfg, path);
+    }
+    // per_filter_config on a route: a bad config, and a filter that runs before routing.
+    for (per_filter, path) in [
+        (
+            json!({"fault": {"abort": {"status": 42, "percentage": 100}}}),
+            "virtual_hosts[0].routers[0].per_filter_config.fault.abort.status",
+        ),
+        (
+            json!({"ip_access": {"ips": []}}),
+            "virtual_hosts[0].routers[0].per_filter_config.ip_access: ip_access runs before the route is chosen",
+        ),
+    ] {
+        let cfg = json!({"servers": [{"routers": [{"router_config_name": "r", "virtual_hosts": [
+                {"name": "v", "domains": ["*"], "routers": [{"match": {"prefix": "/"},
+                    "route": {"cluster_name": "c"}, "per_filter_config": per_filter}]}]}],
+            "listeners": [listener("l", json!([]))]}],
+            "cluster_manager": {"clusters": [{"name": "c", "hosts": []}]}});
+        check_fails_at(&cfg, path);
+    }
+}
+
+/// `mosn check` exits 1 and its error contains `path`.
+fn check_fails_at(cfg: &serde_json::Value, path: &str) {
+    {
         let path_file = write_temp("bad_filter.json", &cfg.to_string());
         let out = mosn()
             .args(["check", "-c"])

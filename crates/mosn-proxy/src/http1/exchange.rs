@@ -228,6 +228,7 @@ async fn forward_inner<'s>(
             if let Some(r) = stream::run_filters(
                 &ctx,
                 Phase::AfterChooseHost,
+                f.filters,
                 req,
                 info,
                 Some(&cluster.name),
@@ -380,7 +381,7 @@ async fn forward_inner<'s>(
                     }
                     if has_filters && pump.bytes != seen {
                         seen = pump.bytes;
-                        if let Some(r) = stream::run_data_filters(&ctx, seen, info) {
+                        if let Some(r) = stream::run_data_filters(&ctx, f.filters, seen, info) {
                             return Poll::Ready(Err(HeadError::Filter(r)));
                         }
                     }
@@ -461,7 +462,7 @@ async fn forward_inner<'s>(
         f.table.headers.apply_response(&mut resp);
         f.vh.headers.apply_response(&mut resp);
         fwd.headers.apply_response(&mut resp);
-        if let Some(r) = stream::run_response_filters(&ctx, &mut resp, info) {
+        if let Some(r) = stream::run_response_filters(&ctx, f.filters, &mut resp, info) {
             return Err(Failure::Answer(Answer::plain(r)));
         }
         let opts = ResponseOptions {

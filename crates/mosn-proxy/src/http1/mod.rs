@@ -193,7 +193,9 @@ impl Downstream {
         for m in mutations.iter().flatten() {
             m.apply_response(&mut head);
         }
-        if let Some(r) = stream::run_response_filters(&self.ctx, &mut head, info) {
+        if let Some(r) =
+            stream::run_response_filters(&self.ctx, &stream::NO_OVERRIDES, &mut head, info)
+        {
             reply = r;
             head = ResponseHead::local(reply.status);
         }

@@ -19,8 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mosn_api::{
-    Decision, FilterCx, Headers, LocalReply, Phase, ProxyError, ResponseFlag, StreamFilter,
-    StreamInfo,
+    Decision, FilterCx, FilterOverrides, Headers, LocalReply, Phase, ProxyError, ResponseFlag,
+    StreamFilter, StreamInfo,
 };
 use mosn_router::{Action, CompiledMutation, Forward, RouteTable, VirtualHost};
 
@@ -85,6 +85,8 @@ pub struct Forwarding<'s> {
     pub fwd: &'s Forward,
     /// The target (cluster or host subset) picked for this stream.
     pub target: usize,
+    /// The route's `per_filter_config` filters.
+    pub filters: &'s FilterOverrides,
     /// Its timeouts.
     pub timeouts: Timeouts,
 }
@@ -97,10 +99,16 @@ pub enum Routed<'s> {
     Forward(Forwarding<'s>),
 }
 
-/// Runs the listener's filters at a receive phase. A delay waits on a timer owned here.
+/// No route overrides (before routing, and for local answers).
+pub static NO_OVERRIDES: FilterOverrides = FilterOverrides(Vec::new());
+
+/// Runs the listener's filters at a receive phase, each replaced by the route's of the same type
+/// when `overrides` has one. A delay waits on a timer owned here.
+#[allow(clippy::too_many_arguments)]
 pub async fn run_filters(
     ctx: &ConnCtx,
     phase: Phase,
+    overrides: &FilterOverrides,
     head: &mut dyn Headers,
     info: &mut StreamInfo,
     cluster: Option<&str>,
@@ -110,6 +118,7 @@ pub async fn run_filters(
     let filters: &[Arc<dyn StreamFilter>] = &ctx.listener().filters;
     let info = &mut *info;
     for f in filters {
+        let f = overrides.pick(f);
         let mut cx = FilterCx {
             peer: ctx.peer,
             info,
@@ -135,10 +144,12 @@ pub async fn run_filters(
 /// first reply wins.
 fn first_reply(
     ctx: &ConnCtx,
+    overrides: &FilterOverrides,
     info: &mut StreamInfo,
     mut ask: impl FnMut(&dyn StreamFilter, &mut FilterCx<'_>) -> Decision,
 ) -> Option<LocalReply> {
     for f in ctx.listener().filters.iter() {
+        let f = overrides.pick(f);
         let mut cx = FilterCx {
             peer: ctx.peer,
             info: &mut *info,
@@ -156,15 +167,21 @@ fn first_reply(
 /// Runs the listener's filters on a response head (MOSN's BeforeSend). A reply replaces it.
 pub fn run_response_filters(
     ctx: &ConnCtx,
+    overrides: &FilterOverrides,
     head: &mut dyn Headers,
     info: &mut StreamInfo,
 ) -> Option<LocalReply> {
-    first_reply(ctx, info, |f, cx| f.on_response(head, cx))
+    first_reply(ctx, overrides, info, |f, cx| f.on_response(head, cx))
 }
 
 /// Counts request body bytes through the filters; a reply aborts the stream.
-pub fn run_data_filters(ctx: &ConnCtx, total: u64, info: &mut StreamInfo) -> Option<LocalReply> {
-    first_reply(ctx, info, |f, cx| f.on_request_data(total, cx))
+pub fn run_data_filters(
+    ctx: &ConnCtx,
+    overrides: &FilterOverrides,
+    total: u64,
+    info: &mut StreamInfo,
+) -> Option<LocalReply> {
+    first_reply(ctx, overrides, info, |f, cx| f.on_request_data(total, cx))
 }
 
 fn millis(h: &dyn Headers, name: &str) -> Option<Duration> {
@@ -184,6 +201,7 @@ pub async fn route<'s>(
     if let Some(r) = run_filters(
         ctx,
         Phase::BeforeRoute,
+        &NO_OVERRIDES,
         head,
         info,
         None,
@@ -243,6 +261,7 @@ pub async fn route<'s>(
             if let Some(r) = run_filters(
                 ctx,
                 Phase::AfterRoute,
+                &route.filters,
                 head,
                 info,
                 cluster,
@@ -264,6 +283,7 @@ pub async fn route<'s>(
                 vh,
                 fwd,
                 target,
+                filters: &route.filters,
                 timeouts: Timeouts { global, per_try },
             })
         }
