@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# TLS variant of ../shared/bench/bench.sh http1: TLS on the downstream side of mosn-rs, nginx and
+# TLS variant of scripts/bench/bench.sh http1: TLS on the downstream side of mosn-rs, nginx and
 # HAProxy (same ECDSA P-256 certificate, TLS 1.3), plaintext to one nginx upstream. Two loads:
 #   keepalive  wrk -c50 over kept-alive TLS connections        -> requests/s
 #   handshake  wrk -c50 with "Connection: close" per request   -> new TLS handshakes/s

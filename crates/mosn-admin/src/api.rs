@@ -308,10 +308,12 @@ pub fn answer(
             json_answer(&json!({ state.log_path.clone(): level }))
         }),
         "/api/v1/features" => want(&Method::GET).unwrap_or_else(|| {
-            json_answer(&json!({
-                "http1": true, "http2": false, "tls": false, "xds": false,
-                "prometheus": true, "access_log": true, "hot_upgrade": false
-            }))
+            // Probed from the config parser: what this build accepts, never a kept list.
+            let f: serde_json::Map<String, serde_json::Value> = mosn_config::features()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.into()))
+                .collect();
+            json_answer(&serde_json::Value::Object(f))
         }),
         "/api/v1/env" => want(&Method::GET).unwrap_or_else(|| {
             let keys: Vec<&String> = q

@@ -3,14 +3,18 @@
 /// A config problem that stops the process before anything is bound.
 ///
 /// Displayed as `PATH: MESSAGE`, e.g.
-/// `servers[0].listeners[1].address: "127.0.0.1:99999" is not a socket address`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{path}: {message}")]
+/// `servers[0].listeners[1].address: "127.0.0.1:99999" is not a socket address`, or `MESSAGE` alone
+/// for a problem with the file itself (unreadable, not JSON).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
-    /// JSON path of the offending value (`servers[0].listeners[1].address`); empty for the root.
+    /// JSON path of the offending value (`servers[0].listeners[1].address`); empty for the file
+    /// itself.
     pub path: String,
     /// What is wrong, quoting the value where there is one.
     pub message: String,
+    /// The warnings met before the error (unknown keys often explain it: `adress`), to be shown
+    /// with it.
+    pub warnings: Vec<ConfigWarning>,
 }
 
 impl ConfigError {
@@ -19,9 +23,22 @@ impl ConfigError {
         ConfigError {
             path: path.into(),
             message: message.into(),
+            warnings: Vec::new(),
         }
     }
 }
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
 
 /// A non-fatal remark on the config (an unknown key, a key accepted but without effect).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +47,9 @@ pub struct ConfigWarning {
     pub path: String,
     /// What was done with it.
     pub message: String,
+    /// True for a key nobody reads (a typo, or a key of another MOSN version): an error under
+    /// `mosn check --strict`.
+    pub unknown_key: bool,
 }
 
 impl std::fmt::Display for ConfigWarning {

@@ -9,6 +9,7 @@
 
 mod duration;
 mod error;
+mod features;
 pub mod model;
 mod parse;
 mod roller;
@@ -17,8 +18,10 @@ mod walk;
 
 pub use duration::parse_go_duration;
 pub use error::{ConfigError, ConfigWarning};
+pub use features::features;
 pub use model::*;
 pub use roller::Roller;
+pub use walk::closest;
 
 /// A config that parsed and validated, with the warnings met on the way.
 #[derive(Debug, Clone)]
@@ -35,21 +38,47 @@ pub struct Loaded {
 ///
 /// Errors: invalid JSON (path empty, message with line and column) or any [`ConfigError`].
 pub fn from_str(text: &str) -> Result<Loaded, ConfigError> {
-    let value: serde_json::Value = serde_json::from_str(text)
-        .map_err(|e| ConfigError::new("", format!("invalid JSON: {e}")))?;
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+        let what = match e.classify() {
+            serde_json::error::Category::Eof => "the file ends early",
+            serde_json::error::Category::Syntax => "syntax error",
+            _ => "invalid JSON",
+        };
+        // serde_json's message ends with its own " at line L column C": keep only the cause.
+        let text = e.to_string();
+        let cause = text.split(" at line ").next().unwrap_or(&text).to_string();
+        ConfigError::new(
+            "",
+            format!(
+                "invalid JSON at line {}, column {}: {what}: {cause}",
+                e.line(),
+                e.column()
+            ),
+        )
+    })?;
     from_value(&value)
 }
 
 /// Parses and validates a config from a JSON value.
+///
+/// Errors: any [`ConfigError`], carrying the warnings met before it. A config with no listener
+/// (which would serve nothing) is an error.
 pub fn from_value(value: &serde_json::Value) -> Result<Loaded, ConfigError> {
+    walk::reset();
     let ctx = walk::Ctx::default();
-    let config = parse::config(value, &ctx)?;
-    validate::validate(&config)?;
-    Ok(Loaded {
-        config,
-        raw: value.clone(),
-        warnings: ctx.warnings.into_inner(),
-    })
+    let parsed = parse::config(value, &ctx).and_then(|c| validate::validate(&c).map(|()| c));
+    let warnings = ctx.take();
+    match parsed {
+        Ok(config) => Ok(Loaded {
+            config,
+            raw: value.clone(),
+            warnings,
+        }),
+        Err(mut e) => {
+            e.warnings = warnings;
+            Err(e)
+        }
+    }
 }
 
 /// Reads, parses and validates a config file.
@@ -58,10 +87,16 @@ pub fn from_value(value: &serde_json::Value) -> Result<Loaded, ConfigError> {
 /// any error of [`from_str`].
 pub fn from_file(path: &std::path::Path) -> Result<Loaded, ConfigError> {
     let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::new("", format!("cannot read {}: {e}", path.display())))?;
+        .map_err(|e| ConfigError::new("", format!("cannot read the file: {e}")))?;
     let mut loaded = from_str(&text)?;
     if let Some(dir) = path.parent() {
         resolve_tls_paths(&mut loaded.config, dir);
+        // The pid file too, so `mosn stop -c FILE` finds it from any working directory.
+        if let Some(p) = loaded.config.pid.as_mut() {
+            if std::path::Path::new(p.as_str()).is_relative() {
+                *p = dir.join(p.as_str()).to_string_lossy().into_owned();
+            }
+        }
     }
     Ok(loaded)
 }

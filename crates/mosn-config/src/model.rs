@@ -18,7 +18,7 @@ pub struct Config {
     pub admin: Option<Admin>,
     /// `disable_upgrade`.
     pub disable_upgrade: bool,
-    /// `pid`: the pid file path.
+    /// `pid`: the pid file path; a relative path is taken from the config file's folder.
     pub pid: Option<String>,
     /// `metrics`.
     pub metrics: Metrics,

@@ -6,6 +6,12 @@ use crate::error::{ConfigError, Result};
 use crate::model::{Config, RouteAction};
 
 pub(crate) fn validate(c: &Config) -> Result<()> {
+    if c.server.listeners.is_empty() {
+        return Err(ConfigError::new(
+            "servers[0].listeners",
+            "no listener: this config would serve nothing",
+        ));
+    }
     let original_dst: HashSet<&str> = c
         .clusters
         .iter()

@@ -1,7 +1,7 @@
 //! A walker over `serde_json::Value` that keeps the JSON path, matches keys case-insensitively (as
 //! Go's `encoding/json`, and so MOSN, does) and reports keys nobody read.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -21,7 +21,52 @@ impl Ctx {
         self.warnings.borrow_mut().push(ConfigWarning {
             path: path.to_string(),
             message: message.into(),
+            unknown_key: false,
         });
+    }
+
+    /// Every warning: this context's, then those of objects left unfinished by an error.
+    pub(crate) fn take(&self) -> Vec<ConfigWarning> {
+        let mut w = std::mem::take(&mut *self.warnings.borrow_mut());
+        UNFINISHED.with(|u| w.append(&mut u.borrow_mut()));
+        w
+    }
+}
+
+thread_local! {
+    /// Unknown-key warnings of objects dropped without [`Obj::finish`] (parsing stopped at an
+    /// error inside them). Drained by [`Ctx::take`]; cleared by [`reset`].
+    static UNFINISHED: RefCell<Vec<ConfigWarning>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Clears warnings left by an earlier parse on this thread.
+pub(crate) fn reset() {
+    UNFINISHED.with(|u| u.borrow_mut().clear());
+}
+
+/// The known key closest to `key`, when it is close enough to be a typo of it (a Damerau-
+/// Levenshtein distance of 1, or 2 for keys of 6 characters and more).
+pub fn closest<'k>(key: &str, known: impl IntoIterator<Item = &'k str>) -> Option<&'k str> {
+    let key = key.to_ascii_lowercase();
+    let limit = if key.len() >= 6 { 2 } else { 1 };
+    known
+        .into_iter()
+        .filter(|k| *k != key)
+        .map(|k| (strsim::damerau_levenshtein(&key, k), k))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+fn unknown_key_warning(path: &str, key: &str, used: &[String]) -> ConfigWarning {
+    let message = match closest(key, used.iter().map(String::as_str)) {
+        Some(k) => format!("unknown key, ignored: did you mean \"{k}\"?"),
+        None => "unknown key, ignored".to_string(),
+    };
+    ConfigWarning {
+        path: join(path, key),
+        message,
+        unknown_key: true,
     }
 }
 
@@ -74,6 +119,32 @@ pub struct Obj<'a> {
     path: String,
     keys: HashMap<String, (&'a str, &'a Value)>,
     used: RefCell<Vec<String>>,
+    finished: Cell<bool>,
+}
+
+impl Drop for Obj<'_> {
+    /// An object dropped unfinished was cut short by an error: its unknown keys that are close to
+    /// a key already asked for are surely typos (`adress`), and are reported with the error.
+    fn drop(&mut self) {
+        if self.finished.get() || std::thread::panicking() {
+            return;
+        }
+        let used = self.used.borrow();
+        let mut typos: Vec<&str> = self
+            .keys
+            .iter()
+            .filter(|(k, _)| !used.iter().any(|u| u == *k))
+            .filter(|(k, _)| closest(k, used.iter().map(String::as_str)).is_some())
+            .map(|(_, (orig, _))| *orig)
+            .collect();
+        typos.sort_unstable();
+        UNFINISHED.with(|u| {
+            let mut u = u.borrow_mut();
+            for k in typos {
+                u.push(unknown_key_warning(&self.path, k, &used));
+            }
+        });
+    }
 }
 
 impl<'a> Obj<'a> {
@@ -90,6 +161,7 @@ impl<'a> Obj<'a> {
             path: path.to_string(),
             keys,
             used: RefCell::new(Vec::new()),
+            finished: Cell::new(false),
         })
     }
 
@@ -239,6 +311,7 @@ impl<'a> Obj<'a> {
 
     /// Warns, with its path, about every key that was not read.
     pub fn finish(self, ctx: &Ctx) {
+        self.finished.set(true);
         let used = self.used.borrow();
         let mut unknown: Vec<&str> = self
             .keys
@@ -247,8 +320,9 @@ impl<'a> Obj<'a> {
             .map(|(_, (orig, _))| *orig)
             .collect();
         unknown.sort_unstable();
+        let mut w = ctx.warnings.borrow_mut();
         for k in unknown {
-            ctx.warn(&join(&self.path, k), "unknown key, ignored");
+            w.push(unknown_key_warning(&self.path, k, &used));
         }
     }
 

@@ -24,14 +24,14 @@ pub enum StartError {
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
     /// A listener address could not be bound.
-    #[error("listener {name:?}: cannot bind {address}: {source}")]
+    #[error("listener {name:?}: cannot bind {address}: {error}")]
     Bind {
         /// Listener name.
         name: String,
         /// Address asked for.
         address: ListenAddr,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (shown in the message, not chained: it is the whole cause).
+        error: std::io::Error,
     },
     /// A worker thread or runtime could not start.
     #[error("worker {0}: {1}")]
@@ -99,13 +99,14 @@ impl Server {
                 continue;
             }
             let transparent = l.original_dst == Some(mosn_config::OriginalDst::Tproxy);
-            let bind_err = |source| StartError::Bind {
+            let bind_err = |error| StartError::Bind {
                 name: l.name.clone(),
                 address: l.address.clone(),
-                source,
+                error,
             };
             match &l.address {
                 ListenAddr::Tcp(a) => {
+                    mosn_net::holder::ensure_free(*a, false).map_err(bind_err)?;
                     let first = mosn_net::bind_reuseport_with(*a, transparent).map_err(bind_err)?;
                     let actual = first.local_addr().map_err(bind_err)?;
                     sockets[0].push((li, Bound::Tcp(first)));
@@ -117,6 +118,7 @@ impl Server {
                     addrs.push((l.name.clone(), ListenAddr::Tcp(actual)));
                 }
                 ListenAddr::Udp(a) => {
+                    mosn_net::holder::ensure_free(*a, true).map_err(bind_err)?;
                     let first = mosn_net::bind_udp_reuseport(*a).map_err(bind_err)?;
                     let actual = first.local_addr().map_err(bind_err)?;
                     let sessions = Arc::new(std::sync::atomic::AtomicUsize::new(0));

@@ -245,8 +245,12 @@ async fn routes_pick_clusters_by_source_and_destination() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unix_socket_listeners_and_hosts() {
-    let dir = std::env::temp_dir().join(format!("mosn-unix-{}-{}", std::process::id(), line!()));
-    std::fs::create_dir_all(&dir).unwrap();
+    // Removed with its sockets when the test ends.
+    let tmp = tempfile::Builder::new()
+        .prefix("mosn-unix-")
+        .tempdir()
+        .unwrap();
+    let dir = tmp.path();
     let app = dir.join("app.sock");
     let edge = dir.join("edge.sock");
     // An HTTP listener on a unix socket answering directly, reached through a unix host from a TCP

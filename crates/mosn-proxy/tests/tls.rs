@@ -8,7 +8,6 @@ use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, 
 use rustls_pki_types::{CertificateDer, ServerName};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -40,14 +39,16 @@ impl Ca {
     }
 }
 
-fn dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("mosn-tls-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A temporary folder for certificates, removed when the returned guard drops.
+fn dir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("mosn-tls-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
-fn write(d: &Path, name: &str, text: &str) -> String {
-    let p = d.join(name);
+fn write(d: &tempfile::TempDir, name: &str, text: &str) -> String {
+    let p = d.path().join(name);
     std::fs::write(&p, text).unwrap();
     p.to_str().unwrap().to_string()
 }

@@ -378,7 +378,7 @@ mod tests {
 
     fn table(json: &str) -> RouteTable {
         let full = format!(
-            r#"{{"servers":[{{"routers":[{json}],"listeners":[]}}],
+            r#"{{"servers":[{{"routers":[{json}],"listeners":[{{"address":"127.0.0.1:0","filter_chains":[{{"filters":[{{"type":"tcp_proxy","config":{{"cluster":"a"}}}}]}}]}}]}}],
                "cluster_manager":{{"clusters":[{{"name":"a","hosts":[]}},{{"name":"b","hosts":[]}}]}}}}"#
         );
         let cfg = mosn_config::from_str(&full).unwrap().config;

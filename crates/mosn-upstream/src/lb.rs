@@ -98,7 +98,7 @@ mod tests {
             .map(|(i, w)| format!(r#"{{"address":"127.0.0.1:{}","weight":{w}}}"#, 1000 + i))
             .collect();
         let json = format!(
-            r#"{{"servers":[{{"listeners":[]}}],"cluster_manager":{{"clusters":[{{"name":"c","lb_type":"{lb}","hosts":[{}]}}]}}}}"#,
+            r#"{{"servers":[{{"listeners":[{{"address":"127.0.0.1:0","filter_chains":[{{"filters":[{{"type":"tcp_proxy","config":{{"cluster":"c"}}}}]}}]}}]}}],"cluster_manager":{{"clusters":[{{"name":"c","lb_type":"{lb}","hosts":[{}]}}]}}}}"#,
             hosts.join(",")
         );
         let cfg = mosn_config::from_str(&json).unwrap().config;

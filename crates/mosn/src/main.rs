@@ -18,7 +18,12 @@ use clap::{Args, Parser, Subcommand};
 
 /// MOSN-compatible cloud-native network proxy.
 #[derive(Parser)]
-#[command(name = "mosn", version, about, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "mosn",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (mosn-rs)"),
+    about,
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -34,6 +39,9 @@ struct RunArgs {
     /// Log level (trace, debug, info, warn, error); overrides `default_log_level`.
     #[arg(short = 'l', long = "log-level")]
     log_level: Option<String>,
+    /// Unknown config keys are errors, not warnings (for CI pipelines).
+    #[arg(long)]
+    strict: bool,
 }
 
 #[derive(Subcommand)]
@@ -53,15 +61,29 @@ fn load(args: &RunArgs) -> Result<mosn_config::Loaded, ExitCode> {
         eprintln!("mosn: no config file: pass -c FILE or set MOSN_CONFIG");
         return Err(ExitCode::from(2));
     };
+    let file = path.display();
+    let warn = |w: &mosn_config::ConfigWarning| {
+        let level = if args.strict && w.unknown_key {
+            "error"
+        } else {
+            "warning"
+        };
+        eprintln!("mosn: {level}: {file}: {w}");
+    };
     match mosn_config::from_file(path) {
         Ok(l) => {
-            for w in &l.warnings {
-                eprintln!("mosn: warning: {}: {w}", path.display());
+            l.warnings.iter().for_each(warn);
+            let unknown = l.warnings.iter().filter(|w| w.unknown_key).count();
+            if args.strict && unknown > 0 {
+                eprintln!("mosn: config error in {file}: {unknown} unknown key(s) (--strict)");
+                return Err(ExitCode::from(1));
             }
             Ok(l)
         }
         Err(e) => {
-            eprintln!("mosn: config error in {}: {e}", path.display());
+            // The warnings first: an unknown key (`adress`) often explains the error.
+            e.warnings.iter().for_each(warn);
+            eprintln!("mosn: config error in {file}: {e}");
             Err(ExitCode::from(1))
         }
     }
@@ -71,7 +93,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Version) => {
-            println!("mosn-rs {}", env!("CARGO_PKG_VERSION"));
+            // The same string as `mosn --version`.
+            print!(
+                "{}",
+                <Cli as clap::CommandFactory>::command().render_version()
+            );
             ExitCode::SUCCESS
         }
         Some(Command::Check(args)) => match load(&args) {

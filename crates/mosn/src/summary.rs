@@ -54,7 +54,18 @@ pub fn summary(c: &Config) -> String {
                     RouteAction::Forward(f) => {
                         let cs: Vec<String> =
                             f.clusters.iter().map(|(n, w)| format!("{n}:{w}")).collect();
-                        format!("-> {}", cs.join(","))
+                        // The host subset of a grey-release route: `subset{version=v2}`.
+                        let subset = if f.metadata_match.is_empty() {
+                            String::new()
+                        } else {
+                            let kv: Vec<String> = f
+                                .metadata_match
+                                .iter()
+                                .map(|(k, v)| format!("{k}={v}"))
+                                .collect();
+                            format!(" subset{{{}}}", kv.join(","))
+                        };
+                        format!("-> {}{subset}", cs.join(","))
                     }
                     RouteAction::DirectResponse { status, .. } => {
                         format!("direct_response {status}")

@@ -123,9 +123,141 @@ fn unknown_keys_warn_with_their_path_and_keys_match_case_insensitively() {
 }
 
 #[test]
+fn typos_are_caught_with_suggestions_strict_mode_and_file_errors() {
+    // A typo in a key: the warning suggests the closest known key.
+    let (code, _, err) = check(&GOOD.replacen(
+        r#""route":{"cluster_name":"c"}"#,
+        r#""route":{"cluster_name":"c","timout":"3s"}"#,
+        1,
+    ));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("route.timout: unknown key, ignored: did you mean \"timeout\"?"),
+        "{err}"
+    );
+    // --strict: the same unknown key is an error.
+    let p = write_temp(
+        "strict.json",
+        &GOOD.replacen(
+            r#""cluster_name":"c"}"#,
+            r#""cluster_name":"c","timout":"3s"}"#,
+            1,
+        ),
+    );
+    let out = mosn()
+        .args(["check", "--strict", "-c"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("error:")
+            && err.contains("did you mean \"timeout\"?")
+            && err.contains("--strict"),
+        "{err}"
+    );
+    // Warnings are printed with the error they explain.
+    let (code, _, err) =
+        check(&GOOD.replacen(r#""address":"127.0.0.1:0""#, r#""adress":"127.0.0.1:0""#, 1));
+    assert_eq!(code, 1);
+    let warn = err
+        .find("listeners[0].adress: unknown key, ignored: did you mean \"address\"?")
+        .unwrap_or_else(|| panic!("no suggestion in: {err}"));
+    let error = err
+        .find("servers[0].listeners[0].address: is required")
+        .unwrap_or_else(|| panic!("no error in: {err}"));
+    assert!(warn < error, "the warning comes first: {err}");
+    let (code, _, err) = check(&GOOD.replacen(r#""cluster_name":"c""#, r#""cluster_nmae":"c""#, 1));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("route.cluster_nmae: unknown key, ignored: did you mean \"cluster_name\"?"),
+        "{err}"
+    );
+    // A config that would serve nothing (`listners`) is an error, with the suggestion.
+    let (code, _, err) = check(&GOOD.replacen(r#""listeners""#, r#""listners""#, 1));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("servers[0].listners: unknown key, ignored: did you mean \"listeners\"?"),
+        "{err}"
+    );
+    assert!(
+        err.contains("servers[0].listeners: no listener: this config would serve nothing"),
+        "{err}"
+    );
+    // Errors about the file itself: its name, and the line and column of a syntax error.
+    let p = write_temp(
+        "syntax.json",
+        "{\n  \"servers\": [\n    {\"listeners\": [}\n  ]\n}\n",
+    );
+    let out = mosn().args(["check", "-c"]).arg(&p).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        err.contains(&format!(
+            "config error in {}: invalid JSON at line 3, column 20",
+            p.display()
+        )),
+        "{err}"
+    );
+    let out = mosn()
+        .args(["check", "-c", "/nonexistent/mosn.json"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("config error in /nonexistent/mosn.json: cannot read the file"),
+        "{err}"
+    );
+    assert!(!err.contains(": :"), "{err}");
+}
+
+#[test]
+fn a_second_process_on_the_same_listener_address_is_refused() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let text = GOOD.replacen("127.0.0.1:0", &format!("127.0.0.1:{port}"), 1);
+    let p = write_temp("first.json", &text);
+    let first = spawn(&p);
+    first.listener("l");
+    let mut second = mosn()
+        .args(["start", "-c"])
+        .arg(&p)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let code =
+        wait_timeout(&mut second, Duration::from_secs(10)).expect("the second mosn kept running");
+    let mut err = String::new();
+    second
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "127.0.0.1:{port} is already served by another process (pid {}",
+            first.child.id()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
 fn version_and_config_from_the_environment() {
-    let out = mosn().arg("version").output().unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("mosn-rs "));
+    let a = mosn().arg("version").output().unwrap();
+    let b = mosn().arg("--version").output().unwrap();
+    let v = String::from_utf8_lossy(&a.stdout);
+    assert_eq!(v, String::from_utf8_lossy(&b.stdout), "one version string");
+    assert_eq!(
+        v.trim(),
+        concat!("mosn ", env!("CARGO_PKG_VERSION"), " (mosn-rs)")
+    );
     let p = write_temp(
         "env.json",
         &GOOD.replacen(r#""cluster_name":"c""#, r#""cluster_name":"x""#, 1),

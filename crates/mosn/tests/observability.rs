@@ -13,16 +13,6 @@ const FORMAT: &str = "%start_time%|%request_received_duration%|%response_receive
 %upstream_local_address%|%downstream_local_address%|%downstream_remote_address%|%request_header_x-id%|\
 %response_header_x-up%|%connection_id%|%listener_name%|%no_such_var%";
 
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "mosn-obs-{}-{name}-{}",
-        std::process::id(),
-        fastrand_name()
-    ));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 /// A config: listener "l" (`/dead` to a refused port, `/direct` answered locally, the rest to
 /// `up`), admin and a Prometheus sink on free ports, an access log in `dir`.
 fn config(dir: &Path, up: SocketAddr, extra: impl FnOnce(&mut Value)) -> PathBuf {
@@ -199,7 +189,27 @@ fn admin_api_answers_like_mosn() {
         405
     );
 
-    assert_eq!(admin_json(a, "/api/v1/features")["http1"], true);
+    // features agree with the build: each is what `mosn check` says of a config using it.
+    let features = admin_json(a, "/api/v1/features");
+    assert_eq!(features["http1"], true);
+    assert_eq!(
+        features["tls"], true,
+        "TLS works (tls_interop.rs): {features}"
+    );
+    for (name, proto) in [("http1", "Http1"), ("http2", "Http2"), ("bolt", "bolt")] {
+        let cfg = json!({"servers": [{"listeners": [{"name": "l", "address": "127.0.0.1:0",
+            "filter_chains": [{"filters": [{"type": "proxy", "config": {
+                "downstream_protocol": proto, "upstream_protocol": proto}}]}]}]}]});
+        let f = write_temp("feature.json", &cfg.to_string());
+        let ok = mosn()
+            .args(["check", "-c"])
+            .arg(&f)
+            .output()
+            .unwrap()
+            .status
+            .success();
+        assert_eq!(features[name], ok, "features.{name} vs mosn check");
+    }
     let env = admin_json(a, "/api/v1/env?key=PATH&key=MOSN_SURELY_UNSET_VAR");
     assert!(env["env"]["PATH"].as_str().is_some_and(|p| !p.is_empty()));
     assert_eq!(env["not_found"], json!(["MOSN_SURELY_UNSET_VAR"]));

@@ -46,12 +46,7 @@ fn prometheus_scrapes_exact_request_counts() {
         Command::new("prometheus").arg("--version").output().is_ok(),
         "the prometheus binary is missing: run scripts/install-test-deps.sh"
     );
-    let dir = std::env::temp_dir().join(format!(
-        "mosn-prom-{}-{}",
-        std::process::id(),
-        fastrand_name()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("prom-interop");
     let up = std_upstream();
     let cfg = json!({
         "servers": [{

@@ -64,8 +64,7 @@ fn s_client(port: u16, ca: &str, cert: Option<(&str, &str)>) -> String {
 
 #[test]
 fn curl_and_openssl_s_client_speak_tls_and_mtls_to_mosn() {
-    let d = std::env::temp_dir().join(format!("mosn-tls-interop-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
+    let d = temp_dir("tls-interop");
     let w = |n: &str, t: &str| {
         let p = d.join(n);
         std::fs::write(&p, t).unwrap();

@@ -27,12 +27,69 @@ pub fn corpus() -> PathBuf {
     p
 }
 
-pub fn write_temp(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mosn-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p
+/// A temporary folder, removed with everything in it when dropped. Derefs to its path.
+pub struct TestDir(tempfile::TempDir);
+
+impl std::ops::Deref for TestDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl AsRef<Path> for TestDir {
+    fn as_ref(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for TestDir {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.path().as_os_str()
+    }
+}
+
+/// A new temporary folder named `mosn-<name>-…` in the system's temporary directory.
+pub fn temp_dir(name: &str) -> TestDir {
+    TestDir(
+        tempfile::Builder::new()
+            .prefix(&format!("mosn-{name}-"))
+            .tempdir()
+            .unwrap(),
+    )
+}
+
+/// A file written in a folder of its own, both removed when dropped. Derefs to the file's path.
+pub struct TempFile {
+    _dir: TestDir,
+    path: PathBuf,
+}
+
+impl std::ops::Deref for TempFile {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsRef<Path> for TempFile {
+    fn as_ref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for TempFile {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.path.as_os_str()
+    }
+}
+
+/// Writes `text` to a file `name` in a new temporary folder.
+pub fn write_temp(name: &str, text: &str) -> TempFile {
+    let dir = temp_dir("cli");
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    TempFile { _dir: dir, path }
 }
 
 pub fn fastrand_name() -> u128 {
