@@ -197,8 +197,9 @@ fn admin_api_answers_like_mosn() {
         "TLS works (tls_interop.rs): {features}"
     );
     for (name, proto) in [("http1", "Http1"), ("http2", "Http2"), ("bolt", "bolt")] {
-        let cfg = json!({"servers": [{"listeners": [{"name": "l", "address": "127.0.0.1:0",
-            "filter_chains": [{"filters": [{"type": "proxy", "config": {
+        let cfg = json!({"servers": [{"routers": [{"router_config_name": "r", "virtual_hosts": []}],
+            "listeners": [{"name": "l", "address": "127.0.0.1:0",
+            "filter_chains": [{"filters": [{"type": "proxy", "config": {"router_config_name": "r",
                 "downstream_protocol": proto, "upstream_protocol": proto}}]}]}]}]});
         let f = write_temp("feature.json", &cfg.to_string());
         let ok = mosn()

@@ -20,7 +20,8 @@ impl Drop for Netns {
     }
 }
 
-struct Killed(Child);
+/// A process killed on drop, with the config file it reads (kept until then).
+struct Killed(Child, #[allow(dead_code)] Option<TempFile>);
 impl Drop for Killed {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -80,6 +81,7 @@ fn start_in(ns: &str, cfg: &serde_json::Value, name: &str) -> Killed {
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
+        Some(p),
     )
 }
 
