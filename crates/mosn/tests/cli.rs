@@ -339,6 +339,22 @@ fn example_and_mosn_configs_serve_curl_on_their_fixed_ports() {
         wait_port("127.0.0.1:2045");
         assert!(curl(&["http://127.0.0.1:2045/"]).starts_with("Welcome to mosn-rs!"));
     }
+    // The observability example: admin API, Prometheus sink and an access log, as the README shows.
+    {
+        let m = spawn(&repo().join("examples/observability.json"));
+        wait_port("127.0.0.1:2045");
+        assert!(curl(&["http://127.0.0.1:2045/"]).starts_with("Welcome to mosn-rs!"));
+        let line = m.log_line(&["clientListener 127.0.0.1:", " HTTP/1.1 200 - 127.0.0.1:2046 "]);
+        assert!(line.contains("clientListener"), "{line}");
+        wait_port("127.0.0.1:34901");
+        let stats = curl(&["http://127.0.0.1:34901/api/v1/stats"]);
+        assert!(stats.contains("listener.clientListener"), "{stats}");
+        let metrics = curl(&["http://127.0.0.1:34902/metrics"]);
+        assert!(
+            metrics.contains("downstream_request_total{listener=\"clientListener\"} 1"),
+            "{metrics}"
+        );
+    }
     // Grey release: the header `version: 2.0` picks the 2.0 hosts, the rest go to 1.0.
     {
         let _m = spawn(&repo().join("examples/grey-release.json"));

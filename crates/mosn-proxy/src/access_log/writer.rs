@@ -70,7 +70,18 @@ impl LogWriter {
     }
 }
 
+/// `stdout` and `stderr` as a `log_path` mean the process's own streams, as in MOSN's logger; they
+/// are never rotated.
+fn standard_stream(path: &Path) -> Option<&'static Path> {
+    match path.to_str() {
+        Some("stdout") => Some(Path::new("/dev/stdout")),
+        Some("stderr") => Some(Path::new("/dev/stderr")),
+        _ => None,
+    }
+}
+
 fn open(path: &Path) -> std::io::Result<BufWriter<File>> {
+    let path = standard_stream(path).unwrap_or(path);
     let f = OpenOptions::new().create(true).append(true).open(path)?;
     Ok(BufWriter::with_capacity(64 * 1024, f))
 }
@@ -86,6 +97,9 @@ struct State {
 impl State {
     fn rotate(&mut self) {
         let _ = self.out.flush();
+        if standard_stream(&self.path).is_some() {
+            return;
+        }
         let stamp = time::OffsetDateTime::from(SystemTime::now())
             .format(time::macros::format_description!(
                 "[year][month][day]-[hour][minute][second].[subsecond digits:3]"
