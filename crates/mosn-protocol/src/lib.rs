@@ -3,7 +3,9 @@
 //!
 //! - [`http1`]: HTTP/1.0 and HTTP/1.1 (RFC 9112), heads parsed with `httparse`, framing, chunked
 //!   coding and head encoding written here, strict about ambiguous framing.
+//! - [`detect`]: which protocol a connection speaks, from its first bytes (MOSN's `Auto`).
 
 #![forbid(unsafe_code)]
 
+pub mod detect;
 pub mod http1;

@@ -344,7 +344,10 @@ fn example_and_mosn_configs_serve_curl_on_their_fixed_ports() {
         let m = spawn(&repo().join("examples/observability.json"));
         wait_port("127.0.0.1:2045");
         assert!(curl(&["http://127.0.0.1:2045/"]).starts_with("Welcome to mosn-rs!"));
-        let line = m.log_line(&["clientListener 127.0.0.1:", " HTTP/1.1 200 - 127.0.0.1:2046 "]);
+        let line = m.log_line(&[
+            "clientListener 127.0.0.1:",
+            " HTTP/1.1 200 - 127.0.0.1:2046 ",
+        ]);
         assert!(line.contains("clientListener"), "{line}");
         wait_port("127.0.0.1:34901");
         let stats = curl(&["http://127.0.0.1:34901/api/v1/stats"]);
