@@ -100,20 +100,52 @@ pub struct Entry<'a> {
     pub listener_name: &'a str,
 }
 
+/// Appends an integer in decimal (itoa: no `core::fmt` on the per-request path).
+fn push_int(out: &mut String, n: impl itoa::Integer) {
+    out.push_str(itoa::Buffer::new().format(n));
+}
+
+/// Appends `ip:port` (`[ip]:port` for IPv6) as `SocketAddr`'s `Display` does, IPv4 without
+/// `core::fmt`.
+fn push_addr(out: &mut String, a: &SocketAddr) {
+    match a {
+        SocketAddr::V4(v4) => {
+            for (i, o) in v4.ip().octets().iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                push_int(out, *o);
+            }
+            out.push(':');
+            push_int(out, v4.port());
+        }
+        SocketAddr::V6(_) => {
+            let _ = write!(out, "{a}");
+        }
+    }
+}
+
 /// Appends `d` as [`go_duration`] formats it, without allocating for durations under a minute.
 pub fn write_go_duration(out: &mut String, d: Duration) {
     let ns = d.as_nanos();
     // value in the unit, as integer part and 9-digit fraction, trailing zeros trimmed
     let mut frac = |whole: u128, rem: u128, digits: u32, unit: &str| {
-        let _ = write!(out, "{whole}");
+        // Under a minute both parts fit in a u64.
+        push_int(out, whole as u64);
         if rem > 0 {
-            let mut r = rem;
+            let mut r = rem as u64;
             let mut width = digits as usize;
             while r.is_multiple_of(10) {
                 r /= 10;
                 width -= 1;
             }
-            let _ = write!(out, ".{r:0width$}");
+            out.push('.');
+            let mut b = itoa::Buffer::new();
+            let digits = b.format(r);
+            for _ in digits.len()..width {
+                out.push('0');
+            }
+            out.push_str(digits);
         }
         out.push_str(unit);
     };
@@ -186,7 +218,11 @@ fn write_start_time(out: &mut String, t: SystemTime) {
         }
         out.push_str(&c.1);
     });
-    let _ = write!(out, ".{:03}", since.subsec_millis());
+    let ms = since.subsec_millis();
+    out.push('.');
+    out.push(char::from(b'0' + (ms / 100) as u8));
+    out.push(char::from(b'0' + (ms / 10 % 10) as u8));
+    out.push(char::from(b'0' + (ms % 10) as u8));
 }
 
 impl Format {
@@ -292,21 +328,27 @@ impl Format {
                         None => out.push('-'),
                     },
                     Var::Duration => write_go_duration(out, e.duration),
-                    Var::BytesSent => opt(out, Some(e.bytes_sent)),
-                    Var::BytesReceived => opt(out, Some(e.bytes_received)),
+                    Var::BytesSent => push_int(out, e.bytes_sent),
+                    Var::BytesReceived => push_int(out, e.bytes_received),
                     Var::Protocol => out.push_str(e.protocol),
-                    Var::ResponseCode => opt(out, Some(e.status)),
+                    Var::ResponseCode => push_int(out, e.status),
                     Var::ResponseFlag => opt(out, e.flag.map(|f| f.short())),
-                    Var::UpstreamHost => opt(out, e.upstream_host),
+                    Var::UpstreamHost => match e.upstream_host {
+                        Some(mosn_config::HostAddr::Tcp(a)) => push_addr(out, a),
+                        other => opt(out, other),
+                    },
                     Var::UpstreamCluster => opt(out, e.upstream_cluster),
-                    Var::UpstreamLocalAddress => opt(out, e.upstream_local),
-                    Var::DownstreamLocalAddress => opt(out, Some(e.downstream_local)),
-                    Var::DownstreamRemoteAddress => opt(out, Some(e.downstream_remote)),
+                    Var::UpstreamLocalAddress => match &e.upstream_local {
+                        Some(a) => push_addr(out, a),
+                        None => out.push('-'),
+                    },
+                    Var::DownstreamLocalAddress => push_addr(out, &e.downstream_local),
+                    Var::DownstreamRemoteAddress => push_addr(out, &e.downstream_remote),
                     Var::RequestHeader(i) => header(out, e.request, self.request_headers.get(*i)),
                     Var::ResponseHeader(i) => {
                         header(out, e.response, self.response_headers.get(*i))
                     }
-                    Var::ConnectionId => opt(out, Some(e.connection_id)),
+                    Var::ConnectionId => push_int(out, e.connection_id),
                     Var::ListenerName => out.push_str(e.listener_name),
                     Var::Unknown => out.push('-'),
                 },
@@ -330,6 +372,10 @@ mod tests {
             1_234_567,
             999_999_999,
             59_000_000_000u64,
+            1_005_000,
+            1_000_050,
+            2_000_000_007,
+            20_030,
         ] {
             let d = Duration::from_nanos(d);
             let mut s = String::new();
