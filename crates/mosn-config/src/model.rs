@@ -322,6 +322,10 @@ pub struct ProxyFilter {
     pub upstream_protocol: Protocol,
     /// `router_config_name`: the route table this listener uses.
     pub router_config_name: String,
+    /// `fallback_for_unknown_protocol` with the `tcp_proxy` filter that follows `proxy` in the
+    /// chain: with `downstream_protocol: "Auto"`, a connection whose first bytes are no protocol
+    /// the proxy speaks goes to this `tcp_proxy` (MOSN's fallback) instead of being closed.
+    pub fallback: Option<TcpProxy>,
 }
 
 /// `request_headers_to_add/remove` and `response_headers_to_add/remove`, at any of the three levels.

@@ -336,19 +336,35 @@ fn listener(v: &Value, path: &str, ctx: &Ctx) -> Result<Listener> {
     chain.ignored(&["match"]);
     let filters = chain.opt_array("filters")?;
     let mut proxy = None;
+    // `proxy` with `fallback_for_unknown_protocol` takes the `tcp_proxy` that follows it.
+    let mut wants_fallback: Option<String> = None;
     for (fp, fv) in &filters {
         let f = Obj::new(fv, fp)?;
         let ty = f.req_str("type")?;
+        if let (Some(NetworkFilter::Proxy(p)), Some(_), "tcp_proxy") =
+            (proxy.as_mut(), wants_fallback.as_ref(), ty)
+        {
+            let c = f.req("config")?;
+            let d = std::time::Duration::from_secs(90);
+            p.fallback = Some(tcp_proxy(c, &f.key_path("config"), d, false, ctx)?);
+            wants_fallback = None;
+            f.finish(ctx);
+            continue;
+        }
         if proxy.is_some() {
             return Err(ConfigError::new(
                 f.key_path("type"),
-                "a second network filter (mosn-rs runs one terminal filter per chain)",
+                "a second network filter (mosn-rs runs one terminal filter per chain, or a \"proxy\" with fallback_for_unknown_protocol and then one \"tcp_proxy\")",
             ));
         }
         match ty {
             "proxy" => {
                 let c = f.req("config")?;
-                proxy = Some(NetworkFilter::Proxy(proxy_filter(c, &f.key_path("config"), ctx)?));
+                let (p, fallback) = proxy_filter(c, &f.key_path("config"), ctx)?;
+                if fallback && p.downstream_protocol == Protocol::Auto {
+                    wants_fallback = Some(format!("{}.fallback_for_unknown_protocol", f.key_path("config")));
+                }
+                proxy = Some(NetworkFilter::Proxy(p));
             }
             "tcp_proxy" => {
                 let c = f.req("config")?;
@@ -369,6 +385,12 @@ fn listener(v: &Value, path: &str, ctx: &Ctx) -> Result<Listener> {
         }
         f.finish(ctx);
     }
+    if let Some(path) = wants_fallback {
+        return Err(ConfigError::new(
+            path,
+            "needs a \"tcp_proxy\" filter after \"proxy\" in the same chain, to take the unknown traffic",
+        ));
+    }
     chain.finish(ctx);
     let filter = proxy.ok_or_else(|| {
         ConfigError::new(
@@ -376,6 +398,18 @@ fn listener(v: &Value, path: &str, ctx: &Ctx) -> Result<Listener> {
             "needs a \"proxy\", \"tcp_proxy\" or \"udp_proxy\" network filter",
         )
     })?;
+    if let (
+        false,
+        NetworkFilter::Proxy(ProxyFilter {
+            fallback: Some(_), ..
+        }),
+    ) = (tls.is_empty(), &filter)
+    {
+        return Err(ConfigError::new(
+            tls[0].path.clone(),
+            "fallback_for_unknown_protocol on a TLS listener is not supported by mosn-rs yet",
+        ));
+    }
     if !tls.is_empty() && !matches!(filter, NetworkFilter::Proxy(_)) {
         return Err(ConfigError::new(
             tls[0].path.clone(),
@@ -499,7 +533,7 @@ fn protocol(o: &Obj<'_>, key: &str, ctx: &Ctx) -> Result<Option<Protocol>> {
         Some("Auto") | Some("auto") => {
             ctx.warn(
                 &o.key_path(key),
-                "\"Auto\" serves HTTP/1.1 only until HTTP/2 arrives",
+                "\"Auto\" detects HTTP/1.x and HTTP/2; HTTP/2 connections are closed until HTTP/2 arrives",
             );
             Ok(Some(Protocol::Auto))
         }
@@ -626,22 +660,34 @@ fn tcp_proxy(
     Ok(t)
 }
 
-fn proxy_filter(v: &Value, path: &str, ctx: &Ctx) -> Result<ProxyFilter> {
+/// The `proxy` filter, and whether it asks for `fallback_for_unknown_protocol` (the `tcp_proxy`
+/// that must follow it is read by the filter chain).
+fn proxy_filter(v: &Value, path: &str, ctx: &Ctx) -> Result<(ProxyFilter, bool)> {
     let o = Obj::new(v, path)?;
     o.unsupported(
-        &["extend_config", "fallback_for_unknown_protocol"],
+        &["extend_config"],
         "protocol extensions arrive with the RPC protocols",
     )?;
     o.ignored(&["name"]);
     let downstream = protocol(&o, "downstream_protocol", ctx)?.unwrap_or(Protocol::Http1);
     let upstream = protocol(&o, "upstream_protocol", ctx)?.unwrap_or(Protocol::Http1);
+    let fallback = o
+        .opt_bool("fallback_for_unknown_protocol")?
+        .unwrap_or(false);
+    if fallback && downstream != Protocol::Auto {
+        ctx.warn(
+            &o.key_path("fallback_for_unknown_protocol"),
+            "has no effect unless \"downstream_protocol\" is \"Auto\" (as in MOSN)",
+        );
+    }
     let p = ProxyFilter {
         downstream_protocol: downstream,
         upstream_protocol: upstream,
         router_config_name: o.req_str("router_config_name")?.to_string(),
+        fallback: None,
     };
     o.finish(ctx);
-    Ok(p)
+    Ok((p, fallback))
 }
 
 fn headers_to_add(o: &Obj<'_>, key: &str, ctx: &Ctx) -> Result<Vec<HeaderValueOption>> {

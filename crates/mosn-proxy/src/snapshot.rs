@@ -71,6 +71,11 @@ pub enum ListenerKind {
     Proxy {
         /// Route table index.
         table: usize,
+        /// `downstream_protocol: "Auto"`: the protocol is detected from the first bytes.
+        auto: bool,
+        /// With `Auto`: the `tcp_proxy` that takes connections of no known protocol
+        /// (`fallback_for_unknown_protocol`); `None` closes them.
+        fallback: Option<Box<TcpProxy>>,
     },
     /// Raw TCP to a cluster.
     Tcp(TcpProxy),
@@ -124,7 +129,7 @@ impl ListenerInfo {
     /// The route table of an HTTP listener (0 for a TCP one, which never routes HTTP).
     pub fn table(&self) -> usize {
         match self.kind {
-            ListenerKind::Proxy { table } => table,
+            ListenerKind::Proxy { table, .. } => table,
             ListenerKind::Tcp(_) | ListenerKind::Udp(_) => 0,
         }
     }
@@ -193,46 +198,49 @@ impl Snapshot {
             for f in &l.stream_filters {
                 filters.push(registry.build(&f.kind, &f.type_path, &f.config, &f.path)?);
             }
+            let mut compile_tcp = |t: &mosn_config::TcpProxy| -> Result<TcpProxy, SnapshotError> {
+                let none = BTreeMap::new();
+                let mut resolve = |name: &str| {
+                    cm.resolve(name, &none).ok_or_else(|| {
+                        SnapshotError::Route(BuildError {
+                            table: l.name.clone(),
+                            what: format!("unknown cluster {name:?}"),
+                        })
+                    })
+                };
+                let cluster = match &t.cluster {
+                    Some(c) => Some(resolve(c)?),
+                    None => None,
+                };
+                let mut routes = Vec::new();
+                for r in &t.routes {
+                    routes.push(TcpRoute {
+                        target: resolve(&r.cluster)?,
+                        matcher: r.clone(),
+                    });
+                }
+                Ok(TcpProxy {
+                    cluster,
+                    routes,
+                    max_connect_attempts: t.max_connect_attempts,
+                    idle_timeout: t.idle_timeout,
+                    max_sessions: t.max_sessions,
+                })
+            };
             let kind = match &l.filter {
                 NetworkFilter::Proxy(p) => ListenerKind::Proxy {
                     table: tables
                         .iter()
                         .position(|t| t.name == p.router_config_name)
                         .unwrap_or(0),
-                },
-                NetworkFilter::TcpProxy(t) | NetworkFilter::UdpProxy(t) => {
-                    let none = BTreeMap::new();
-                    let mut resolve = |name: &str| {
-                        cm.resolve(name, &none).ok_or_else(|| {
-                            SnapshotError::Route(BuildError {
-                                table: l.name.clone(),
-                                what: format!("unknown cluster {name:?}"),
-                            })
-                        })
-                    };
-                    let cluster = match &t.cluster {
-                        Some(c) => Some(resolve(c)?),
+                    auto: p.downstream_protocol == mosn_config::Protocol::Auto,
+                    fallback: match &p.fallback {
+                        Some(t) => Some(Box::new(compile_tcp(t)?)),
                         None => None,
-                    };
-                    let mut routes = Vec::new();
-                    for r in &t.routes {
-                        routes.push(TcpRoute {
-                            target: resolve(&r.cluster)?,
-                            matcher: r.clone(),
-                        });
-                    }
-                    let tp = TcpProxy {
-                        cluster,
-                        routes,
-                        max_connect_attempts: t.max_connect_attempts,
-                        idle_timeout: t.idle_timeout,
-                        max_sessions: t.max_sessions,
-                    };
-                    match &l.filter {
-                        NetworkFilter::UdpProxy(_) => ListenerKind::Udp(tp),
-                        _ => ListenerKind::Tcp(tp),
-                    }
-                }
+                    },
+                },
+                NetworkFilter::TcpProxy(t) => ListenerKind::Tcp(compile_tcp(t)?),
+                NetworkFilter::UdpProxy(t) => ListenerKind::Udp(compile_tcp(t)?),
             };
             let tls = if l.tls.is_empty() {
                 None

@@ -29,8 +29,8 @@ pub async fn serve<D: SpliceIo>(
     listener: usize,
     tp: &TcpProxy,
     down: D,
-    peer: SocketAddr,
-    local: SocketAddr,
+    (peer, local): (SocketAddr, SocketAddr),
+    prefix: &[u8],
 ) {
     let stats = worker.stats.clone();
     let ls = stats.listeners.get(listener);
@@ -38,7 +38,7 @@ pub async fn serve<D: SpliceIo>(
         l.connection_total.inc();
         l.connection_active.inc();
     }
-    proxy(&worker, snapshot, listener, tp, down, peer, local).await;
+    proxy(&worker, snapshot, listener, tp, down, (peer, local), prefix).await;
     if let Some(l) = ls {
         l.connection_active.dec();
         l.connection_destroy.inc();
@@ -75,8 +75,8 @@ async fn proxy<D: SpliceIo>(
     listener: usize,
     tp: &TcpProxy,
     down: D,
-    peer: SocketAddr,
-    local: SocketAddr,
+    (peer, local): (SocketAddr, SocketAddr),
+    prefix: &[u8],
 ) {
     let stats = &worker.stats;
     let Some(target_id) = tp.target(peer, local) else {
@@ -120,7 +120,7 @@ async fn proxy<D: SpliceIo>(
         }
         up_stats.both(ci, hi, |s| s.connection_con_fail.inc());
     }
-    let Some((up, hi, _slot)) = connected else {
+    let Some((mut up, hi, _slot)) = connected else {
         stats.flag(ResponseFlag::UpstreamConnectionFailure);
         return;
     };
@@ -128,6 +128,27 @@ async fn proxy<D: SpliceIo>(
         s.connection_total.inc();
         s.connection_active.inc();
     });
+    // Bytes protocol detection already read from the client go first.
+    if !prefix.is_empty() {
+        use tokio::io::AsyncWriteExt;
+        let sent = match &mut up {
+            Upstream::Tcp(u) => u.write_all(prefix).await,
+            Upstream::Unix(u) => u.write_all(prefix).await,
+        };
+        if let Some(l) = stats.listeners.get(listener) {
+            l.bytes_read_total.add(prefix.len() as u64);
+        }
+        if sent.is_err() {
+            up_stats.both(ci, hi, |s| {
+                s.connection_active.dec();
+                s.connection_close.inc();
+            });
+            return;
+        }
+        up_stats.both(ci, hi, |s| {
+            s.connection_bytes_write.add(prefix.len() as u64)
+        });
+    }
     match &up {
         Upstream::Tcp(u) => pump(worker, listener, tp, &down, u, peer, ci, hi).await,
         Upstream::Unix(u) => pump(worker, listener, tp, &down, u, peer, ci, hi).await,

@@ -56,6 +56,8 @@ fn every_bad_config_class_exits_1_naming_the_json_path() {
          "servers[0].listeners[0].stream_filters[0].type: stream filter \"no_such_filter\""),
         (r#""route":{"cluster_name":"c"}"#, r#""route":{"cluster_name":"c","timeout":"3 seconds"}"#,
          "route.timeout: \"3 seconds\" is not a duration"),
+        (r#""downstream_protocol":"Http1""#, r#""downstream_protocol":"Auto","fallback_for_unknown_protocol":true"#,
+         "filters[0].config.fallback_for_unknown_protocol: needs a \"tcp_proxy\" filter after \"proxy\""),
     ];
     for (from, to, want) in cases {
         let text = GOOD.replacen(from, to, 1);

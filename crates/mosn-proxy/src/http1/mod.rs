@@ -307,14 +307,15 @@ impl Downstream {
 }
 
 /// Serves one downstream HTTP/1 connection until it closes. `peer` and `local` are the TCP
-/// addresses ([`crate::worker::UNIX_PEER`] for a unix socket).
+/// addresses ([`crate::worker::UNIX_PEER`] for a unix socket); `initial` holds bytes already read
+/// from the connection (by protocol detection), served first.
 pub async fn serve(
     worker: Rc<Worker>,
     snapshot: Arc<Snapshot>,
     listener: usize,
     io: Stream,
-    peer: SocketAddr,
-    local: SocketAddr,
+    (peer, local): (SocketAddr, SocketAddr),
+    initial: BytesMut,
 ) {
     let stats = worker.stats.clone();
     if let Some(l) = stats.listeners.get(listener) {
@@ -324,9 +325,11 @@ pub async fn serve(
     stats.active_connections.inc();
     let ctx = Rc::new(ConnCtx::new(worker, snapshot, listener, peer, local));
     let now = Instant::now();
+    let mut rbuf = BytesMut::with_capacity(pump::READ_CHUNK.max(initial.len()));
+    rbuf.extend_from_slice(&initial);
     let mut d = Downstream {
         io,
-        rbuf: BytesMut::with_capacity(pump::READ_CHUNK),
+        rbuf,
         wbuf: BytesMut::with_capacity(pump::READ_CHUNK),
         idle_timer: Box::pin(tokio::time::sleep_until(never())),
         req_timer: Box::pin(tokio::time::sleep_until(never())),

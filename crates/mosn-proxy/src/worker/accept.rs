@@ -1,6 +1,7 @@
 //! Accepting connections: the accept loop of each listener socket, the hand-off of transparently
-//! proxied connections to the listener of their original destination, TLS termination, and the
-//! dispatch to the listener's network filter (`proxy`, `tcp_proxy`).
+//! proxied connections to the listener of their original destination, TLS termination, protocol
+//! detection on `Auto` listeners, and the dispatch to the listener's network filter (`proxy`,
+//! `tcp_proxy`).
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -8,7 +9,11 @@ use std::sync::Arc;
 use std::net::SocketAddr;
 
 use arc_swap::ArcSwap;
+use bytes::BytesMut;
+use mosn_api::Protocol;
 use mosn_net::Stream;
+use mosn_protocol::detect::{detect, Detected, HTTP_AUTO};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::watch;
 
 use super::state::{Worker, UNIX_PEER};
@@ -118,10 +123,51 @@ async fn dispatch(w: Rc<Worker>, snapshot: Arc<Snapshot>, index: usize, conn: Ac
             return;
         }
     };
-    // mosn-config allows TLS on `proxy` listeners only.
-    if let ListenerKind::Proxy { .. } = info.kind {
-        let io = Stream::TlsServer(Box::new(tls));
-        crate::http1::serve(w, snapshot.clone(), index, io, peer, local).await
+    // mosn-config allows TLS on `proxy` listeners only, and no fallback on them.
+    if let ListenerKind::Proxy { auto, .. } = info.kind {
+        let mut io = Stream::TlsServer(Box::new(tls));
+        let mut initial = BytesMut::new();
+        if auto {
+            let (seen, verdict) = sniff(&mut io, info.header_timeout).await;
+            if verdict != Some(Protocol::Http1) {
+                return refuse_detected(verdict, peer);
+            }
+            initial = seen;
+        }
+        crate::http1::serve(w, snapshot.clone(), index, io, (peer, local), initial).await
+    }
+}
+
+/// Reads a connection's first bytes until their protocol is known (`Auto`), for at most
+/// `deadline`. Returns the bytes read and the protocol; `None` for bytes of no known protocol
+/// (also when the deadline passes with a partial match, as MOSN falls back then), or when the client
+/// closed or sent nothing.
+async fn sniff<S: AsyncRead + Unpin>(
+    s: &mut S,
+    deadline: std::time::Duration,
+) -> (BytesMut, Option<Protocol>) {
+    let mut buf = BytesMut::with_capacity(crate::http1::pump::READ_CHUNK);
+    let until = tokio::time::Instant::now() + deadline;
+    loop {
+        match tokio::time::timeout_at(until, s.read_buf(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (buf, None),
+            Ok(Ok(_)) => match detect(&buf, HTTP_AUTO) {
+                Detected::Protocol(p) => return (buf, Some(p)),
+                Detected::Unknown => return (buf, None),
+                Detected::NeedMore => {}
+            },
+            Err(_) => return (buf, None),
+        }
+    }
+}
+
+/// Closes a connection `Auto` detection did not hand to HTTP/1.
+fn refuse_detected(verdict: Option<Protocol>, peer: SocketAddr) {
+    match verdict {
+        Some(p) => {
+            tracing::debug!(%peer, protocol = p.mosn_name(), "Auto: protocol not served yet, closing")
+        }
+        None => tracing::debug!(%peer, "Auto: unknown protocol, closing"),
     }
 }
 
@@ -141,11 +187,36 @@ async fn serve_stream<S>(
         + Into<Stream>
         + 'static,
 {
-    match &snapshot.listeners[index].kind {
-        ListenerKind::Proxy { .. } => {
-            crate::http1::serve(w, snapshot.clone(), index, s.into(), peer, local).await
+    let info = &snapshot.listeners[index];
+    match &info.kind {
+        ListenerKind::Proxy {
+            auto: true,
+            fallback,
+            ..
+        } => {
+            let mut s = s;
+            let (seen, verdict) = sniff(&mut s, info.header_timeout).await;
+            match (verdict, fallback) {
+                (Some(Protocol::Http1), _) => {
+                    crate::http1::serve(w, snapshot.clone(), index, s.into(), (peer, local), seen)
+                        .await
+                }
+                // MOSN's fallback_for_unknown_protocol: the bytes go to the tcp_proxy that
+                // follows `proxy`, those already read first.
+                (None, Some(tp)) if !seen.is_empty() => {
+                    tracing::debug!(%peer, "Auto: unknown protocol, falling back to tcp_proxy");
+                    crate::tcp::serve(w, snapshot, index, tp, s, (peer, local), &seen).await
+                }
+                (v, _) => refuse_detected(v, peer),
+            }
         }
-        ListenerKind::Tcp(tp) => crate::tcp::serve(w, snapshot, index, tp, s, peer, local).await,
+        ListenerKind::Proxy { .. } => {
+            let initial = BytesMut::new();
+            crate::http1::serve(w, snapshot.clone(), index, s.into(), (peer, local), initial).await
+        }
+        ListenerKind::Tcp(tp) => {
+            crate::tcp::serve(w, snapshot, index, tp, s, (peer, local), &[]).await
+        }
         // A stream never arrives on a UDP listener (it has no accept loop).
         ListenerKind::Udp(_) => {}
     }
