@@ -11,11 +11,25 @@ pub fn summary(c: &Config) -> String {
     let _ = writeln!(s, "listeners: {}", c.server.listeners.len());
     for l in &c.server.listeners {
         let _ = match &l.filter {
-            NetworkFilter::Proxy(p) => writeln!(
-                s,
-                "  {} {} {:?}->{:?} router={}",
-                l.name, l.address, p.downstream_protocol, p.upstream_protocol, p.router_config_name
-            ),
+            NetworkFilter::Proxy(p) => {
+                // `Auto` with fallback_for_unknown_protocol: where unknown traffic goes.
+                let fallback = match &p.fallback {
+                    Some(t) => format!(
+                        " fallback=tcp_proxy(cluster={})",
+                        t.cluster.as_deref().unwrap_or("by route")
+                    ),
+                    None => String::new(),
+                };
+                writeln!(
+                    s,
+                    "  {} {} {:?}->{:?} router={}{fallback}",
+                    l.name,
+                    l.address,
+                    p.downstream_protocol,
+                    p.upstream_protocol,
+                    p.router_config_name
+                )
+            }
             NetworkFilter::TcpProxy(t) | NetworkFilter::UdpProxy(t) => {
                 let routes: Vec<&str> = t.routes.iter().map(|r| r.cluster.as_str()).collect();
                 let kind = match &l.filter {

@@ -33,6 +33,22 @@ fn good_config_checks_with_a_summary() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("l 127.0.0.1:0 Http1->Http1 router=r"), "{out}");
     assert!(out.contains("c LB_ROUNDROBIN hosts=127.0.0.1:9"), "{out}");
+    // MOSN's fallback example: Auto with its tcp_proxy fallback shown.
+    let out = mosn()
+        .args(["check", "-c"])
+        .arg(corpus().join("examples/codes/proxy-fallback-example/config.json"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("Auto->Http1 router=router_to_http_server fallback=tcp_proxy(cluster=server_tcp_cluster)"),
+        "{text}"
+    );
 }
 
 #[test]
