@@ -18,6 +18,7 @@
 //! The header map is a sequence of `u32 keyLen, key, u32 valueLen, value`.
 
 mod frame;
+pub mod status;
 
 pub use frame::{decode, BoltError, Frame, Kind, Version, MAX_FRAME_BYTES};
 
@@ -31,5 +32,5 @@ pub const CMD_HEARTBEAT: u16 = 0;
 pub const CMD_REQUEST: u16 = 1;
 /// `cmdcode` of an RPC response.
 pub const CMD_RESPONSE: u16 = 2;
-/// Response status: success.
-pub const STATUS_SUCCESS: u16 = 0;
+/// Response status: success (see [`status`] for the others).
+pub const STATUS_SUCCESS: u16 = status::SUCCESS;
