@@ -4,10 +4,13 @@
 //! - [`http1`]: HTTP/1.0 and HTTP/1.1 (RFC 9112), heads parsed with `httparse`, framing, chunked
 //!   coding and head encoding written here, strict about ambiguous framing.
 //! - [`detect`]: which protocol a connection speaks, from its first bytes (MOSN's `Auto`).
-//! - [`bolt`]: SOFA Bolt v1/v2 frames (MOSN's `bolt`, `boltv2`); content carried opaque.
+//! - [`xprotocol`]: the trait every multiplexed RPC protocol implements for the generic driver.
+//! - [`bolt`]: SOFA Bolt v1/v2 frames (MOSN's `bolt`, `boltv2`), content carried opaque, and Bolt
+//!   as an [`xprotocol::XProtocol`].
 
 #![forbid(unsafe_code)]
 
 pub mod bolt;
 pub mod detect;
 pub mod http1;
+pub mod xprotocol;

@@ -284,22 +284,31 @@ impl Frame {
         self.cmd_code == CMD_HEARTBEAT
     }
 
-    /// The reply the proxy sends to a heartbeat request itself: same version, id and codec,
-    /// status success, no body.
-    pub fn heartbeat_ack(&self) -> Frame {
+    /// A frame with no class, header or content: hessian2 codec, `ver2` 1, id 0.
+    pub(crate) fn empty(version: Version, kind: Kind, cmd_code: u16) -> Frame {
         Frame {
-            version: self.version,
-            kind: Kind::Response,
-            cmd_code: CMD_HEARTBEAT,
-            ver2: self.ver2,
-            request_id: self.request_id,
-            codec: self.codec,
+            version,
+            kind,
+            cmd_code,
+            ver2: 1,
+            request_id: 0,
+            codec: 1,
             timeout_ms: 0,
             status: STATUS_SUCCESS,
             class: Bytes::new(),
             headers: Vec::new(),
             content: Bytes::new(),
         }
+    }
+
+    /// The reply the proxy sends to a heartbeat request itself: same version, id and codec,
+    /// status success, no body.
+    pub fn heartbeat_ack(&self) -> Frame {
+        let mut f = Frame::empty(self.version, Kind::Response, CMD_HEARTBEAT);
+        f.ver2 = self.ver2;
+        f.request_id = self.request_id;
+        f.codec = self.codec;
+        f
     }
 }
 

@@ -19,8 +19,10 @@
 
 mod frame;
 pub mod status;
+mod xprotocol;
 
 pub use frame::{decode, BoltError, Frame, Kind, Version, MAX_FRAME_BYTES};
+pub use xprotocol::{Bolt, CMD_GOAWAY};
 
 /// Bolt v1's protocol byte.
 pub const PROTO_V1: u8 = 1;
