@@ -263,6 +263,9 @@ impl Downstream {
         stats.active_requests.inc();
         let mut info = StreamInfo::new(Protocol::Http1, std::time::Instant::now());
         info.http_minor = req.minor;
+        if let Some(why) = req.ambiguous {
+            tracing::debug!(peer = %ctx.peer, reason = why, "ambiguous framing: the last request on both connections");
+        }
         let content_length = match framing {
             Framing::Length(n) => Some(n),
             Framing::Empty => Some(0),
