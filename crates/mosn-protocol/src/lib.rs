@@ -7,10 +7,12 @@
 //! - [`xprotocol`]: the trait every multiplexed RPC protocol implements for the generic driver.
 //! - [`bolt`]: SOFA Bolt v1/v2 frames (MOSN's `bolt`, `boltv2`), content carried opaque, and Bolt
 //!   as an [`xprotocol::XProtocol`].
+//! - [`dubbo`]: Dubbo 2 frames (header and opaque body).
 
 #![forbid(unsafe_code)]
 
 pub mod bolt;
 pub mod detect;
+pub mod dubbo;
 pub mod http1;
 pub mod xprotocol;

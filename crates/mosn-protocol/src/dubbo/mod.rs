@@ -1,0 +1,229 @@
+//! Dubbo 2 frames (MOSN's `dubbo`), sans-IO: the 16-byte header and the body, which stays opaque
+//! here. Reading the service, method, version, group and attachments out of the hessian2 body comes
+//! with the Dubbo XProtocol.
+//!
+//! Header (big-endian; source: Apache Dubbo `ExchangeCodec`, MOSN `pkg/protocol/xprotocol/dubbo`):
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 0–1 | magic `0xdabb` |
+//! | 2 | flags: `0x80` request, `0x40` two-way, `0x20` event (heartbeat); low 5 bits the serialization id (2 = hessian2) |
+//! | 3 | status (responses): 20 OK, 30/31 client/server timeout, 40 bad request, 50 bad response, 60 service not found, 70 service error, 80 server error, 90 client error, 100 thread pool exhausted |
+//! | 4–11 | request id (u64) |
+//! | 12–15 | body length (u32) |
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+/// The magic number at the start of every frame.
+pub const MAGIC: [u8; 2] = [0xda, 0xbb];
+/// Header length in bytes.
+pub const HEADER_LEN: usize = 16;
+/// Largest body accepted, in bytes (Dubbo's default `payload` limit is 8 MiB; this is a hard cap).
+pub const MAX_BODY_BYTES: usize = 64 << 20;
+/// Flag bit: a request.
+pub const FLAG_REQUEST: u8 = 0x80;
+/// Flag bit: the request expects a response.
+pub const FLAG_TWO_WAY: u8 = 0x40;
+/// Flag bit: an event (heartbeat).
+pub const FLAG_EVENT: u8 = 0x20;
+/// Status: OK.
+pub const STATUS_OK: u8 = 20;
+/// The body of a heartbeat event: hessian2 `null`.
+pub const HEARTBEAT_BODY: &[u8] = b"N";
+
+/// Bytes that are not a Dubbo frame. The connection cannot be read further.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DubboError {
+    /// The first two bytes are not `0xdabb`.
+    #[error("not a Dubbo frame: magic {0:#06x}")]
+    Magic(u16),
+    /// The declared body is larger than [`MAX_BODY_BYTES`].
+    #[error("Dubbo body of {0} bytes is over the {MAX_BODY_BYTES}-byte limit")]
+    TooLarge(usize),
+}
+
+/// One Dubbo frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// The flags byte (request, two-way, event and serialization id).
+    pub flags: u8,
+    /// The status byte (meaningful in responses).
+    pub status: u8,
+    /// The request id, which the proxy rewrites on multiplexed upstream connections.
+    pub request_id: u64,
+    /// The body, not decoded.
+    pub body: Bytes,
+}
+
+impl Frame {
+    /// True for a request (else a response).
+    pub fn is_request(&self) -> bool {
+        self.flags & FLAG_REQUEST != 0
+    }
+
+    /// True for a request that expects a response.
+    pub fn is_two_way(&self) -> bool {
+        self.flags & FLAG_TWO_WAY != 0
+    }
+
+    /// True for an event (a heartbeat, request or reply).
+    pub fn is_event(&self) -> bool {
+        self.flags & FLAG_EVENT != 0
+    }
+
+    /// The serialization id (2: hessian2).
+    pub fn serialization(&self) -> u8 {
+        self.flags & 0x1f
+    }
+
+    /// The reply to a heartbeat request, as Dubbo sends it: event, same serialization and id,
+    /// status OK, a `null` body.
+    pub fn heartbeat_reply(&self) -> Frame {
+        Frame {
+            flags: FLAG_EVENT | self.serialization(),
+            status: STATUS_OK,
+            request_id: self.request_id,
+            body: Bytes::from_static(HEARTBEAT_BODY),
+        }
+    }
+
+    /// Appends the frame to `out`. A body longer than a u32 length is cut (a decoded frame always
+    /// fits).
+    pub fn encode(&self, out: &mut BytesMut) {
+        let body = &self.body[..self.body.len().min(u32::MAX as usize)];
+        out.reserve(HEADER_LEN + body.len());
+        out.put_slice(&MAGIC);
+        out.put_u8(self.flags);
+        out.put_u8(self.status);
+        out.put_u64(self.request_id);
+        out.put_u32(body.len() as u32);
+        out.put_slice(body);
+    }
+}
+
+/// Splits one frame off the front of `buf`. `Ok(None)`: not complete yet (nothing consumed).
+///
+/// Errors: see [`DubboError`].
+pub fn decode(buf: &mut BytesMut) -> Result<Option<Frame>, DubboError> {
+    let n = buf.len().min(2);
+    if buf[..n] != MAGIC[..n] {
+        let mut m = [0u8; 2];
+        m[..n].copy_from_slice(&buf[..n]);
+        return Err(DubboError::Magic(u16::from_be_bytes(m)));
+    }
+    if buf.len() < HEADER_LEN {
+        return Ok(None);
+    }
+    let mut h = &buf[2..HEADER_LEN];
+    let flags = h.get_u8();
+    let status = h.get_u8();
+    let request_id = h.get_u64();
+    let len = h.get_u32() as usize;
+    if len > MAX_BODY_BYTES {
+        return Err(DubboError::TooLarge(len));
+    }
+    if buf.len() < HEADER_LEN + len {
+        return Ok(None);
+    }
+    let mut raw = buf.split_to(HEADER_LEN + len);
+    raw.advance(HEADER_LEN);
+    Ok(Some(Frame {
+        flags,
+        status,
+        request_id,
+        body: raw.freeze(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(name: &str) -> Vec<u8> {
+        let p = format!(
+            "{}/../../tests/data/dubbo/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e}"))
+    }
+
+    #[test]
+    fn real_frames_decode_and_re_encode_byte_exact() {
+        for name in [
+            "dubbo_req.bin",
+            "dubbo_req_java_class.bin",
+            "dubbo_res.bin",
+            "dubbo_res_with_error.bin",
+            "dubbo_res_with_null.bin",
+            "dubbo_res_with_sys_error.bin",
+            "heartbeat_req.bin",
+            "heartbeat_res.bin",
+            "login.bin",
+        ] {
+            let bytes = data(name);
+            for cut in 0..bytes.len() {
+                let mut b = BytesMut::from(&bytes[..cut]);
+                assert_eq!(decode(&mut b), Ok(None), "{name}: complete at {cut}");
+                assert_eq!(b.len(), cut);
+            }
+            let mut b = BytesMut::from(&bytes[..]);
+            let f = decode(&mut b).unwrap().unwrap();
+            assert!(b.is_empty(), "{name}: one frame");
+            let mut out = BytesMut::new();
+            f.encode(&mut out);
+            assert_eq!(&out[..], &bytes[..], "{name}");
+        }
+        let req = decode(&mut BytesMut::from(&data("dubbo_req.bin")[..]))
+            .unwrap()
+            .unwrap();
+        assert!(req.is_request() && req.is_two_way() && !req.is_event());
+        assert_eq!((req.serialization(), req.request_id), (2, 1));
+        let err = decode(&mut BytesMut::from(
+            &data("dubbo_res_with_sys_error.bin")[..],
+        ))
+        .unwrap()
+        .unwrap();
+        assert!(!err.is_request());
+        assert_eq!(err.status, 70, "service error");
+    }
+
+    #[test]
+    fn back_to_back_frames_split_in_order() {
+        let mut b = BytesMut::from(&data("multiple.bin")[..]);
+        let ids: Vec<u64> = std::iter::from_fn(|| decode(&mut b).unwrap())
+            .map(|f| f.request_id)
+            .collect();
+        assert_eq!(ids, vec![1, 2]);
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn the_heartbeat_reply_is_the_captured_one() {
+        let hb = decode(&mut BytesMut::from(&data("heartbeat_req.bin")[..]))
+            .unwrap()
+            .unwrap();
+        assert!(hb.is_request() && hb.is_event());
+        let mut out = BytesMut::new();
+        hb.heartbeat_reply().encode(&mut out);
+        assert_eq!(&out[..], &data("heartbeat_res.bin")[..]);
+    }
+
+    #[test]
+    fn not_dubbo_or_too_large_is_an_error() {
+        assert_eq!(
+            decode(&mut BytesMut::from(&b"GET /"[..])),
+            Err(DubboError::Magic(0x4745))
+        );
+        assert_eq!(decode(&mut BytesMut::from(&b"\xda"[..])), Ok(None));
+        assert_eq!(
+            decode(&mut BytesMut::from(&b"\xdb"[..])),
+            Err(DubboError::Magic(0xdb00))
+        );
+        let mut huge = vec![0xda, 0xbb, 0xc2, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        huge.extend_from_slice(&u32::MAX.to_be_bytes());
+        assert!(matches!(
+            decode(&mut BytesMut::from(&huge[..])),
+            Err(DubboError::TooLarge(_))
+        ));
+    }
+}
