@@ -1,6 +1,7 @@
-//! Dubbo 2 frames (MOSN's `dubbo`), sans-IO: the 16-byte header and the body, which stays opaque
-//! here. Reading the service, method, version, group and attachments out of the hessian2 body comes
-//! with the Dubbo XProtocol.
+//! Dubbo 2 frames (MOSN's `dubbo`), sans-IO: the 16-byte header and the body, kept opaque on the
+//! wire. [`Invocation::read`] reads what routing needs out of a hessian2 request body (Dubbo
+//! version, service path, service version, method, parameter types, attachments), skipping the
+//! arguments without decoding them ([`hessian`]).
 //!
 //! Header (big-endian; source: Apache Dubbo `ExchangeCodec`, MOSN `pkg/protocol/xprotocol/dubbo`):
 //!
@@ -11,6 +12,8 @@
 //! | 3 | status (responses): 20 OK, 30/31 client/server timeout, 40 bad request, 50 bad response, 60 service not found, 70 service error, 80 server error, 90 client error, 100 thread pool exhausted |
 //! | 4–11 | request id (u64) |
 //! | 12–15 | body length (u32) |
+
+pub mod hessian;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -101,6 +104,65 @@ impl Frame {
     }
 }
 
+/// What a Dubbo request body says, for routing (Dubbo's `DecodeableRpcInvocation` order: Dubbo
+/// version, service path, service version, method, parameter descriptor, the arguments, the
+/// attachments).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Invocation {
+    /// The Dubbo version (`2.0.2`).
+    pub dubbo_version: String,
+    /// The service path (interface name, `com.example.DemoService`).
+    pub service: String,
+    /// The service version (`1.0.0`), possibly empty.
+    pub version: String,
+    /// The method name.
+    pub method: String,
+    /// The JVM parameter descriptor (`Ljava/lang/String;I`).
+    pub param_types: String,
+    /// The attachments with string keys and values (`group`, `interface`, `timeout`, ...).
+    pub attachments: Vec<(String, String)>,
+}
+
+impl Invocation {
+    /// Reads a hessian2 request body (serialization id 2).
+    ///
+    /// Errors: the body is not the hessian2 a Dubbo request carries.
+    pub fn read(body: &[u8]) -> Result<Invocation, hessian::HessianError> {
+        let mut r = hessian::Reader::new(body);
+        let mut s =
+            || -> Result<String, hessian::HessianError> { Ok(r.string()?.unwrap_or_default()) };
+        let dubbo_version = s()?;
+        let service = s()?;
+        let version = s()?;
+        let method = s()?;
+        let param_types = s()?;
+        for _ in 0..hessian::descriptor_count(&param_types)? {
+            r.skip()?;
+        }
+        let attachments = if r.at_end() {
+            Vec::new()
+        } else {
+            r.string_map()?
+        };
+        Ok(Invocation {
+            dubbo_version,
+            service,
+            version,
+            method,
+            param_types,
+            attachments,
+        })
+    }
+
+    /// The attachment `key`, if any.
+    pub fn attachment(&self, key: &str) -> Option<&str> {
+        self.attachments
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 /// Splits one frame off the front of `buf`. `Ok(None)`: not complete yet (nothing consumed).
 ///
 /// Errors: see [`DubboError`].
@@ -185,6 +247,37 @@ mod tests {
         .unwrap();
         assert!(!err.is_request());
         assert_eq!(err.status, 70, "service error");
+    }
+
+    #[test]
+    fn invocations_are_read_from_real_requests_skipping_their_arguments() {
+        let f = decode(&mut BytesMut::from(&data("dubbo_req.bin")[..]))
+            .unwrap()
+            .unwrap();
+        let inv = Invocation::read(&f.body).unwrap();
+        assert_eq!(inv.service, "com.test.TestService");
+        assert_eq!(inv.version, "1.0.0");
+        assert_eq!(inv.method, "test-method");
+        // int, boolean, double, Date, byte[], ArrayList, HashMap: all skipped.
+        assert_eq!(
+            inv.param_types,
+            "IZDLjava/util/Date;[BLjava/util/ArrayList;Ljava/util/HashMap;"
+        );
+        assert_eq!(inv.attachment("path"), Some("com.test.TestService"));
+        assert_eq!(inv.attachment("version"), Some("1.0.0"));
+        assert_eq!(inv.attachment("dubbo"), Some(inv.dubbo_version.as_str()));
+        // A Java object argument: a class definition, then an instance of it.
+        let f = decode(&mut BytesMut::from(&data("dubbo_req_java_class.bin")[..]))
+            .unwrap()
+            .unwrap();
+        let inv = Invocation::read(&f.body).unwrap();
+        assert_eq!(inv.param_types, "Lcom/test/TestClass;");
+        assert_eq!(inv.attachment("path"), Some("com.test.TestService"));
+        // `login.bin` and `multiple.bin` carry hessian maps, not invocations: an error, no panic.
+        let mut b = BytesMut::from(&data("multiple.bin")[..]);
+        while let Some(f) = decode(&mut b).unwrap() {
+            assert!(Invocation::read(&f.body).is_err());
+        }
     }
 
     #[test]
