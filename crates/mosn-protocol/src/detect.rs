@@ -10,6 +10,8 @@
 
 use mosn_api::Protocol;
 
+use crate::token::is_tchar;
+
 /// The HTTP/2 client connection preface (RFC 9113 §3.4).
 pub const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -59,10 +61,6 @@ impl Matcher for Http2Preface {
 /// HTTP/1.x by a method token (RFC 9110 §5.6.2 `tchar`s) followed by a space.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Http1Method;
-
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
 
 impl Matcher for Http1Method {
     fn protocol(&self) -> Protocol {

@@ -15,4 +15,5 @@ pub mod bolt;
 pub mod detect;
 pub mod dubbo;
 pub mod http1;
+pub mod token;
 pub mod xprotocol;

@@ -188,34 +188,26 @@ async fn no_host_and_circuit_breaker_overflow_are_503() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_dying_mid_response_closes_only_that_connection() {
     // A raw upstream: "/die" gets a head promising 1000 bytes, 10 of them, then a close.
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
+    let addr = tcp_server(|mut s| async move {
+        let mut buf = vec![0u8; 4096];
         loop {
-            let Ok((mut s, _)) = l.accept().await else {
-                return;
+            let n = match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
             };
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 4096];
-                loop {
-                    let n = match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => n,
-                    };
-                    let head = String::from_utf8_lossy(&buf[..n]).to_string();
-                    if head.starts_with("GET /die") {
-                        let _ = s
-                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n0123456789")
-                            .await;
-                        return;
-                    }
-                    let _ = s
-                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                        .await;
-                }
-            });
+            let head = String::from_utf8_lossy(&buf[..n]).to_string();
+            if head.starts_with("GET /die") {
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n0123456789")
+                    .await;
+                return;
+            }
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await;
         }
-    });
+    })
+    .await;
     let vhosts = json!([{"name": "v", "domains": ["*"], "routers": [{"match": {"prefix": "/"}, "route": {"cluster_name": "a"}}]}]);
     let p = proxy(config(vhosts, json!([cluster("a", &[addr])])));
     let mut other = Client::connect(p.addr).await;

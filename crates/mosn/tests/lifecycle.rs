@@ -29,6 +29,16 @@ fn config(upstream: SocketAddr, listener_extra: serde_json::Value) -> serde_json
     })
 }
 
+/// Starts the binary on a config with a text upstream and `listener_extra`; returns the config file
+/// (kept until dropped), the process and listener `l`'s address.
+fn start(name: &str, listener_extra: serde_json::Value) -> (TempFile, Proc, SocketAddr) {
+    let cfg = config(text_upstream("hello"), listener_extra);
+    let path = write_temp(name, &cfg.to_string());
+    let p = spawn(&path);
+    let addr = p.listener("l");
+    (path, p, addr)
+}
+
 /// Reads one response (Content-Length framed) from `s`: `Some((status, connection: close))`, or
 /// `None` when the connection ended before a whole response arrived.
 fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(u16, bool)> {
@@ -61,10 +71,7 @@ fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(u16, bool)> {
 
 #[test]
 fn sigterm_under_keep_alive_load_fails_no_request() {
-    let up = text_upstream("hello");
-    let path = write_temp("drain_load.json", &config(up, json!({})).to_string());
-    let mut p = spawn(&path);
-    let addr = p.listener("l");
+    let (_cfg, mut p, addr) = start("drain_load.json", json!({}));
     let done = Arc::new(AtomicUsize::new(0));
     let after_term = Arc::new(AtomicUsize::new(0));
     let termed = Arc::new(AtomicBool::new(false));
@@ -129,10 +136,7 @@ fn sigterm_under_keep_alive_load_fails_no_request() {
 
 #[test]
 fn sigterm_keeps_an_idle_connection_open_for_a_request_on_its_way() {
-    let up = text_upstream("hello");
-    let path = write_temp("drain_idle.json", &config(up, json!({})).to_string());
-    let mut p = spawn(&path);
-    let addr = p.listener("l");
+    let (_cfg, mut p, addr) = start("drain_idle.json", json!({}));
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).ok();
     let mut buf = Vec::new();
@@ -158,11 +162,7 @@ fn sigterm_keeps_an_idle_connection_open_for_a_request_on_its_way() {
 
 #[test]
 fn slow_request_head_gets_408_while_others_are_served() {
-    let up = text_upstream("hello");
-    let cfg = config(up, json!({"client_header_timeout": "1s"}));
-    let path = write_temp("slow_header.json", &cfg.to_string());
-    let p = spawn(&path);
-    let addr = p.listener("l");
+    let (_cfg, _p, addr) = start("slow_header.json", json!({"client_header_timeout": "1s"}));
     let slow = std::thread::spawn(move || {
         let mut s = TcpStream::connect(addr).unwrap();
         let t = Instant::now();

@@ -19,6 +19,7 @@ use bytes::{Bytes, BytesMut};
 use super::body::Framing;
 use super::head::{is_hop_by_hop, Field, FieldList, RequestHead, ResponseHead, Role, Text};
 use super::{MAX_HEADERS, MAX_HEAD_BYTES};
+use crate::token::{http_version, is_tchar};
 
 /// Why a head was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -144,11 +145,6 @@ fn trim(v: &[u8]) -> &[u8] {
         .rposition(|b| *b != b' ' && *b != b'\t')
         .map_or(s, |i| i + 1);
     &v[s..e.max(s)]
-}
-
-/// RFC 9110 §5.6.2 `tchar`.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// True when `name`, ignoring case, `-` and `_`, spells `target` (which has no `-`) but is not
@@ -312,18 +308,13 @@ fn version_of(buf: &mut BytesMut) -> Version {
         2 => &line[line.len() - line.iter().rev().take_while(|b| **b != b' ').count()..],
         _ => return Version::Malformed,
     };
-    let well_formed = v.len() == 8
-        && v.starts_with(b"HTTP/")
-        && v[5].is_ascii_digit()
-        && v[6] == b'.'
-        && v[7].is_ascii_digit();
-    if !well_formed {
-        Version::Malformed
-    } else if v[5] == b'1' && v[7] >= b'2' {
-        buf[end - 1] = b'1';
-        Version::Later
-    } else {
-        Version::Other
+    match http_version(v) {
+        None => Version::Malformed,
+        Some((1, minor)) if minor >= 2 => {
+            buf[end - 1] = b'1';
+            Version::Later
+        }
+        Some(_) => Version::Other,
     }
 }
 

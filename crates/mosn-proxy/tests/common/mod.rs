@@ -132,6 +132,22 @@ where
     }
 }
 
+/// A raw TCP server on 127.0.0.1:0 that runs `serve` on each accepted connection (its own task).
+pub async fn tcp_server<F, Fut>(serve: F) -> SocketAddr
+where
+    F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(serve(s));
+        }
+    });
+    addr
+}
+
 /// An upstream that answers `200 name` to everything.
 pub async fn named(name: &'static str) -> Upstream {
     upstream(move |_| async move { text(200, name) }).await
