@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
-# Installs what the test suites need beyond the Rust toolchain (Debian packages). Idempotent.
+# Installs what the test suites need beyond the Rust toolchain. Idempotent.
+# - Debian packages: curl, prometheus, iptables/iproute2, nghttp2-client (nghttp, h2load), ruby-grpc
+#   (gRPC's interop client and server);
+# - a Python venv in target/peers/venv with grpcio (gRPC peers) and h2 (hand-built HTTP/2 frames
+#   for the flood tests). Tests find it there.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 need=()
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)   # interop: a real Prometheus scrapes mosn
 command -v iptables >/dev/null 2>&1 || need+=(iptables)       # original_dst: REDIRECT in a test netns
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v nghttp >/dev/null 2>&1 || need+=(nghttp2-client)   # nghttp, h2load
+dpkg -s ruby-grpc >/dev/null 2>&1 || need+=(ruby-grpc)        # gRPC's interop suite (server.rb, client.rb)
+python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if [[ ${#need[@]} -gt 0 ]]; then
   if [[ $(id -u) != 0 ]]; then
     echo "install-test-deps: missing ${need[*]}; install them (apt-get install ${need[*]})" >&2
@@ -14,5 +22,11 @@ if [[ ${#need[@]} -gt 0 ]]; then
   export DEBIAN_FRONTEND=noninteractive
   # Keep package scripts from starting daemons (prometheus): the tests start what they need.
   [[ -e /usr/sbin/policy-rc.d ]] || { printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; }
-  apt-get install -y -q "${need[@]}" >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q "${need[@]}" >/dev/null; }
+  apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null; }
+fi
+venv=target/peers/venv
+pins=(grpcio==1.85.1 grpcio-tools==1.85.1 h2==4.3.0)
+if ! "$venv/bin/python" -c 'import grpc, grpc_tools, h2' >/dev/null 2>&1; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q "${pins[@]}"
 fi

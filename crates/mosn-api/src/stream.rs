@@ -135,12 +135,12 @@ impl StreamInfo {
         }
     }
 
-    /// The access log's `protocol` text: `HTTP/1.1`, `HTTP/1.0`, `HTTP/2`, `bolt`, ...
+    /// The access log's `protocol` text: `HTTP/1.1`, `HTTP/1.0`, `HTTP/2.0`, `bolt`, ...
     pub fn protocol_text(&self) -> &'static str {
         match (self.protocol, self.http_minor) {
             (Protocol::Http1, 0) => "HTTP/1.0",
             (Protocol::Http1, _) => "HTTP/1.1",
-            (Protocol::Http2, _) => "HTTP/2",
+            (Protocol::Http2, _) => "HTTP/2.0",
             (p, _) => p.mosn_name(),
         }
     }

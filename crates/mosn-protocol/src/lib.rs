@@ -3,6 +3,8 @@
 //!
 //! - [`http1`]: HTTP/1.0 and HTTP/1.1 (RFC 9112), heads parsed with `httparse`, framing, chunked
 //!   coding and head encoding written here, strict about ambiguous framing.
+//! - [`http2`]: HTTP/2 (RFC 9113) heads over the `h2` crate, and the translation between
+//!   HTTP/1 and HTTP/2 heads and trailers.
 //! - [`detect`]: which protocol a connection speaks, from its first bytes (MOSN's `Auto`).
 //! - [`xprotocol`]: the trait every multiplexed RPC protocol implements for the generic driver.
 //! - [`bolt`]: SOFA Bolt v1/v2 frames (MOSN's `bolt`, `boltv2`), content carried opaque, and Bolt
@@ -15,5 +17,6 @@ pub mod bolt;
 pub mod detect;
 pub mod dubbo;
 pub mod http1;
+pub mod http2;
 pub mod token;
 pub mod xprotocol;

@@ -121,6 +121,15 @@ impl BodyDecoder {
         matches!(self.state, DecState::Done)
     }
 
+    /// The trailer section of a finished chunked body: field lines, each ending in CRLF; empty
+    /// when there was none (or before the body ended).
+    pub fn trailers(&self) -> &[u8] {
+        match self.state {
+            DecState::Done => &self.trailers,
+            _ => &[],
+        }
+    }
+
     /// True for a body that ends when the connection closes.
     pub fn ends_at_close(&self) -> bool {
         matches!(self.state, DecState::Close)
@@ -213,13 +222,13 @@ impl BodyDecoder {
                             Some(used) => {
                                 self.trailers.extend_from_slice(&input[..used]);
                                 input.advance(used);
-                                let t = std::mem::take(&mut self.trailers);
                                 // Everything up to (not including) the final CRLF.
-                                let fields = &t[..t.len() - 2];
-                                if !fields.is_empty() {
-                                    check_trailers(&t)?;
+                                let n = self.trailers.len() - 2;
+                                if n > 0 {
+                                    check_trailers(&self.trailers)?;
                                 }
-                                enc.end(Some(fields).filter(|f| !f.is_empty()), out);
+                                self.trailers.truncate(n);
+                                enc.end(Some(&self.trailers[..]).filter(|f| !f.is_empty()), out);
                                 self.state = DecState::Done;
                             }
                             None => {

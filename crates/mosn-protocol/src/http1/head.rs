@@ -142,6 +142,20 @@ impl FieldList {
         });
     }
 
+    /// Appends a field with its own copy of `name` and `value`.
+    pub(crate) fn push_bytes(&mut self, name: &[u8], value: &[u8]) {
+        let role = if is_hop_by_hop(name) {
+            Role::Hop
+        } else {
+            Role::Forward
+        };
+        self.fields.push(Field {
+            name: Text::Own(Bytes::copy_from_slice(name)),
+            value: Text::Own(Bytes::copy_from_slice(value)),
+            role,
+        });
+    }
+
     pub(crate) fn remove(&mut self, name: &str) {
         let raw = &self.raw;
         self.fields
@@ -239,6 +253,34 @@ impl RequestHead {
     }
 }
 
+impl RequestHead {
+    /// A head built by the proxy from another protocol's request (HTTP/2 to HTTP/1): HTTP/1.1,
+    /// keep-alive, `fields` as `(lower-case name, value)` in order. A `host` field or
+    /// `authority` gives the Host; hop-by-hop names are kept out of the forwarded set.
+    pub fn synthetic<'a>(
+        method: &[u8],
+        target: &[u8],
+        authority: Option<&[u8]>,
+        fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    ) -> Self {
+        let mut list = FieldList::default();
+        for (n, v) in fields {
+            list.push_bytes(n, v);
+        }
+        RequestHead {
+            method: Text::Own(Bytes::copy_from_slice(method)),
+            target: Text::Own(Bytes::copy_from_slice(target)),
+            minor: 1,
+            fields: list,
+            authority: authority.map(|a| Text::Own(Bytes::copy_from_slice(a))),
+            keep_alive: true,
+            expect_continue: false,
+            ambiguous: None,
+            codings: None,
+        }
+    }
+}
+
 impl Headers for RequestHead {
     fn get(&self, key: &str) -> Option<&[u8]> {
         match key {
@@ -303,6 +345,19 @@ impl ResponseHead {
             keep_alive: true,
             codings: None,
         }
+    }
+
+    /// A head built by the proxy from another protocol's response (HTTP/2 to HTTP/1): `fields`
+    /// as `(lower-case name, value)` in order, hop-by-hop names kept out of the forwarded set.
+    pub fn synthetic<'a>(
+        status: u16,
+        fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    ) -> Self {
+        let mut head = ResponseHead::local(status);
+        for (n, v) in fields {
+            head.fields.push_bytes(n, v);
+        }
+        head
     }
 
     /// Changes the status (the reason phrase is dropped: the encoder writes the standard one).
