@@ -78,7 +78,10 @@ pub struct Server {
 pub enum Protocol {
     /// `Http1`.
     Http1,
-    /// `Auto`: detect the protocol; HTTP/1 only until HTTP/2 arrives.
+    /// `Http2`: h2c with prior knowledge on plaintext, h2 by ALPN on TLS.
+    Http2,
+    /// `Auto`: detect the protocol from the first bytes (HTTP/1.x or HTTP/2). As an
+    /// `upstream_protocol`: the protocol the downstream connection speaks.
     Auto,
 }
 

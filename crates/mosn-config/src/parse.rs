@@ -526,20 +526,15 @@ fn original_dst_mode(m: &str, path: &str) -> Result<Option<OriginalDst>> {
     }
 }
 
-fn protocol(o: &Obj<'_>, key: &str, ctx: &Ctx) -> Result<Option<Protocol>> {
+fn protocol(o: &Obj<'_>, key: &str) -> Result<Option<Protocol>> {
     match o.opt_str(key)? {
         None | Some("") => Ok(None),
         Some("Http1") | Some("HTTP1") | Some("http1") => Ok(Some(Protocol::Http1)),
-        Some("Auto") | Some("auto") => {
-            ctx.warn(
-                &o.key_path(key),
-                "\"Auto\" detects HTTP/1.x and HTTP/2; HTTP/2 connections are closed until HTTP/2 arrives",
-            );
-            Ok(Some(Protocol::Auto))
-        }
+        Some("Http2") | Some("HTTP2") | Some("http2") => Ok(Some(Protocol::Http2)),
+        Some("Auto") | Some("auto") => Ok(Some(Protocol::Auto)),
         Some(other) => Err(ConfigError::new(
             o.key_path(key),
-            format!("protocol {other:?} is not supported by mosn-rs yet (supported: \"Http1\", \"Auto\")"),
+            format!("protocol {other:?} is not supported by mosn-rs yet (supported: \"Http1\", \"Http2\", \"Auto\")"),
         )),
     }
 }
@@ -664,13 +659,18 @@ fn tcp_proxy(
 /// that must follow it is read by the filter chain).
 fn proxy_filter(v: &Value, path: &str, ctx: &Ctx) -> Result<(ProxyFilter, bool)> {
     let o = Obj::new(v, path)?;
-    o.unsupported(
-        &["extend_config"],
-        "protocol extensions arrive with the RPC protocols",
-    )?;
+    if let Some(ext) = o.opt_obj("extend_config")? {
+        // MOSN's `http2_use_stream` switches its HTTP/2 to streaming; mosn-rs always streams.
+        ext.opt_bool("http2_use_stream")?;
+        ext.unsupported(
+            &["sub_protocol"],
+            "XProtocol sub-protocols arrive with the RPC protocols",
+        )?;
+        ext.finish(ctx);
+    }
     o.ignored(&["name"]);
-    let downstream = protocol(&o, "downstream_protocol", ctx)?.unwrap_or(Protocol::Http1);
-    let upstream = protocol(&o, "upstream_protocol", ctx)?.unwrap_or(Protocol::Http1);
+    let downstream = protocol(&o, "downstream_protocol")?.unwrap_or(Protocol::Http1);
+    let upstream = protocol(&o, "upstream_protocol")?.unwrap_or(Protocol::Http1);
     let fallback = o
         .opt_bool("fallback_for_unknown_protocol")?
         .unwrap_or(false);

@@ -4,7 +4,12 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use bytes::Bytes;
+use mosn_net::Stream;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::access_log::ListenerLog;
 use crate::snapshot::{ListenerInfo, Snapshot};
@@ -66,5 +71,119 @@ impl ConnCtx {
             .by_listener
             .get(self.listener)
             .map_or(&[], Vec::as_slice)
+    }
+}
+
+/// Counts an open downstream `proxy` connection (listener `connection_total`,
+/// `connection_active`, `connection_destroy`, and the worker's active connections, which a
+/// drain waits for) until dropped.
+pub struct ListenerConn {
+    stats: Arc<crate::stats::WorkerStats>,
+    listener: usize,
+}
+
+impl ListenerConn {
+    /// Counts a connection opened on `listener`.
+    pub fn open(worker: &Worker, listener: usize) -> Self {
+        let stats = worker.stats.clone();
+        if let Some(l) = stats.listeners.get(listener) {
+            l.connection_total.inc();
+            l.connection_active.inc();
+        }
+        stats.active_connections.inc();
+        ListenerConn { stats, listener }
+    }
+}
+
+impl Drop for ListenerConn {
+    fn drop(&mut self) {
+        if let Some(l) = self.stats.listeners.get(self.listener) {
+            l.connection_active.dec();
+            l.connection_destroy.inc();
+        }
+        self.stats.active_connections.dec();
+    }
+}
+
+/// A downstream stream that first yields bytes already read from it (by protocol detection) and
+/// counts the listener's `bytes_read_total` and `bytes_write_total`, for codecs that own their
+/// I/O (HTTP/2).
+pub struct Counted {
+    io: Stream,
+    initial: bytes::BytesMut,
+    stats: Arc<crate::stats::WorkerStats>,
+    listener: usize,
+}
+
+impl Counted {
+    /// Wraps `io` with `initial` bytes to read first.
+    pub fn new(io: Stream, initial: bytes::BytesMut, ctx: &ConnCtx) -> Self {
+        Counted {
+            io,
+            initial,
+            stats: ctx.worker.stats.clone(),
+            listener: ctx.listener,
+        }
+    }
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if !self.initial.is_empty() {
+            let n = self.initial.len().min(buf.remaining());
+            buf.put_slice(&self.initial.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.io).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        if n > 0 {
+            if let Some(l) = self.stats.listeners.get(self.listener) {
+                l.bytes_read_total.add(n as u64);
+            }
+        }
+        r
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.io).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = r {
+            if let Some(l) = self.stats.listeners.get(self.listener) {
+                l.bytes_write_total.add(n as u64);
+            }
+        }
+        r
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = r {
+            if let Some(l) = self.stats.listeners.get(self.listener) {
+                l.bytes_write_total.add(n as u64);
+            }
+        }
+        r
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }

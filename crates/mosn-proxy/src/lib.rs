@@ -14,6 +14,7 @@
 pub mod access_log;
 pub mod conn;
 pub mod http1;
+pub mod http2;
 pub mod server;
 pub mod snapshot;
 pub mod stats;

@@ -71,8 +71,10 @@ pub enum ListenerKind {
     Proxy {
         /// Route table index.
         table: usize,
-        /// `downstream_protocol: "Auto"`: the protocol is detected from the first bytes.
-        auto: bool,
+        /// `downstream_protocol`: `Http1`, `Http2`, or `Auto` (detected from the first bytes).
+        downstream: mosn_config::Protocol,
+        /// `upstream_protocol`: `Http1`, `Http2`, or `Auto` (the client's).
+        upstream: mosn_config::Protocol,
         /// With `Auto`: the `tcp_proxy` that takes connections of no known protocol
         /// (`fallback_for_unknown_protocol`); `None` closes them.
         fallback: Option<Box<TcpProxy>>,
@@ -233,7 +235,8 @@ impl Snapshot {
                         .iter()
                         .position(|t| t.name == p.router_config_name)
                         .unwrap_or(0),
-                    auto: p.downstream_protocol == mosn_config::Protocol::Auto,
+                    downstream: p.downstream_protocol,
+                    upstream: p.upstream_protocol,
                     fallback: match &p.fallback {
                         Some(t) => Some(Box::new(compile_tcp(t)?)),
                         None => None,

@@ -8,9 +8,11 @@
 
 pub mod cluster;
 pub mod lb;
+pub mod multiplex;
 pub mod pool;
 pub mod stats;
 
 pub use cluster::{host_id, Cluster, ClusterManager, Host, Slot, Target};
 pub use lb::LbState;
+pub use multiplex::{H2Stream, Keepalive};
 pub use pool::{Pools, UpstreamConn};

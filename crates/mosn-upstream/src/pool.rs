@@ -2,8 +2,8 @@
 //!
 //! A ping-pong pool (HTTP/1) holds idle connections; a request checks one out, drives it itself
 //! (no connection task, no channel) and gives it back when its response has been read to the end.
-//! The pool is generic over the connection kind ([`Reusable`]); the multiplexed pool (HTTP/2,
-//! Bolt, Dubbo) arrives with those protocols. Idle lists are LIFO, so the warmest connection goes
+//! The pool is generic over the connection kind ([`Reusable`]); the multiplexed HTTP/2 pool is in
+//! [`crate::multiplex`]. Idle lists are LIFO, so the warmest connection goes
 //! first and surplus ones age out by `idle_timeout`.
 
 use std::cell::RefCell;
@@ -135,6 +135,7 @@ pub const READ_BUFFER: usize = 16 * 1024;
 /// The upstream pools of one worker. Not `Send`: each worker owns its own.
 pub struct Pools {
     http1: PingPongPool<UpstreamConn>,
+    pub(crate) h2: crate::multiplex::MultiplexPool,
     stats: Arc<UpstreamStatsSet>,
 }
 
@@ -143,6 +144,7 @@ impl Pools {
     pub fn new(stats: Arc<UpstreamStatsSet>) -> Self {
         Pools {
             http1: PingPongPool::default(),
+            h2: Default::default(),
             stats,
         }
     }
@@ -280,5 +282,49 @@ async fn open(cluster: &Cluster, host: &Host) -> Result<Stream, ProxyError> {
                 .map_err(|e| failed(format!("connect to {addr}: {e}")))?;
             Ok(Stream::Unix(stream))
         }
+    }
+}
+
+/// An HTTP/2 client connection reads and writes through its pooled connection, so bytes are
+/// counted in the cluster's and host's stats like HTTP/1's.
+impl tokio::io::AsyncRead for UpstreamConn {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.io).poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        if n > 0 {
+            self.count_read(n);
+        }
+        r
+    }
+}
+
+impl tokio::io::AsyncWrite for UpstreamConn {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.io).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = r {
+            self.count_written(n);
+        }
+        r
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }

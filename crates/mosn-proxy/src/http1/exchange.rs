@@ -62,7 +62,7 @@ impl<'s> From<ProxyError> for Failure<'s> {
 }
 
 /// Why the wait for a response head ended without one.
-enum HeadError {
+pub(crate) enum HeadError {
     Timeout,
     /// The client went away.
     Downstream,
@@ -586,7 +586,7 @@ async fn forward_inner<'s>(
 }
 
 /// A byte counter for an upstream connection's stats (`write`: bytes written, else read).
-fn conn_counter(
+pub(crate) fn conn_counter(
     cluster: usize,
     host: usize,
     up: &UpstreamStatsSet,
@@ -604,7 +604,7 @@ fn conn_counter(
 }
 
 /// Reads the upstream's response head, skipping 1xx interim responses.
-fn poll_response_head(
+pub(crate) fn poll_response_head(
     cx: &mut std::task::Context<'_>,
     conn: &mut UpstreamConn,
     is_head: bool,

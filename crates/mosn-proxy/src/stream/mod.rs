@@ -14,6 +14,7 @@
 //! breaker 503 `UO`; connect failure 502 `UF`; upstream reset 502 `UC`; timeout 504 `UT`.
 
 pub mod finish;
+pub mod upstream;
 
 use std::sync::Arc;
 use std::time::Duration;

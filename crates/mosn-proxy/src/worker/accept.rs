@@ -124,17 +124,41 @@ async fn dispatch(w: Rc<Worker>, snapshot: Arc<Snapshot>, index: usize, conn: Ac
         }
     };
     // mosn-config allows TLS on `proxy` listeners only, and no fallback on them.
-    if let ListenerKind::Proxy { auto, .. } = info.kind {
-        let mut io = Stream::TlsServer(Box::new(tls));
-        let mut initial = BytesMut::new();
-        if auto {
+    if let ListenerKind::Proxy { downstream, .. } = info.kind {
+        let h2_alpn = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+        let io = Stream::TlsServer(Box::new(tls));
+        serve_proxy(w, &snapshot, index, io, (peer, local), downstream, h2_alpn).await
+    }
+}
+
+/// Serves a `proxy` connection by its protocol: the configured one, ALPN's `h2` on TLS, or, for
+/// `Auto`, the one its first bytes show.
+async fn serve_proxy(
+    w: Rc<Worker>,
+    snapshot: &Arc<Snapshot>,
+    index: usize,
+    mut io: Stream,
+    addrs: (SocketAddr, SocketAddr),
+    downstream: mosn_config::Protocol,
+    h2_alpn: bool,
+) {
+    let info = &snapshot.listeners[index];
+    let (protocol, initial) = match downstream {
+        _ if h2_alpn => (Protocol::Http2, BytesMut::new()),
+        mosn_config::Protocol::Http1 => (Protocol::Http1, BytesMut::new()),
+        mosn_config::Protocol::Http2 => (Protocol::Http2, BytesMut::new()),
+        mosn_config::Protocol::Auto => {
             let (seen, verdict) = sniff(&mut io, info.header_timeout).await;
-            if verdict != Some(Protocol::Http1) {
-                return refuse_detected(verdict, peer);
+            match verdict {
+                Some(p @ (Protocol::Http1 | Protocol::Http2)) => (p, seen),
+                v => return refuse_detected(v, addrs.0),
             }
-            initial = seen;
         }
-        crate::http1::serve(w, snapshot.clone(), index, io, (peer, local), initial).await
+    };
+    let snapshot = snapshot.clone();
+    match protocol {
+        Protocol::Http2 => crate::http2::serve(w, snapshot, index, io, addrs, initial).await,
+        _ => crate::http1::serve(w, snapshot, index, io, addrs, initial).await,
     }
 }
 
@@ -161,7 +185,7 @@ async fn sniff<S: AsyncRead + Unpin>(
     }
 }
 
-/// Closes a connection `Auto` detection did not hand to HTTP/1.
+/// Closes a connection `Auto` detection did not hand to a codec.
 fn refuse_detected(verdict: Option<Protocol>, peer: SocketAddr) {
     match verdict {
         Some(p) => {
@@ -190,29 +214,43 @@ async fn serve_stream<S>(
     let info = &snapshot.listeners[index];
     match &info.kind {
         ListenerKind::Proxy {
-            auto: true,
-            fallback,
+            downstream: mosn_config::Protocol::Auto,
+            fallback: Some(tp),
             ..
         } => {
             let mut s = s;
             let (seen, verdict) = sniff(&mut s, info.header_timeout).await;
-            match (verdict, fallback) {
-                (Some(Protocol::Http1), _) => {
-                    crate::http1::serve(w, snapshot.clone(), index, s.into(), (peer, local), seen)
-                        .await
+            match verdict {
+                Some(p @ (Protocol::Http1 | Protocol::Http2)) => {
+                    let snapshot = snapshot.clone();
+                    let (io, addrs) = (s.into(), (peer, local));
+                    match p {
+                        Protocol::Http2 => {
+                            crate::http2::serve(w, snapshot, index, io, addrs, seen).await
+                        }
+                        _ => crate::http1::serve(w, snapshot, index, io, addrs, seen).await,
+                    }
                 }
                 // MOSN's fallback_for_unknown_protocol: the bytes go to the tcp_proxy that
                 // follows `proxy`, those already read first.
-                (None, Some(tp)) if !seen.is_empty() => {
+                None if !seen.is_empty() => {
                     tracing::debug!(%peer, "Auto: unknown protocol, falling back to tcp_proxy");
                     crate::tcp::serve(w, snapshot, index, tp, s, (peer, local), &seen).await
                 }
-                (v, _) => refuse_detected(v, peer),
+                v => refuse_detected(v, peer),
             }
         }
-        ListenerKind::Proxy { .. } => {
-            let initial = BytesMut::new();
-            crate::http1::serve(w, snapshot.clone(), index, s.into(), (peer, local), initial).await
+        ListenerKind::Proxy { downstream, .. } => {
+            serve_proxy(
+                w,
+                snapshot,
+                index,
+                s.into(),
+                (peer, local),
+                *downstream,
+                false,
+            )
+            .await
         }
         ListenerKind::Tcp(tp) => {
             crate::tcp::serve(w, snapshot, index, tp, s, (peer, local), &[]).await

@@ -1,0 +1,165 @@
+//! The steps of one upstream try that every protocol's exchange shares: the retry budget, the
+//! load balancer's host, the AfterChooseHost filters, the `max_requests` circuit breaker, and the
+//! per-try counters.
+
+use std::sync::Arc;
+
+use mosn_api::{Headers, Phase, ProxyError, ResponseFlag, StreamInfo, UpstreamRef};
+use mosn_upstream::cluster::Gauges;
+use mosn_upstream::stats::UpstreamStatsSet;
+use mosn_upstream::{Cluster, Host, Slot};
+
+use super::{Answer, Forwarding};
+use crate::conn::ConnCtx;
+use crate::worker::state::Busy;
+
+/// Why a stream could not be forwarded.
+pub enum Failure<'s> {
+    /// Answer the client locally.
+    Answer(Answer<'s>),
+    /// The client is gone, or its request body is broken: nothing more can be sent.
+    Abort,
+}
+
+impl From<ProxyError> for Failure<'_> {
+    fn from(e: ProxyError) -> Self {
+        Failure::Answer(Answer::error(&e))
+    }
+}
+
+/// Counts one upstream try in flight for its cluster and host until dropped.
+pub struct TryActive<'a> {
+    up: &'a UpstreamStatsSet,
+    cluster: usize,
+    host: usize,
+}
+
+impl<'a> TryActive<'a> {
+    /// Counts `request_total` and `request_active` for the host and its cluster.
+    pub fn start(up: &'a UpstreamStatsSet, cluster: usize, host: usize) -> Self {
+        up.both(cluster, host, |s| {
+            s.request_total.inc();
+            s.request_active.inc();
+        });
+        TryActive { up, cluster, host }
+    }
+}
+
+impl Drop for TryActive<'_> {
+    fn drop(&mut self) {
+        self.up
+            .both(self.cluster, self.host, |s| s.request_active.dec());
+    }
+}
+
+/// One try's host and the guards that hold its circuit-breaker slot and load-balancer weight.
+pub struct Try<'s> {
+    /// The cluster.
+    pub cluster: &'s Arc<Cluster>,
+    /// The host picked.
+    pub host: &'s Arc<Host>,
+    _request: Slot,
+    _busy: Busy<'s>,
+}
+
+/// Starts try number `attempt` (1-based) of a stream: takes a retry slot for a retry, picks a
+/// host, runs the AfterChooseHost filters and takes a `max_requests` slot. Sets
+/// `info.upstream`.
+///
+/// Errors: `UO` when `max_retries` or `max_requests` is reached, `UH` when no host is left, and a
+/// filter's reply.
+pub async fn begin_try<'s>(
+    ctx: &'s ConnCtx,
+    f: &Forwarding<'s>,
+    head: &mut dyn Headers,
+    info: &mut StreamInfo,
+    attempt: u32,
+    content_length: Option<u64>,
+) -> Result<Try<'s>, Failure<'s>> {
+    let worker = &ctx.worker;
+    let snap = &ctx.snapshot;
+    let up = &*worker.stats.upstream;
+    let target = snap
+        .clusters
+        .targets
+        .get(f.target)
+        .ok_or_else(|| ProxyError::new(ResponseFlag::NoHealthyUpstream, "no target"))?;
+    let cluster = &target.cluster;
+    if attempt > 1 {
+        let cs = up.clusters.get(cluster.index);
+        if cluster
+            .try_take(|g: &Gauges| &g.retries, cluster.limits.max_retries)
+            .is_none()
+        {
+            if let Some(c) = cs {
+                c.request_retry_overflow.inc();
+            }
+            return Err(ProxyError::new(ResponseFlag::UpstreamOverflow, "max_retries").into());
+        }
+        if let Some(c) = cs {
+            c.request_retry.inc();
+        }
+    }
+    let host = worker
+        .pick_host(snap, f.target, &info.metadata)
+        .and_then(|i| cluster.hosts.get(i))
+        .ok_or_else(|| ProxyError::new(ResponseFlag::NoHealthyUpstream, "no host"))?;
+    if !ctx.listener().filters.is_empty() {
+        let addr = host.address.to_string();
+        if let Some(r) = super::run_filters(
+            ctx,
+            Phase::AfterChooseHost,
+            f.filters,
+            head,
+            info,
+            Some(&cluster.name),
+            Some(&addr),
+            content_length,
+        )
+        .await
+        {
+            return Err(Failure::Answer(Answer::plain(r)));
+        }
+    }
+    let (ci, hi) = (cluster.index, host.id);
+    let request = cluster
+        .try_take(|g: &Gauges| &g.requests, cluster.limits.max_requests)
+        .ok_or_else(|| {
+            up.both(ci, hi, |s| s.request_pending_overflow.inc());
+            ProxyError::new(ResponseFlag::UpstreamOverflow, "max_requests")
+        })?;
+    let busy = worker.busy(hi);
+    info.upstream = Some(UpstreamRef {
+        cluster: ci,
+        host: hi,
+        local: None,
+    });
+    Ok(Try {
+        cluster,
+        host,
+        _request: request,
+        _busy: busy,
+    })
+}
+
+/// Applies the route's request changes to a head: header mutations of the table, virtual host
+/// and route, `host_rewrite`, and the path rewrite.
+pub fn rewrite_request(f: &Forwarding<'_>, head: &mut dyn Headers) {
+    f.table.headers.apply_request(head);
+    f.vh.headers.apply_request(head);
+    f.fwd.headers.apply_request(head);
+    if let Some(h) = &f.fwd.host_rewrite {
+        head.set(":authority", h.as_bytes());
+    }
+    let rewritten = head.get_str(":path").and_then(|pq| f.fwd.rewrite_path(pq));
+    if let Some(p) = rewritten {
+        head.set(":path", p.as_bytes());
+    }
+}
+
+/// Applies the route's response header mutations.
+pub fn rewrite_response(f: &Forwarding<'_>, head: &mut dyn Headers) {
+    f.table.headers.apply_response(head);
+    f.vh.headers.apply_response(head);
+    f.fwd.headers.apply_response(head);
+}
