@@ -12,6 +12,7 @@ command -v prometheus >/dev/null 2>&1 || need+=(prometheus)   # interop: a real 
 command -v iptables >/dev/null 2>&1 || need+=(iptables)       # original_dst: REDIRECT in a test netns
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v nghttp >/dev/null 2>&1 || need+=(nghttp2-client)   # nghttp, h2load
+command -v nghttpd >/dev/null 2>&1 || need+=(nghttp2-server)  # nghttpd: an HTTP/2 upstream
 dpkg -s ruby-grpc >/dev/null 2>&1 || need+=(ruby-grpc)        # gRPC's interop suite (server.rb, client.rb)
 python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if [[ ${#need[@]} -gt 0 ]]; then

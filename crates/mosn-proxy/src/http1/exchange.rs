@@ -85,6 +85,13 @@ pub async fn forward(
     f: Forwarding<'_>,
     info: &mut StreamInfo,
 ) -> Outcome {
+    if let crate::snapshot::ListenerKind::Proxy {
+        upstream: mosn_config::Protocol::Http2,
+        ..
+    } = d.ctx.listener().kind
+    {
+        return super::to_h2::forward(d, req, framing, f, info).await;
+    }
     let mut pump = BodyPump::new(BodyDecoder::new(framing), BodyEncoder::Identity);
     match forward_inner(d, req, framing, &f, info, &mut pump).await {
         Ok(o) => o,
@@ -107,7 +114,9 @@ pub async fn forward(
     }
 }
 
-async fn read_held_body(
+/// Reads a `Content-Length` body of `n` bytes whole (after `100 Continue` when the client waits
+/// for it), for retries.
+pub(crate) async fn read_held_body(
     d: &mut Downstream,
     req: &RequestHead,
     n: u64,

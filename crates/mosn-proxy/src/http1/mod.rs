@@ -13,6 +13,7 @@
 
 pub mod exchange;
 pub mod pump;
+pub mod to_h2;
 
 use std::net::SocketAddr;
 use std::pin::Pin;

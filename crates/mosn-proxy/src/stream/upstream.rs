@@ -75,7 +75,7 @@ pub async fn begin_try<'s>(
     info: &mut StreamInfo,
     attempt: u32,
     content_length: Option<u64>,
-) -> Result<Try<'s>, Failure<'s>> {
+) -> Result<Try<'s>, Failure<'static>> {
     let worker = &ctx.worker;
     let snap = &ctx.snapshot;
     let up = &*worker.stats.upstream;
