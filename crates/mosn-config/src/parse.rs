@@ -485,7 +485,19 @@ fn tls_context(tls: Obj<'_>, ctx: &Ctx) -> Result<Option<TlsContext>> {
             .filter(|v| !v.is_empty())
             .map(str::to_string))
     };
+    // A `sep`-separated string (MOSN's form) or an array of strings (`["h2", "http/1.1"]`).
     let list = |k: &str, sep: char| -> Result<Vec<String>> {
+        if let Some(Value::Array(items)) = tls.get(k) {
+            return items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    v.as_str().map(|s| s.trim().to_string()).ok_or_else(|| {
+                        ConfigError::new(format!("{}[{i}]", tls.key_path(k)), "must be a string")
+                    })
+                })
+                .collect();
+        }
         Ok(tls
             .opt_str(k)?
             .unwrap_or("")

@@ -1,7 +1,7 @@
 //! `downstream_protocol: "Auto"`: the protocol is detected from each connection's first bytes, with
 //! no fixed wait. HTTP/1 clients are served; with `fallback_for_unknown_protocol`, anything else
 //! goes to the `tcp_proxy` that follows `proxy` (its first bytes included); without it, such a
-//! connection is closed. HTTP/2 is detected and closed until HTTP/2 is served.
+//! connection is closed. HTTP/1 and HTTP/2 clients are served side by side on one port.
 
 mod common;
 use common::*;
@@ -93,20 +93,65 @@ async fn http1_is_served_and_unknown_traffic_falls_back_to_tcp_proxy() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_fallback_unknown_and_http2_connections_are_closed() {
+async fn without_fallback_unknown_connections_are_closed() {
     let up = named("http upstream").await;
     let p = proxy(auto_config(up.addr, echo().await, false));
-    for first in [
-        &b"\x01\x02binary rpc frame"[..],
-        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00",
-    ] {
-        let mut s = TcpStream::connect(p.addr).await.unwrap();
-        s.write_all(first).await.unwrap();
-        let (out, closed) = read_all(&mut s).await;
-        assert!(closed, "{first:?}: the connection stayed open");
-        assert!(out.is_empty(), "{first:?}: got {out:?}");
-    }
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"\x01\x02binary rpc frame").await.unwrap();
+    let (out, closed) = read_all(&mut s).await;
+    assert!(closed, "the connection stayed open");
+    assert!(out.is_empty(), "got {out:?}");
     assert_eq!(up.requests(), 0);
     // HTTP/1 still works on the same listener.
     assert_eq!(get(p.addr, "/", &[]).await.text(), "http upstream");
+}
+
+/// An HTTP/2 request with the `h2` crate; returns the status and body.
+async fn h2_get(addr: SocketAddr, path: &str) -> (u16, Vec<u8>) {
+    let s = TcpStream::connect(addr).await.unwrap();
+    let (mut send, conn) = h2::client::handshake(s).await.unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let req = http::Request::builder()
+        .uri(format!("http://{addr}{path}"))
+        .body(())
+        .unwrap();
+    let (resp, _) = send.send_request(req, true).unwrap();
+    let resp = resp.await.unwrap();
+    let status = resp.status().as_u16();
+    let mut body = resp.into_body();
+    let mut out = Vec::new();
+    while let Some(d) = body.data().await {
+        out.extend_from_slice(&d.unwrap());
+    }
+    (status, out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_and_http2_clients_mixed_on_one_port_with_fallback() {
+    let up = named("http upstream").await;
+    let p = proxy(auto_config(up.addr, echo().await, true));
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let addr = p.addr;
+        tasks.push(tokio::spawn(async move {
+            if i % 2 == 0 {
+                let (status, body) = h2_get(addr, "/h2").await;
+                assert_eq!((status, body.as_slice()), (200, &b"http upstream"[..]));
+            } else {
+                assert_eq!(get(addr, "/h1", &[]).await.text(), "http upstream");
+            }
+        }));
+    }
+    // Meanwhile, unknown bytes still fall back to tcp_proxy.
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"\x01\x02rpc").await.unwrap();
+    let mut got = vec![0u8; 5];
+    s.read_exact(&mut got).await.unwrap();
+    assert_eq!(got, b"\x01\x02rpc");
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(up.requests(), 20);
 }
