@@ -354,7 +354,7 @@ fn listener(v: &Value, path: &str, ctx: &Ctx) -> Result<Listener> {
         if proxy.is_some() {
             return Err(ConfigError::new(
                 f.key_path("type"),
-                "a second network filter (mosn-rs runs one terminal filter per chain, or a \"proxy\" with fallback_for_unknown_protocol and then one \"tcp_proxy\")",
+                format!("a second network filter ({ty:?}) is not supported by mosn-rs (it runs one terminal filter per chain, or a \"proxy\" with fallback_for_unknown_protocol and then one \"tcp_proxy\")"),
             ));
         }
         match ty {
