@@ -64,6 +64,26 @@ impl ConnCtx {
         &self.snapshot.listeners[self.listener]
     }
 
+    /// Counts bytes read from the client in the listener's `bytes_read_total`.
+    pub fn read_counter(&self) -> impl Fn(usize) + '_ {
+        let l = self.worker.stats.listeners.get(self.listener);
+        move |n| {
+            if let Some(l) = l {
+                l.bytes_read_total.add(n as u64)
+            }
+        }
+    }
+
+    /// Counts bytes written to the client in the listener's `bytes_write_total`.
+    pub fn write_counter(&self) -> impl Fn(usize) + '_ {
+        let l = self.worker.stats.listeners.get(self.listener);
+        move |n| {
+            if let Some(l) = l {
+                l.bytes_write_total.add(n as u64)
+            }
+        }
+    }
+
     /// The access logs of this connection's listener.
     pub fn logs(&self) -> &[ListenerLog] {
         self.worker

@@ -106,28 +106,6 @@ async fn without_fallback_unknown_connections_are_closed() {
     assert_eq!(get(p.addr, "/", &[]).await.text(), "http upstream");
 }
 
-/// An HTTP/2 request with the `h2` crate; returns the status and body.
-async fn h2_get(addr: SocketAddr, path: &str) -> (u16, Vec<u8>) {
-    let s = TcpStream::connect(addr).await.unwrap();
-    let (mut send, conn) = h2::client::handshake(s).await.unwrap();
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let req = http::Request::builder()
-        .uri(format!("http://{addr}{path}"))
-        .body(())
-        .unwrap();
-    let (resp, _) = send.send_request(req, true).unwrap();
-    let resp = resp.await.unwrap();
-    let status = resp.status().as_u16();
-    let mut body = resp.into_body();
-    let mut out = Vec::new();
-    while let Some(d) = body.data().await {
-        out.extend_from_slice(&d.unwrap());
-    }
-    (status, out)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http1_and_http2_clients_mixed_on_one_port_with_fallback() {
     let up = named("http upstream").await;

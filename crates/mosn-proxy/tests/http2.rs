@@ -268,23 +268,6 @@ async fn an_http1_client_reaches_an_http2_upstream_and_gets_its_trailers() {
     );
 }
 
-/// An HTTP/2 client connection made with the `h2` crate.
-async fn h2_client(addr: SocketAddr) -> h2::client::SendRequest<bytes::Bytes> {
-    let s = TcpStream::connect(addr).await.unwrap();
-    let (send, conn) = h2::client::handshake(s).await.unwrap();
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    send
-}
-
-fn h2_get(addr: SocketAddr, path: &str) -> http::Request<()> {
-    http::Request::builder()
-        .uri(format!("http://{addr}{path}"))
-        .body(())
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunked_trailers_from_an_http1_upstream_reach_an_http2_client() {
     let up = tcp_server(|mut s| async move {
@@ -307,7 +290,7 @@ async fn chunked_trailers_from_an_http1_upstream_reach_an_http2_client() {
     .await;
     let p = proxy(h2_config("Http2", "Http1", up));
     let mut send = h2_client(p.addr).await;
-    let (resp, _) = send.send_request(h2_get(p.addr, "/t"), true).unwrap();
+    let (resp, _) = send.send_request(h2_request(p.addr, "/t"), true).unwrap();
     let resp = resp.await.unwrap();
     assert_eq!(resp.status(), 200);
     assert!(resp.headers().get("transfer-encoding").is_none());
@@ -380,7 +363,7 @@ async fn resets_cross_in_both_directions() {
     let p = proxy(h2_config("Http2", "Http2", up));
     let mut send = h2_client(p.addr).await;
     let (resp, _) = send
-        .send_request(h2_get(p.addr, "/mid-body"), true)
+        .send_request(h2_request(p.addr, "/mid-body"), true)
         .unwrap();
     let resp = resp.await.unwrap();
     assert_eq!(resp.status(), 200);
@@ -398,7 +381,7 @@ async fn resets_cross_in_both_directions() {
 
     // A reset before the response head is a 502 with flag UC; the connection goes on.
     let (resp, _) = send
-        .send_request(h2_get(p.addr, "/before-head"), true)
+        .send_request(h2_request(p.addr, "/before-head"), true)
         .unwrap();
     let resp = resp.await.unwrap();
     assert_eq!(resp.status(), 502);
@@ -409,7 +392,7 @@ async fn resets_cross_in_both_directions() {
 
     // The client cancels: the upstream sees its stream reset.
     let (resp, mut stream) = send
-        .send_request(h2_get(p.addr, "/observe-cancel"), false)
+        .send_request(h2_request(p.addr, "/observe-cancel"), false)
         .unwrap();
     let resp = resp.await.unwrap();
     let mut body = resp.into_body();

@@ -46,15 +46,26 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks / 100.0
 }
 
-/// One HTTP/2 request with the `h2` crate on a new connection; the status, or an error.
-async fn h2_status(addr: SocketAddr, path: &str) -> Result<u16, String> {
+/// An HTTP/2 connection with the `h2` crate: the request handle and the connection's task.
+async fn h2_connect(
+    addr: SocketAddr,
+) -> Result<
+    (
+        h2::client::SendRequest<bytes::Bytes>,
+        tokio::task::JoinHandle<Result<(), h2::Error>>,
+    ),
+    String,
+> {
     let s = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| e.to_string())?;
-    let (mut send, conn) = h2::client::handshake(s).await.map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
+    let (send, conn) = h2::client::handshake(s).await.map_err(|e| e.to_string())?;
+    Ok((send, tokio::spawn(conn)))
+}
+
+/// One HTTP/2 request with the `h2` crate on a new connection; the status, or an error.
+async fn h2_status(addr: SocketAddr, path: &str) -> Result<u16, String> {
+    let (mut send, _conn) = h2_connect(addr).await?;
     let req = http::Request::builder()
         .uri(format!("http://{addr}{path}"))
         .body(())
@@ -137,11 +148,7 @@ fn a_256_mib_body_each_way_keeps_the_proxy_small() {
     let addr = m.listener("h2");
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (mut send, conn) = h2::client::handshake(s).await.unwrap();
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
+        let (mut send, _conn) = h2_connect(addr).await.unwrap();
         // Up.
         let req = http::Request::post(format!("http://{addr}/upload"))
             .body(())
@@ -281,9 +288,7 @@ fn goaway_on_graceful_stop_lets_streams_in_flight_finish() {
     let addr = m.listener("h2");
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (mut send, conn) = h2::client::handshake(s).await.unwrap();
-        let conn = tokio::spawn(conn);
+        let (mut send, conn) = h2_connect(addr).await.unwrap();
         let req = http::Request::get(format!("http://{addr}/slow"))
             .body(())
             .unwrap();

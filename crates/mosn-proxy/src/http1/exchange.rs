@@ -11,55 +11,25 @@ use std::future::poll_fn;
 use std::task::Poll;
 
 use bytes::{BufMut, Bytes};
-use mosn_api::{Headers, LocalReply, Phase, ProxyError, ResponseFlag, StreamInfo, UpstreamRef};
+use mosn_api::{LocalReply, ProxyError, ResponseFlag, StreamInfo};
 use mosn_protocol::http1::encode::{self, RequestExtras, ResponseOptions};
 use mosn_protocol::http1::{
     parse_response, BodyDecoder, BodyEncoder, Framing, Parsed, RequestHead, ResponseHead,
 };
-use mosn_upstream::cluster::Gauges;
 use mosn_upstream::stats::UpstreamStatsSet;
 use mosn_upstream::UpstreamConn;
-use tokio::time::Instant;
 
 use super::pump::{self, BodyPump, Half, PumpError};
 use super::{Downstream, Outcome};
+use crate::stream::upstream::{
+    begin_try, response_received, rewrite_request, rewrite_response, Failure, Tries, Try, TryActive,
+};
 use crate::stream::{self, Answer, Forwarding};
 
 /// A request body with a `Content-Length` up to this many bytes is held in memory when the route
 /// has retries, so it can be sent again; larger or chunked bodies stream and are not retried once
 /// sent.
 pub const REPLAY_LIMIT_BYTES: u64 = 64 * 1024;
-
-/// Stale pooled connections skipped per request before a fresh connection is opened.
-const STALE_TRIES: u32 = 4;
-
-/// Counts one upstream try in flight for its cluster and host until dropped.
-struct TryActive<'a> {
-    up: &'a UpstreamStatsSet,
-    cluster: usize,
-    host: usize,
-}
-
-impl Drop for TryActive<'_> {
-    fn drop(&mut self) {
-        self.up
-            .both(self.cluster, self.host, |s| s.request_active.dec());
-    }
-}
-
-/// Why a stream could not be forwarded.
-enum Failure<'s> {
-    /// Answer the client locally.
-    Answer(Answer<'s>),
-    /// The client is gone, or its request body is broken: nothing more can be sent.
-    Abort,
-}
-
-impl<'s> From<ProxyError> for Failure<'s> {
-    fn from(e: ProxyError) -> Self {
-        Failure::Answer(Answer::error(&e))
-    }
-}
 
 /// Why the wait for a response head ended without one.
 pub(crate) enum HeadError {
@@ -116,7 +86,7 @@ pub async fn forward(
 
 /// Reads a `Content-Length` body of `n` bytes whole (after `100 Continue` when the client waits
 /// for it), for retries.
-pub(crate) async fn read_held_body(
+async fn read_held_body(
     d: &mut Downstream,
     req: &RequestHead,
     n: u64,
@@ -126,12 +96,7 @@ pub(crate) async fn read_held_body(
         d.flush().await?;
     }
     let ctx = d.ctx.clone();
-    let l = ctx.worker.stats.listeners.get(ctx.listener);
-    let count = move |n: usize| {
-        if let Some(l) = l {
-            l.bytes_read_total.add(n as u64)
-        }
-    };
+    let count = ctx.read_counter();
     while (d.rbuf.len() as u64) < n {
         let mut h = Half {
             io: &mut d.io,
@@ -155,135 +120,35 @@ async fn forward_inner<'s>(
 ) -> Result<Outcome, Failure<'s>> {
     let ctx = d.ctx.clone();
     let worker = &ctx.worker;
-    let snap = &ctx.snapshot;
     let up = &*worker.stats.upstream;
-    let target = snap
-        .clusters
-        .targets
-        .get(f.target)
-        .ok_or_else(|| ProxyError::new(ResponseFlag::NoHealthyUpstream, "no target"))?;
-    let cluster = &target.cluster;
-    let fwd = f.fwd;
-
-    f.table.headers.apply_request(req);
-    f.vh.headers.apply_request(req);
-    fwd.headers.apply_request(req);
-    if let Some(h) = &fwd.host_rewrite {
-        req.set(":authority", h.as_bytes());
+    rewrite_request(f, req);
+    let held = hold_body(d, req, framing, f, info).await?;
+    if matches!(framing, Framing::Length(_)) && held.is_some() {
+        *pump = BodyPump::new(BodyDecoder::new(Framing::Empty), BodyEncoder::Identity);
     }
-    let rewritten = std::str::from_utf8(req.path_and_query())
-        .ok()
-        .and_then(|pq| fwd.rewrite_path(pq));
-    if let Some(p) = rewritten {
-        req.set_path_and_query(p.as_bytes());
-    }
-
-    let deadline = Instant::now() + f.timeouts.global;
-    let max_attempts = 1 + fwd.retry.as_ref().map_or(0, |r| r.num_retries);
-    let held: Option<Bytes> = match framing {
-        Framing::Empty => Some(Bytes::new()),
-        Framing::Length(n) if max_attempts > 1 && n <= REPLAY_LIMIT_BYTES => {
-            match read_held_body(d, req, n).await {
-                Ok(b) => {
-                    info.bytes_received = n;
-                    *pump = BodyPump::new(BodyDecoder::new(Framing::Empty), BodyEncoder::Identity);
-                    Some(b)
-                }
-                Err(_) => {
-                    info.flag = Some(ResponseFlag::DownstreamConnectionTermination);
-                    return Err(Failure::Abort);
-                }
-            }
-        }
-        _ => None,
-    };
     let replayable = held.is_some();
+    let mut tries = Tries::new(f, replayable);
     let default_host = match req.host() {
         Some(_) => None,
-        None => cluster.hosts.first().map(|h| h.address.to_string()),
+        None => ctx
+            .snapshot
+            .clusters
+            .targets
+            .get(f.target)
+            .and_then(|t| t.cluster.hosts.first())
+            .map(|h| h.address.to_string()),
     };
     let mut expect_pending = !replayable && req.expect_continue && d.rbuf.is_empty();
     let has_filters = !ctx.listener().filters.is_empty();
 
-    let mut attempt = 0u32;
-    let mut stale = 0u32;
-    let mut _retry_slot = None;
     loop {
-        attempt += 1;
-        if attempt > 1 {
-            let cs = up.clusters.get(cluster.index);
-            match cluster.try_take(|g: &Gauges| &g.retries, cluster.limits.max_retries) {
-                Some(s) => _retry_slot = Some(s),
-                None => {
-                    if let Some(c) = cs {
-                        c.request_retry_overflow.inc();
-                    }
-                    return Err(
-                        ProxyError::new(ResponseFlag::UpstreamOverflow, "max_retries").into(),
-                    );
-                }
-            }
-            if let Some(c) = cs {
-                c.request_retry.inc();
-            }
-        }
-        let more = attempt < max_attempts;
-        let host = worker
-            .pick_host(snap, f.target, &info.metadata)
-            .and_then(|i| cluster.hosts.get(i))
-            .ok_or_else(|| ProxyError::new(ResponseFlag::NoHealthyUpstream, "no host"))?;
-        if has_filters {
-            let addr = host.address.to_string();
-            if let Some(r) = stream::run_filters(
-                &ctx,
-                Phase::AfterChooseHost,
-                f.filters,
-                req,
-                info,
-                Some(&cluster.name),
-                Some(&addr),
-                held.as_ref().map(|b| b.len() as u64),
-            )
-            .await
-            {
-                return Err(Failure::Answer(Answer::plain(r)));
-            }
-        }
+        let attempt = tries.start_try();
+        let held_len = held.as_ref().map(|b| b.len() as u64);
+        let t = begin_try(&ctx, f, req, info, attempt, held_len).await?;
+        let (cluster, host) = (t.cluster, t.host);
         let (ci, hi) = (cluster.index, host.id);
-        let _rq = cluster
-            .try_take(|g: &Gauges| &g.requests, cluster.limits.max_requests)
-            .ok_or_else(|| {
-                up.both(ci, hi, |s| s.request_pending_overflow.inc());
-                ProxyError::new(ResponseFlag::UpstreamOverflow, "max_requests")
-            })?;
-        let _busy = worker.busy(hi);
-        info.upstream = Some(UpstreamRef {
-            cluster: ci,
-            host: hi,
-            local: None,
-        });
-
-        let mut conn = match worker.pools.take_idle(cluster, host) {
-            Some(c) => c,
-            None => {
-                if d.req_timer.deadline() != deadline {
-                    d.req_timer.as_mut().reset(deadline);
-                }
-                let connected = tokio::select! {
-                    r = worker.pools.connect(cluster, host) => r,
-                    _ = &mut d.req_timer => {
-                        return Err(ProxyError::new(ResponseFlag::UpstreamRequestTimeout, "route timeout").into());
-                    }
-                };
-                match connected {
-                    Ok(c) => c,
-                    Err(e) if e.retryable && more => {
-                        tracing::debug!(detail = %e.detail, "retrying after connect failure");
-                        continue;
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
+        let Some(mut conn) = http1_conn(worker, &t, &tries, d.req_timer.as_mut()).await? else {
+            continue;
         };
         if let Some(u) = &mut info.upstream {
             u.local = conn.local;
@@ -313,17 +178,8 @@ async fn forward_inner<'s>(
         } else {
             pump.set_encoder(enc);
         }
-        up.both(ci, hi, |s| {
-            s.request_total.inc();
-            s.request_active.inc();
-        });
-        let _try_active = TryActive {
-            up,
-            cluster: ci,
-            host: hi,
-        };
-        let sent_at = Instant::now();
-        info.request_sent = Some(sent_at.into_std() - info.start);
+        let _try_active = TryActive::start(up, ci, hi);
+        let (sent_at, try_deadline) = tries.sent(info);
         if expect_pending {
             expect_pending = false;
             d.wbuf.put_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
@@ -332,10 +188,6 @@ async fn forward_inner<'s>(
                 return Err(Failure::Abort);
             }
         }
-        let try_deadline = match f.timeouts.per_try {
-            Some(p) => deadline.min(sent_at + p),
-            None => deadline,
-        };
         if d.req_timer.deadline() != try_deadline {
             d.req_timer.as_mut().reset(try_deadline);
         }
@@ -349,12 +201,7 @@ async fn forward_inner<'s>(
                 ctx: dctx,
                 ..
             } = &mut *d;
-            let dl = dctx.worker.stats.listeners.get(dctx.listener);
-            let count_down = move |n: usize| {
-                if let Some(l) = dl {
-                    l.bytes_read_total.add(n as u64)
-                }
-            };
+            let count_down = dctx.read_counter();
             let mut seen = pump.bytes;
             let fut = poll_fn(|cx| {
                 if !pump.finished {
@@ -406,17 +253,8 @@ async fn forward_inner<'s>(
         let parsed = match head {
             Ok(p) => p,
             Err(HeadError::Timeout) => {
-                up.both(ci, hi, |s| {
-                    s.request_timeout.inc();
-                    s.response_failed.inc();
-                });
-                let overall = Instant::now() >= deadline;
-                if more && !overall && replayable {
-                    continue;
-                }
-                return Err(
-                    ProxyError::new(ResponseFlag::UpstreamRequestTimeout, "route timeout").into(),
-                );
+                tries.timed_out(up, ci, hi)?;
+                continue;
             }
             Err(HeadError::Downstream) => {
                 info.flag = Some(ResponseFlag::DownstreamConnectionTermination);
@@ -429,48 +267,24 @@ async fn forward_inner<'s>(
             }
             Err(HeadError::Filter(r)) => return Err(Failure::Answer(Answer::plain(r))),
             Err(HeadError::Upstream { got_bytes, detail }) => {
-                if reused && !got_bytes && (replayable || !pump.touched) && stale < STALE_TRIES {
-                    // The pooled connection was closed by the upstream while idle.
-                    stale += 1;
-                    attempt -= 1;
+                // A pooled connection the upstream closed while idle: not a try.
+                if reused && !got_bytes && (replayable || !pump.touched) && tries.stale() {
                     continue;
                 }
-                up.both(ci, hi, |s| {
-                    s.request_remote_reset.inc();
-                    s.response_failed.inc();
-                });
-                let e = ProxyError::new(
-                    ResponseFlag::UpstreamConnectionTermination,
-                    format!("upstream {}: {detail}", host.address),
-                );
-                if more && replayable {
-                    continue;
-                }
-                return Err(e.into());
+                tries.upstream_reset(up, host, ci, detail)?;
+                continue;
             }
         };
-        let now = Instant::now();
-        info.response_head = Some(now.into_std() - info.start);
         let Parsed {
             head: mut resp,
             framing: rframing,
         } = parsed;
-        let failed = resp.status >= 500;
-        up.both(ci, hi, |s| {
-            s.request_duration_time.observe(now - sent_at);
-            if failed {
-                s.response_failed.inc();
-            } else {
-                s.response_success.inc();
-            }
-        });
-        if more && replayable && stream::is_retry_status(fwd, resp.status) {
+        response_received(up, ci, hi, info, sent_at, resp.status);
+        if tries.more() && stream::is_retry_status(f.fwd, resp.status) {
             tracing::debug!(status = resp.status, "retrying after status");
             continue;
         }
-        f.table.headers.apply_response(&mut resp);
-        f.vh.headers.apply_response(&mut resp);
-        fwd.headers.apply_response(&mut resp);
+        rewrite_response(f, &mut resp);
         if let Some(r) = stream::run_response_filters(&ctx, f.filters, &mut resp, info) {
             return Err(Failure::Answer(Answer::plain(r)));
         }
@@ -495,17 +309,8 @@ async fn forward_inner<'s>(
                 ctx: dctx,
                 ..
             } = &mut *d;
-            let dl = dctx.worker.stats.listeners.get(dctx.listener);
-            let count_down_read = move |n: usize| {
-                if let Some(l) = dl {
-                    l.bytes_read_total.add(n as u64)
-                }
-            };
-            let count_down_write = move |n: usize| {
-                if let Some(l) = dl {
-                    l.bytes_write_total.add(n as u64)
-                }
-            };
+            let count_down_read = dctx.read_counter();
+            let count_down_write = dctx.write_counter();
             let mut abandoned = false;
             poll_fn(|cx| {
                 if !pump.finished && !abandoned {
@@ -591,6 +396,69 @@ async fn forward_inner<'s>(
                 }
             }
         });
+    }
+}
+
+/// The request body to send on every try, when it can be held: none (empty), or a
+/// `Content-Length` body of at most [`REPLAY_LIMIT_BYTES`] on a route with retries, read whole
+/// now. `None`: the body streams and cannot be retried once sent.
+///
+/// Errors: `Abort` (flag `DC`) when the client goes away while the body is read.
+pub(crate) async fn hold_body(
+    d: &mut Downstream,
+    req: &RequestHead,
+    framing: Framing,
+    f: &Forwarding<'_>,
+    info: &mut StreamInfo,
+) -> Result<Option<Bytes>, Failure<'static>> {
+    let retries = f.fwd.retry.as_ref().is_some_and(|r| r.num_retries > 0);
+    match framing {
+        Framing::Empty => Ok(Some(Bytes::new())),
+        Framing::Length(n) if retries && n <= REPLAY_LIMIT_BYTES => {
+            match read_held_body(d, req, n).await {
+                Ok(b) => {
+                    info.bytes_received = n;
+                    Ok(Some(b))
+                }
+                Err(_) => {
+                    info.flag = Some(ResponseFlag::DownstreamConnectionTermination);
+                    Err(Failure::Abort)
+                }
+            }
+        }
+        _ => Ok(None),
+    }
+}
+
+/// A pooled HTTP/1 connection to the try's host, or a new one opened before the stream's deadline
+/// (`timer` is reset to it). `Ok(None)`: the connect failed and the route has a try left.
+///
+/// Errors: `UT` when the deadline passes while connecting; the pool's `UF`/`UO`.
+pub(crate) async fn http1_conn(
+    worker: &crate::worker::state::Worker,
+    t: &Try<'_>,
+    tries: &Tries,
+    mut timer: std::pin::Pin<&mut tokio::time::Sleep>,
+) -> Result<Option<UpstreamConn>, ProxyError> {
+    if let Some(c) = worker.pools.take_idle(t.cluster, t.host) {
+        return Ok(Some(c));
+    }
+    if timer.deadline() != tries.deadline {
+        timer.as_mut().reset(tries.deadline);
+    }
+    let connected = tokio::select! {
+        r = worker.pools.connect(t.cluster, t.host) => r,
+        _ = timer => {
+            return Err(ProxyError::new(ResponseFlag::UpstreamRequestTimeout, "route timeout"));
+        }
+    };
+    match connected {
+        Ok(c) => Ok(Some(c)),
+        Err(e) if e.retryable && tries.left() => {
+            tracing::debug!(detail = %e.detail, "retrying after connect failure");
+            Ok(None)
+        }
+        Err(e) => Err(e),
     }
 }
 

@@ -87,12 +87,7 @@ pub struct Outcome {
 impl Downstream {
     /// Writes everything in `wbuf` to the client.
     pub async fn flush(&mut self) -> std::io::Result<()> {
-        let l = self.ctx.worker.stats.listeners.get(self.ctx.listener);
-        let count = move |n: usize| {
-            if let Some(l) = l {
-                l.bytes_write_total.add(n as u64)
-            }
-        };
+        let count = self.ctx.write_counter();
         let mut h = Half {
             io: &mut self.io,
             buf: &mut self.wbuf,
@@ -139,14 +134,7 @@ impl Downstream {
             if self.idle_timer.deadline() != deadline {
                 self.idle_timer.as_mut().reset(deadline);
             }
-            let count = {
-                let l = self.ctx.worker.stats.listeners.get(self.ctx.listener);
-                move |n: usize| {
-                    if let Some(l) = l {
-                        l.bytes_read_total.add(n as u64)
-                    }
-                }
-            };
+            let count = self.ctx.read_counter();
             let drain = self.ctx.worker.drain.notified();
             let mut h = Half {
                 io: &mut self.io,
@@ -182,27 +170,7 @@ impl Downstream {
         answer: Answer<'_>,
         info: &mut StreamInfo,
     ) -> Outcome {
-        let Answer {
-            mut reply,
-            location,
-            mutations,
-        } = answer;
-        let mut head = ResponseHead::local(reply.status);
-        if let Some(l) = &location {
-            head.set("location", l.as_bytes());
-        }
-        for m in mutations.iter().flatten() {
-            m.apply_response(&mut head);
-        }
-        if let Some(r) =
-            stream::run_response_filters(&self.ctx, &stream::NO_OVERRIDES, &mut head, info)
-        {
-            reply = r;
-            head = ResponseHead::local(reply.status);
-        }
-        if info.flag.is_none() || reply.flag.is_some() {
-            info.flag = reply.flag.or(info.flag);
-        }
+        let (mut head, reply) = answer.render(&self.ctx, info, ResponseHead::local);
         // The request body must be consumed before another request can be read.
         let unread = match framing {
             Framing::Empty => false,
@@ -321,12 +289,7 @@ pub async fn serve(
     (peer, local): (SocketAddr, SocketAddr),
     initial: BytesMut,
 ) {
-    let stats = worker.stats.clone();
-    if let Some(l) = stats.listeners.get(listener) {
-        l.connection_total.inc();
-        l.connection_active.inc();
-    }
-    stats.active_connections.inc();
+    let _conn = crate::conn::ListenerConn::open(&worker, listener);
     let ctx = Rc::new(ConnCtx::new(worker, snapshot, listener, peer, local));
     let now = Instant::now();
     let mut rbuf = BytesMut::with_capacity(pump::READ_CHUNK.max(initial.len()));
@@ -355,9 +318,4 @@ pub async fn serve(
         }
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), d.io.shutdown()).await;
-    if let Some(l) = stats.listeners.get(listener) {
-        l.connection_active.dec();
-        l.connection_destroy.inc();
-    }
-    stats.active_connections.dec();
 }

@@ -14,17 +14,16 @@ use mosn_api::{Headers, ProxyError, ResponseFlag, StreamInfo};
 use mosn_protocol::http1::encode::{self, ResponseOptions};
 use mosn_protocol::http1::{BodyDecoder, BodyEncoder, Framing, RequestHead};
 use mosn_protocol::http2::translate;
-use tokio::time::Instant;
 
-use super::exchange::read_held_body;
+use super::exchange::hold_body;
 use super::pump::{self, Half, HIGH_WATER};
 use super::{Downstream, Outcome};
 use crate::http2::body::poll_room;
-use crate::stream::upstream::{begin_try, rewrite_request, rewrite_response, Failure, TryActive};
+use crate::http2::client::{self, Opened};
+use crate::stream::upstream::{
+    begin_try, response_received, rewrite_request, rewrite_response, Failure, Tries, TryActive,
+};
 use crate::stream::{self, Forwarding};
-
-/// Stale pooled connections skipped per request before a try counts.
-const STALE_TRIES: u32 = 4;
 
 /// Why one direction stopped.
 enum Stop {
@@ -183,76 +182,18 @@ async fn forward_inner<'s>(
     let worker = &ctx.worker;
     let up = &*worker.stats.upstream;
     rewrite_request(f, req);
-    let deadline = Instant::now() + f.timeouts.global;
-    let max_attempts = 1 + f.fwd.retry.as_ref().map_or(0, |r| r.num_retries);
-    let held: Option<Bytes> = match framing {
-        Framing::Empty => Some(Bytes::new()),
-        Framing::Length(n) if max_attempts > 1 && n <= super::exchange::REPLAY_LIMIT_BYTES => {
-            *consumed = true;
-            match read_held_body(d, req, n).await {
-                Ok(b) => {
-                    info.bytes_received = n;
-                    Some(b)
-                }
-                Err(_) => {
-                    info.flag = Some(ResponseFlag::DownstreamConnectionTermination);
-                    return Err(Failure::Abort);
-                }
-            }
-        }
-        _ => None,
-    };
+    let held = hold_body(d, req, framing, f, info).await?;
+    // A body held for retries was read here; one that streams is read once a try sends it.
+    *consumed = held.as_ref().is_some_and(|b| !b.is_empty());
     let replayable = held.is_some();
-    let count_read = {
-        let l = ctx.worker.stats.listeners.get(ctx.listener);
-        move |n: usize| {
-            if let Some(l) = l {
-                l.bytes_read_total.add(n as u64)
-            }
-        }
-    };
-    let count_write = {
-        let l = ctx.worker.stats.listeners.get(ctx.listener);
-        move |n: usize| {
-            if let Some(l) = l {
-                l.bytes_write_total.add(n as u64)
-            }
-        }
-    };
+    let mut tries = Tries::new(f, replayable);
+    let (count_read, count_write) = (ctx.read_counter(), ctx.write_counter());
     let mut expect_pending = !replayable && req.expect_continue && d.rbuf.is_empty();
-    let mut attempt = 0u32;
-    let mut stale = 0u32;
     loop {
-        attempt += 1;
-        let more = attempt < max_attempts && replayable;
-        let t = begin_try(
-            &ctx,
-            f,
-            req,
-            info,
-            attempt,
-            held.as_ref().map(|b| b.len() as u64),
-        )
-        .await?;
+        let attempt = tries.start_try();
+        let held_len = held.as_ref().map(|b| b.len() as u64);
+        let t = begin_try(&ctx, f, req, info, attempt, held_len).await?;
         let (ci, hi) = (t.cluster.index, t.host.id);
-        let slot = match tokio::time::timeout_at(
-            deadline,
-            worker.pools.h2_stream(t.cluster, t.host, None),
-        )
-        .await
-        {
-            Err(_) => {
-                return Err(
-                    ProxyError::new(ResponseFlag::UpstreamRequestTimeout, "route timeout").into(),
-                )
-            }
-            Ok(Err(e)) if e.retryable && attempt < max_attempts => continue,
-            Ok(Err(e)) => return Err(e.into()),
-            Ok(Ok(s)) => s,
-        };
-        if let Some(u) = &mut info.upstream {
-            u.local = slot.local;
-        }
         let scheme: &[u8] = if t.cluster.tls.is_some() && !t.host.tls_disable {
             b"https"
         } else {
@@ -269,30 +210,16 @@ async fn forward_inner<'s>(
             .to_request()
             .map_err(|e| ProxyError::new(ResponseFlag::DownstreamProtocolError, e.to_string()))?;
         let body_empty = held.as_ref().is_some_and(Bytes::is_empty);
-        let mut sender = slot.send.clone();
-        let sent = match poll_fn(|cx| sender.poll_ready(cx)).await {
-            Ok(()) => sender.send_request(request, body_empty),
-            Err(e) => Err(e),
-        };
-        let (resp_fut, mut up_send) = match sent {
-            Ok(x) => x,
-            Err(e) => {
-                slot.retire();
-                if !slot.fresh && stale < STALE_TRIES {
-                    stale += 1;
-                    attempt -= 1;
-                    continue;
-                }
-                return Err(ProxyError::new(
-                    ResponseFlag::UpstreamConnectionFailure,
-                    format!("upstream {}: {e}", t.host.address),
-                )
-                .into());
-            }
+        let Some(Opened {
+            response: resp_fut,
+            body: mut up_send,
+            ..
+        }) = client::open(&ctx, &t, &mut tries, request, body_empty, info).await?
+        else {
+            continue;
         };
         let _active = TryActive::start(up, ci, hi);
-        let sent_at = Instant::now();
-        info.request_sent = Some(sent_at.into_std() - info.start);
+        let (sent_at, try_deadline) = tries.sent(info);
         if expect_pending {
             expect_pending = false;
             d.wbuf.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
@@ -301,10 +228,6 @@ async fn forward_inner<'s>(
                 return Err(Failure::Abort);
             }
         }
-        let try_deadline = match f.timeouts.per_try {
-            Some(p) => deadline.min(sent_at + p),
-            None => deadline,
-        };
         let mut upload = Upload {
             dec: BodyDecoder::new(if replayable { Framing::Empty } else { framing }),
             chunk: BytesMut::new(),
@@ -343,16 +266,8 @@ async fn forward_inner<'s>(
         let resp = match waited {
             Some(Ok(r)) => r,
             None => {
-                up.both(ci, hi, |s| {
-                    s.request_timeout.inc();
-                    s.response_failed.inc();
-                });
-                if more && Instant::now() < deadline {
-                    continue;
-                }
-                return Err(
-                    ProxyError::new(ResponseFlag::UpstreamRequestTimeout, "route timeout").into(),
-                );
+                tries.timed_out(up, ci, hi)?;
+                continue;
             }
             Some(Err(Stop::Client)) => {
                 info.flag = Some(ResponseFlag::DownstreamConnectionTermination);
@@ -364,39 +279,19 @@ async fn forward_inner<'s>(
                 )
             }
             Some(Err(Stop::Upstream(reason))) => {
-                if reason == Some(h2::Reason::REFUSED_STREAM) && replayable && stale < STALE_TRIES {
-                    stale += 1;
-                    attempt -= 1;
+                let refused = reason == Some(h2::Reason::REFUSED_STREAM);
+                if refused && replayable && tries.stale() {
                     continue;
                 }
-                up.both(ci, hi, |s| {
-                    s.request_remote_reset.inc();
-                    s.response_failed.inc();
-                });
-                if more {
-                    continue;
-                }
-                return Err(ProxyError::new(
-                    ResponseFlag::UpstreamConnectionTermination,
-                    format!("upstream {} reset the stream", t.host.address),
-                )
-                .into());
+                tries.upstream_reset(up, t.host, ci, "stream reset")?;
+                continue;
             }
         };
-        let now = Instant::now();
-        info.response_head = Some(now.into_std() - info.start);
         let (parts, mut up_body) = resp.into_parts();
         let rh2 = mosn_protocol::http2::Head::from_response(parts);
         let status = rh2.status();
-        up.both(ci, hi, |s| {
-            s.request_duration_time.observe(now - sent_at);
-            if status >= 500 {
-                s.response_failed.inc();
-            } else {
-                s.response_success.inc();
-            }
-        });
-        if more && stream::is_retry_status(f.fwd, status) {
+        response_received(up, ci, hi, info, sent_at, status);
+        if tries.more() && stream::is_retry_status(f.fwd, status) {
             continue;
         }
         let mut resp = translate::response_to_h1(&rh2);

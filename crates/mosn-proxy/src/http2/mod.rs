@@ -14,6 +14,7 @@
 //! (SIGTERM) it sends GOAWAY, lets the streams in flight finish and refuses new ones.
 
 pub mod body;
+pub mod client;
 pub mod to_h1;
 pub mod to_h2;
 
@@ -273,25 +274,7 @@ fn answer(
     answer: Answer<'_>,
     info: &mut StreamInfo,
 ) -> Sent {
-    let Answer {
-        mut reply,
-        location,
-        mutations,
-    } = answer;
-    let mut head = Head::response(reply.status);
-    if let Some(l) = &location {
-        head.set("location", l.as_bytes());
-    }
-    for m in mutations.iter().flatten() {
-        m.apply_response(&mut head);
-    }
-    if let Some(r) = stream::run_response_filters(ctx, &stream::NO_OVERRIDES, &mut head, info) {
-        reply = r;
-        head = Head::response(reply.status);
-    }
-    if info.flag.is_none() || reply.flag.is_some() {
-        info.flag = reply.flag.or(info.flag);
-    }
+    let (head, reply) = answer.render(ctx, info, Head::response);
     info.status = head.status();
     let eos = reply.body.is_empty();
     let completed = match head.to_response() {

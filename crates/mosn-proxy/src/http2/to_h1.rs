@@ -15,18 +15,16 @@ use mosn_protocol::http1::encode::{self, RequestExtras};
 use mosn_protocol::http1::{BodyDecoder, BodyEncoder, Framing, Parsed};
 use mosn_protocol::http2::{translate, Head};
 use mosn_upstream::UpstreamConn;
-use tokio::time::Instant;
 
 use super::body::poll_room;
 use super::Sent;
 use crate::conn::ConnCtx;
-use crate::http1::exchange::{conn_counter, poll_response_head, HeadError};
+use crate::http1::exchange::{conn_counter, http1_conn, poll_response_head, HeadError};
 use crate::http1::pump::{self, Half, HIGH_WATER};
-use crate::stream::upstream::{begin_try, rewrite_response, Failure, TryActive};
+use crate::stream::upstream::{
+    begin_try, response_received, rewrite_response, Failure, Tries, TryActive,
+};
 use crate::stream::{self, Forwarding};
-
-/// Stale pooled connections skipped per request before a fresh connection is opened.
-const STALE_TRIES: u32 = 4;
 
 /// Why one direction stopped.
 enum Stop {
@@ -166,9 +164,8 @@ pub async fn forward<'s>(
 ) -> Result<Sent, Failure<'s>> {
     let worker = &ctx.worker;
     let up = &*worker.stats.upstream;
-    let deadline = Instant::now() + f.timeouts.global;
-    let max_attempts = 1 + f.fwd.retry.as_ref().map_or(0, |r| r.num_retries);
     let replayable = held.is_some();
+    let mut tries = Tries::new(f, replayable);
     let framing = match &held {
         Some(b) if b.is_empty() => Framing::Empty,
         Some(b) => Framing::Length(b.len() as u64),
@@ -178,39 +175,15 @@ pub async fn forward<'s>(
         },
     };
     let is_head = head.method() == b"HEAD";
-    let mut attempt = 0u32;
-    let mut stale = 0u32;
-    let mut req_timer = std::pin::pin!(tokio::time::sleep_until(deadline));
+    let mut req_timer = std::pin::pin!(tokio::time::sleep_until(tries.deadline));
     loop {
-        attempt += 1;
-        let more = attempt < max_attempts && replayable;
-        let t = begin_try(
-            ctx,
-            f,
-            head,
-            info,
-            attempt,
-            held.as_ref().map(|b| b.len() as u64),
-        )
-        .await?;
+        let attempt = tries.start_try();
+        let held_len = held.as_ref().map(|b| b.len() as u64);
+        let t = begin_try(ctx, f, head, info, attempt, held_len).await?;
         let (cluster, host) = (t.cluster, t.host);
         let (ci, hi) = (cluster.index, host.id);
-        let mut conn = match worker.pools.take_idle(cluster, host) {
-            Some(c) => c,
-            None => {
-                req_timer.as_mut().reset(deadline);
-                let connected = tokio::select! {
-                    r = worker.pools.connect(cluster, host) => r,
-                    _ = &mut req_timer => {
-                        return Err(ProxyError::new(ResponseFlag::UpstreamRequestTimeout, "route timeout").into());
-                    }
-                };
-                match connected {
-                    Ok(c) => c,
-                    Err(e) if e.retryable && attempt < max_attempts => continue,
-                    Err(e) => return Err(e.into()),
-                }
-            }
+        let Some(mut conn) = http1_conn(worker, &t, &tries, req_timer.as_mut()).await? else {
+            continue;
         };
         if let Some(u) = &mut info.upstream {
             u.local = conn.local;
@@ -241,12 +214,7 @@ pub async fn forward<'s>(
             count: &count_write,
         };
         let _active = TryActive::start(up, ci, hi);
-        let sent_at = Instant::now();
-        info.request_sent = Some(sent_at.into_std() - info.start);
-        let try_deadline = match f.timeouts.per_try {
-            Some(p) => deadline.min(sent_at + p),
-            None => deadline,
-        };
+        let (sent_at, try_deadline) = tries.sent(info);
         req_timer.as_mut().reset(try_deadline);
         let reused = conn.requests > 0;
         let mut upload_done = false;
@@ -281,16 +249,8 @@ pub async fn forward<'s>(
         let parsed = match waited {
             Ok(p) => p,
             Err(HeadError::Timeout) => {
-                up.both(ci, hi, |s| {
-                    s.request_timeout.inc();
-                    s.response_failed.inc();
-                });
-                if more && Instant::now() < deadline {
-                    continue;
-                }
-                return Err(
-                    ProxyError::new(ResponseFlag::UpstreamRequestTimeout, "route timeout").into(),
-                );
+                tries.timed_out(up, ci, hi)?;
+                continue;
             }
             Err(HeadError::Downstream) => {
                 info.flag = Some(ResponseFlag::DownstreamConnectionTermination);
@@ -303,40 +263,19 @@ pub async fn forward<'s>(
             }
             Err(HeadError::Upstream { got_bytes, detail }) => {
                 let resendable = replayable || upload.bytes == 0;
-                if reused && !got_bytes && resendable && stale < STALE_TRIES {
-                    stale += 1;
-                    attempt -= 1;
+                if reused && !got_bytes && resendable && tries.stale() {
                     continue;
                 }
-                up.both(ci, hi, |s| {
-                    s.request_remote_reset.inc();
-                    s.response_failed.inc();
-                });
-                if more {
-                    continue;
-                }
-                return Err(ProxyError::new(
-                    ResponseFlag::UpstreamConnectionTermination,
-                    format!("upstream {}: {detail}", host.address),
-                )
-                .into());
+                tries.upstream_reset(up, host, ci, detail)?;
+                continue;
             }
         };
-        let now = Instant::now();
-        info.response_head = Some(now.into_std() - info.start);
         let Parsed {
             head: resp,
             framing: rframing,
         } = parsed;
-        up.both(ci, hi, |s| {
-            s.request_duration_time.observe(now - sent_at);
-            if resp.status >= 500 {
-                s.response_failed.inc();
-            } else {
-                s.response_success.inc();
-            }
-        });
-        if more && stream::is_retry_status(f.fwd, resp.status) {
+        response_received(up, ci, hi, info, sent_at, resp.status);
+        if tries.more() && stream::is_retry_status(f.fwd, resp.status) {
             continue;
         }
         let mut rhead = translate::response_to_h2(&resp);

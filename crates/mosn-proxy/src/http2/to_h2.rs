@@ -14,16 +14,15 @@ use h2::server::SendResponse;
 use h2::RecvStream;
 use mosn_api::{ProxyError, ResponseFlag, StreamInfo};
 use mosn_protocol::http2::Head;
-use tokio::time::Instant;
 
 use super::body::{mapped_reason, pipe, send_all, PipeError};
+use super::client::{self, Opened};
 use super::Sent;
 use crate::conn::ConnCtx;
-use crate::stream::upstream::{begin_try, rewrite_response, Failure, TryActive};
+use crate::stream::upstream::{
+    begin_try, response_received, rewrite_response, Failure, Tries, TryActive,
+};
 use crate::stream::{self, Forwarding};
-
-/// Stale pooled connections skipped per request before a try counts.
-const STALE_TRIES: u32 = 4;
 
 /// How the wait for the upstream's response head ended.
 enum HeadWait {
@@ -51,70 +50,27 @@ pub async fn forward<'s>(
     f: &Forwarding<'s>,
     info: &mut StreamInfo,
 ) -> Result<Sent, Failure<'s>> {
-    let worker = &ctx.worker;
-    let up = &*worker.stats.upstream;
-    let deadline = Instant::now() + f.timeouts.global;
-    let max_attempts = 1 + f.fwd.retry.as_ref().map_or(0, |r| r.num_retries);
-    let replayable = held.is_some();
+    let up = &*ctx.worker.stats.upstream;
+    let mut tries = Tries::new(f, held.is_some());
     let content_length = held.as_ref().map(|b| b.len() as u64);
-    let mut attempt = 0u32;
-    let mut stale = 0u32;
     loop {
-        attempt += 1;
-        let more = attempt < max_attempts && replayable;
+        let attempt = tries.start_try();
         let t = begin_try(ctx, f, head, info, attempt, content_length).await?;
         let (ci, hi) = (t.cluster.index, t.host.id);
-        let slot = match tokio::time::timeout_at(
-            deadline,
-            worker.pools.h2_stream(t.cluster, t.host, None),
-        )
-        .await
-        {
-            Err(_) => {
-                return Err(
-                    ProxyError::new(ResponseFlag::UpstreamRequestTimeout, "route timeout").into(),
-                )
-            }
-            Ok(Err(e)) if e.retryable && attempt < max_attempts => continue,
-            Ok(Err(e)) => return Err(e.into()),
-            Ok(Ok(s)) => s,
-        };
-        if let Some(u) = &mut info.upstream {
-            u.local = slot.local;
-        }
         let req = head
             .to_request()
             .map_err(|e| ProxyError::new(ResponseFlag::DownstreamProtocolError, e.to_string()))?;
         let eos = held.as_ref().is_some_and(Bytes::is_empty);
-        let mut sender = slot.send.clone();
-        let sent = match poll_fn(|cx| sender.poll_ready(cx)).await {
-            Ok(()) => sender.send_request(req, eos),
-            Err(e) => Err(e),
-        };
-        let (resp_fut, mut up_send) = match sent {
-            Ok(x) => x,
-            Err(e) => {
-                // A connection that went away (GOAWAY, closed) while pooled.
-                slot.retire();
-                if !slot.fresh && stale < STALE_TRIES {
-                    stale += 1;
-                    attempt -= 1;
-                    continue;
-                }
-                return Err(ProxyError::new(
-                    ResponseFlag::UpstreamConnectionFailure,
-                    format!("upstream {}: {e}", t.host.address),
-                )
-                .into());
-            }
+        let Some(Opened {
+            slot,
+            response: resp_fut,
+            body: mut up_send,
+        }) = client::open(ctx, &t, &mut tries, req, eos, info).await?
+        else {
+            continue;
         };
         let _active = TryActive::start(up, ci, hi);
-        let sent_at = Instant::now();
-        info.request_sent = Some(sent_at.into_std() - info.start);
-        let try_deadline = match f.timeouts.per_try {
-            Some(p) => deadline.min(sent_at + p),
-            None => deadline,
-        };
+        let (sent_at, try_deadline) = tries.sent(info);
         let count_up = |_n: usize| {};
         let mut upload_done = eos;
         let upload = async {
@@ -158,58 +114,28 @@ pub async fn forward<'s>(
         let resp = match waited {
             HeadWait::Head(r) => r,
             HeadWait::Timeout => {
-                up.both(ci, hi, |s| {
-                    s.request_timeout.inc();
-                    s.response_failed.inc();
-                });
-                if more && Instant::now() < deadline {
-                    continue;
-                }
-                return Err(
-                    ProxyError::new(ResponseFlag::UpstreamRequestTimeout, "route timeout").into(),
-                );
+                tries.timed_out(up, ci, hi)?;
+                continue;
             }
             HeadWait::Reset(e) => {
                 if !e.is_reset() {
                     slot.retire();
                 }
                 let refused = e.reason() == Some(h2::Reason::REFUSED_STREAM);
-                if (refused || (!slot.fresh && e.is_go_away())) && stale < STALE_TRIES {
-                    // Not processed by the upstream (RFC 9113 §8.7): safe to send again.
-                    if replayable {
-                        stale += 1;
-                        attempt -= 1;
-                        continue;
-                    }
-                }
-                up.both(ci, hi, |s| {
-                    s.request_remote_reset.inc();
-                    s.response_failed.inc();
-                });
-                if more {
+                // Not processed by the upstream (RFC 9113 §8.7): safe to send again.
+                let unprocessed = refused || (!slot.fresh && e.is_go_away());
+                if unprocessed && tries.replayable() && tries.stale() {
                     continue;
                 }
-                return Err(ProxyError::new(
-                    ResponseFlag::UpstreamConnectionTermination,
-                    format!("upstream {}: {e}", t.host.address),
-                )
-                .into());
+                tries.upstream_reset(up, t.host, ci, &e)?;
+                continue;
             }
         };
-        let now = Instant::now();
-        info.response_head = Some(now.into_std() - info.start);
         let (parts, mut up_body) = resp.into_parts();
         let mut rhead = Head::from_response(parts);
         let status = rhead.status();
-        up.both(ci, hi, |s| {
-            s.request_duration_time.observe(now - sent_at);
-            if status >= 500 {
-                s.response_failed.inc();
-            } else {
-                s.response_success.inc();
-            }
-        });
-        if more && stream::is_retry_status(f.fwd, status) {
+        response_received(up, ci, hi, info, sent_at, status);
+        if tries.more() && stream::is_retry_status(f.fwd, status) {
             continue;
         }
         rewrite_response(f, &mut rhead);

@@ -67,6 +67,40 @@ impl Answer<'_> {
     }
 }
 
+impl Answer<'_> {
+    /// The response head of this answer in a protocol's own head type (`new` makes one for a
+    /// status): `Location`, the router's header mutations, then the BeforeSend filters, whose
+    /// reply replaces the answer. Records the reply's flag in `info`; returns the head and the
+    /// reply whose body goes out.
+    pub fn render<H: Headers>(
+        self,
+        ctx: &ConnCtx,
+        info: &mut StreamInfo,
+        new: impl Fn(u16) -> H,
+    ) -> (H, LocalReply) {
+        let Answer {
+            mut reply,
+            location,
+            mutations,
+        } = self;
+        let mut head = new(reply.status);
+        if let Some(l) = &location {
+            head.set("location", l.as_bytes());
+        }
+        for m in mutations.iter().flatten() {
+            m.apply_response(&mut head);
+        }
+        if let Some(r) = run_response_filters(ctx, &NO_OVERRIDES, &mut head, info) {
+            reply = r;
+            head = new(reply.status);
+        }
+        if info.flag.is_none() || reply.flag.is_some() {
+            info.flag = reply.flag.or(info.flag);
+        }
+        (head, reply)
+    }
+}
+
 /// Timeouts of one stream.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {

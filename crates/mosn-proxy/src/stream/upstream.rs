@@ -8,6 +8,7 @@ use mosn_api::{Headers, Phase, ProxyError, ResponseFlag, StreamInfo, UpstreamRef
 use mosn_upstream::cluster::Gauges;
 use mosn_upstream::stats::UpstreamStatsSet;
 use mosn_upstream::{Cluster, Host, Slot};
+use tokio::time::Instant;
 
 use super::{Answer, Forwarding};
 use crate::conn::ConnCtx;
@@ -59,6 +60,8 @@ pub struct Try<'s> {
     /// The host picked.
     pub host: &'s Arc<Host>,
     _request: Slot,
+    /// A retry holds a `max_retries` slot while it runs.
+    _retry: Option<Slot>,
     _busy: Busy<'s>,
 }
 
@@ -85,12 +88,11 @@ pub async fn begin_try<'s>(
         .get(f.target)
         .ok_or_else(|| ProxyError::new(ResponseFlag::NoHealthyUpstream, "no target"))?;
     let cluster = &target.cluster;
+    let mut retry = None;
     if attempt > 1 {
         let cs = up.clusters.get(cluster.index);
-        if cluster
-            .try_take(|g: &Gauges| &g.retries, cluster.limits.max_retries)
-            .is_none()
-        {
+        retry = cluster.try_take(|g: &Gauges| &g.retries, cluster.limits.max_retries);
+        if retry.is_none() {
             if let Some(c) = cs {
                 c.request_retry_overflow.inc();
             }
@@ -138,6 +140,7 @@ pub async fn begin_try<'s>(
         cluster,
         host,
         _request: request,
+        _retry: retry,
         _busy: busy,
     })
 }
@@ -162,4 +165,145 @@ pub fn rewrite_response(f: &Forwarding<'_>, head: &mut dyn Headers) {
     f.table.headers.apply_response(head);
     f.vh.headers.apply_response(head);
     f.fwd.headers.apply_response(head);
+}
+
+/// Stale pooled connections skipped per stream before a try counts: a pooled connection the
+/// upstream closed (or sent GOAWAY on) while idle is replaced without using up a retry.
+pub const STALE_TRIES: u32 = 4;
+
+/// The tries of one stream: the count against the route's `num_retries`, stale connections
+/// skipped, the overall deadline (`timeout`) and each try's (`retry_timeout`).
+pub struct Tries {
+    attempt: u32,
+    stale: u32,
+    max_attempts: u32,
+    replayable: bool,
+    /// When the whole stream times out (the route's global timeout from now).
+    pub deadline: Instant,
+    per_try: Option<std::time::Duration>,
+}
+
+impl Tries {
+    /// The tries of a stream on `f`; `replayable` when its request body can be sent again.
+    pub fn new(f: &Forwarding<'_>, replayable: bool) -> Self {
+        Tries {
+            attempt: 0,
+            stale: 0,
+            max_attempts: 1 + f.fwd.retry.as_ref().map_or(0, |r| r.num_retries),
+            replayable,
+            deadline: Instant::now() + f.timeouts.global,
+            per_try: f.timeouts.per_try,
+        }
+    }
+
+    /// Starts the next try; returns its number (1-based).
+    pub fn start_try(&mut self) -> u32 {
+        self.attempt += 1;
+        self.attempt
+    }
+
+    /// True when the route allows another try after this one (a connect failure can use it
+    /// whatever the body, as nothing was sent).
+    pub fn left(&self) -> bool {
+        self.attempt < self.max_attempts
+    }
+
+    /// True when a failure after the request was sent may be retried: a try is left and the
+    /// body can be sent again.
+    pub fn more(&self) -> bool {
+        self.left() && self.replayable
+    }
+
+    /// True when the request body can be sent again.
+    pub fn replayable(&self) -> bool {
+        self.replayable
+    }
+
+    /// The current try met a stale pooled connection: true (and the try does not count) while
+    /// [`STALE_TRIES`] allows another.
+    pub fn stale(&mut self) -> bool {
+        if self.stale >= STALE_TRIES {
+            return false;
+        }
+        self.stale += 1;
+        self.attempt -= 1;
+        true
+    }
+
+    /// The request went out now: records it in `info` and returns (when it was sent, when this
+    /// try times out).
+    pub fn sent(&self, info: &mut StreamInfo) -> (Instant, Instant) {
+        let at = Instant::now();
+        info.request_sent = Some(at.into_std() - info.start);
+        let until = match self.per_try {
+            Some(p) => self.deadline.min(at + p),
+            None => self.deadline,
+        };
+        (at, until)
+    }
+
+    /// The try ran out of time waiting for the response head: counts it; `Ok` to try again,
+    /// else the `UT` error.
+    pub fn timed_out(
+        &self,
+        up: &UpstreamStatsSet,
+        cluster: usize,
+        host: usize,
+    ) -> Result<(), ProxyError> {
+        up.both(cluster, host, |s| {
+            s.request_timeout.inc();
+            s.response_failed.inc();
+        });
+        if self.more() && Instant::now() < self.deadline {
+            return Ok(());
+        }
+        Err(ProxyError::new(
+            ResponseFlag::UpstreamRequestTimeout,
+            "route timeout",
+        ))
+    }
+
+    /// The upstream closed or reset the try before its response head: counts it; `Ok` to try
+    /// again, else the `UC` error with `detail`.
+    pub fn upstream_reset(
+        &self,
+        up: &UpstreamStatsSet,
+        host: &Host,
+        cluster: usize,
+        detail: impl std::fmt::Display,
+    ) -> Result<(), ProxyError> {
+        up.both(cluster, host.id, |s| {
+            s.request_remote_reset.inc();
+            s.response_failed.inc();
+        });
+        if self.more() {
+            return Ok(());
+        }
+        Err(ProxyError::new(
+            ResponseFlag::UpstreamConnectionTermination,
+            format!("upstream {}: {detail}", host.address),
+        ))
+    }
+}
+
+/// The response head of a try arrived now, with `status`: records the time in `info` and the
+/// outcome (5xx fails) and duration in the host's and cluster's stats.
+pub fn response_received(
+    up: &UpstreamStatsSet,
+    cluster: usize,
+    host: usize,
+    info: &mut StreamInfo,
+    sent_at: Instant,
+    status: u16,
+) {
+    let now = Instant::now();
+    info.response_head = Some(now.into_std() - info.start);
+    up.both(cluster, host, |s| {
+        s.request_duration_time.observe(now - sent_at);
+        if status >= 500 {
+            s.response_failed.inc();
+        } else {
+            s.response_success.inc();
+        }
+    });
 }

@@ -325,3 +325,35 @@ pub async fn eventually(deadline: Duration, mut f: impl FnMut() -> bool) -> bool
     }
     f()
 }
+
+/// An HTTP/2 client connection made with the `h2` crate (its connection driven by a task).
+pub async fn h2_client(addr: SocketAddr) -> h2::client::SendRequest<Bytes> {
+    let s = TcpStream::connect(addr).await.unwrap();
+    let (send, conn) = h2::client::handshake(s).await.unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    send
+}
+
+/// A GET request for `path` on `addr`, for an HTTP/2 client.
+pub fn h2_request(addr: SocketAddr, path: &str) -> Request<()> {
+    Request::builder()
+        .uri(format!("http://{addr}{path}"))
+        .body(())
+        .unwrap()
+}
+
+/// One HTTP/2 GET on a new connection; the status and the whole body.
+pub async fn h2_get(addr: SocketAddr, path: &str) -> (u16, Vec<u8>) {
+    let mut send = h2_client(addr).await;
+    let (resp, _) = send.send_request(h2_request(addr, path), true).unwrap();
+    let resp = resp.await.unwrap();
+    let status = resp.status().as_u16();
+    let mut body = resp.into_body();
+    let mut out = Vec::new();
+    while let Some(d) = body.data().await {
+        out.extend_from_slice(&d.unwrap());
+    }
+    (status, out)
+}
