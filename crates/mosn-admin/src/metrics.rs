@@ -27,7 +27,7 @@ pub enum Value {
 /// Metrics sharing a type and labels.
 #[derive(Debug, Clone)]
 pub struct MetricSet {
-    /// `downstream`, `upstream` or `process`.
+    /// `downstream`, `upstream`, `process`, or a filter's type (`grpc`).
     pub typ: &'static str,
     /// Sorted `(key, value)` labels.
     pub labels: Vec<(&'static str, String)>,
@@ -164,7 +164,7 @@ fn process() -> MetricSet {
 }
 
 /// Reads every metric: `downstream{proxy=global}`, `downstream{listener}`, `upstream{cluster}`,
-/// `upstream{cluster,host}` and `process`.
+/// `upstream{cluster,host}`, the stream filters' sets (`grpc{service}`) and `process`.
 pub fn collect(snapshot: &Snapshot, workers: &[Arc<WorkerStats>]) -> Vec<MetricSet> {
     let mut out = Vec::new();
     let all: Vec<&DownstreamStats> = workers.iter().flat_map(|w| w.listeners.iter()).collect();
@@ -204,6 +204,42 @@ pub fn collect(snapshot: &Snapshot, workers: &[Arc<WorkerStats>]) -> Vec<MetricS
             });
         }
     }
+    out.extend(filter_sets(snapshot));
     out.push(process());
     out
+}
+
+/// The stream filters' own counters (e.g. `grpc{service}`), sets with equal type and labels
+/// summed across listeners.
+fn filter_sets(snapshot: &Snapshot) -> Vec<MetricSet> {
+    let mut sets: Vec<MetricSet> = Vec::new();
+    for m in snapshot
+        .listeners
+        .iter()
+        .flat_map(|l| l.filters.iter())
+        .flat_map(|f| f.metrics())
+    {
+        match sets
+            .iter_mut()
+            .find(|s| s.typ == m.typ && s.labels == m.labels)
+        {
+            Some(s) => {
+                for (v, (_, n)) in s.values.iter_mut().zip(&m.counters) {
+                    if let (_, Value::Counter(c)) = v {
+                        *c += n;
+                    }
+                }
+            }
+            None => sets.push(MetricSet {
+                typ: m.typ,
+                labels: m.labels,
+                values: m
+                    .counters
+                    .into_iter()
+                    .map(|(k, n)| (k, Value::Counter(n)))
+                    .collect(),
+            }),
+        }
+    }
+    sets
 }

@@ -101,6 +101,31 @@ pub trait StreamFilter: Send + Sync + 'static {
     fn on_response(&self, _head: &mut dyn Headers, _cx: &mut FilterCx<'_>) -> Decision {
         Decision::Continue
     }
+
+    /// Called once when a stream has ended, however it ended (answered, reset, client gone),
+    /// with the request head as routed and the stream's final record ([`StreamInfo::status`],
+    /// [`StreamInfo::flag`], [`StreamInfo::grpc_status`]). Only the listener's filters are
+    /// called, never a route's `per_filter_config` copy. Envoy's `log` callback; MOSN's
+    /// `OnDestroy`.
+    fn on_stream_end(&self, _request: &dyn Headers, _info: &StreamInfo) {}
+
+    /// The filter's own counters, read at scrape time by the admin API. Sets with the same type
+    /// and labels from several listeners are summed, as MOSN's metrics registry merges them.
+    fn metrics(&self) -> Vec<FilterMetrics> {
+        Vec::new()
+    }
+}
+
+/// Counters a filter exports: Prometheus `<typ>_<name>{labels}` and MOSN's stats key
+/// `<typ>.<label>.<value>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterMetrics {
+    /// The metric type, e.g. `grpc`.
+    pub typ: &'static str,
+    /// Sorted `(key, value)` labels, e.g. `[("service", "helloworld.Greeter")]`.
+    pub labels: Vec<(&'static str, String)>,
+    /// `(name, value)` counters, e.g. `("request_total", 3)`.
+    pub counters: Vec<(&'static str, u64)>,
 }
 
 /// The filters a route configures with `per_filter_config`: each replaces, for that route's

@@ -14,7 +14,8 @@ pub mod metrics;
 mod stream;
 
 pub use filter::{
-    Decision, FilterConfigError, FilterCx, FilterOverrides, FilterRegistry, Phase, StreamFilter,
+    Decision, FilterConfigError, FilterCx, FilterMetrics, FilterOverrides, FilterRegistry, Phase,
+    StreamFilter,
 };
 pub use headers::{HeaderVec, Headers};
 pub use stream::{LocalReply, PoolMode, Protocol, StreamInfo, UpstreamRef};

@@ -115,6 +115,9 @@ pub struct StreamInfo {
     /// Metadata set by stream filters (e.g. `header_to_metadata`), merged into the route's
     /// `metadata_match` to pick a host subset. Key and value are strings, as in MOSN's `mosn.lb`.
     pub metadata: Vec<(String, String)>,
+    /// The `grpc-status` the client got (from the response trailers, or the head of a
+    /// trailers-only response); `None` when the response carried none.
+    pub grpc_status: Option<u32>,
 }
 
 impl StreamInfo {
@@ -132,6 +135,7 @@ impl StreamInfo {
             bytes_received: 0,
             bytes_sent: 0,
             metadata: Vec::new(),
+            grpc_status: None,
         }
     }
 

@@ -168,6 +168,15 @@ pub fn trailers_to_h2(raw: &[u8]) -> HeaderMap {
     out
 }
 
+/// The `grpc-status` of trailers (or of a trailers-only response head), when it is a number.
+pub fn grpc_status(fields: &HeaderMap) -> Option<u32> {
+    std::str::from_utf8(fields.get("grpc-status")?.as_bytes())
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// Appends HTTP/2 trailers as HTTP/1 trailer field lines (each ending in CRLF), for
 /// [`crate::http1::BodyEncoder::end`].
 pub fn trailers_to_h1(t: &HeaderMap, out: &mut BytesMut) {

@@ -98,6 +98,7 @@ struct Download {
     unreleased: usize,
     bytes: u64,
     ended: bool,
+    grpc_status: Option<u32>,
 }
 
 impl Download {
@@ -137,6 +138,7 @@ impl Download {
                     let mut raw = BytesMut::new();
                     if let Some(t) = &t {
                         translate::trailers_to_h1(t, &mut raw);
+                        self.grpc_status = translate::grpc_status(t);
                     }
                     self.enc
                         .end(Some(&raw[..]).filter(|r| !r.is_empty()), &mut d.wbuf);
@@ -322,6 +324,7 @@ async fn forward_inner<'s>(
             unreleased: 0,
             bytes: 0,
             ended: rframing == Framing::Empty,
+            grpc_status: None,
         };
         let result = poll_fn(|cx| {
             if !upload_done {
@@ -335,6 +338,7 @@ async fn forward_inner<'s>(
         })
         .await;
         info.bytes_sent = download.bytes;
+        info.grpc_status = download.grpc_status;
         if !replayable {
             info.bytes_received = upload.bytes;
         }

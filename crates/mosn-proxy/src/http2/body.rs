@@ -61,8 +61,17 @@ pub async fn send_all(
     Ok(())
 }
 
-/// Copies a body from `from` to `to`, trailers included, and ends `to`. Returns the body bytes
-/// moved; `count` is told of each chunk as it is sent.
+/// What [`pipe`] moved.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Piped {
+    /// Body bytes.
+    pub bytes: u64,
+    /// The trailers' `grpc-status`, when there was one.
+    pub grpc_status: Option<u32>,
+}
+
+/// Copies a body from `from` to `to`, trailers included, and ends `to`. Returns what moved;
+/// `count` is told of each chunk as it is sent.
 ///
 /// Errors: [`PipeError::Recv`] when `from` is reset (then `to` is left for the caller to reset),
 /// [`PipeError::Send`] when `to` is reset or closed.
@@ -70,7 +79,7 @@ pub async fn pipe(
     from: &mut RecvStream,
     to: &mut SendStream<Bytes>,
     count: &dyn Fn(usize),
-) -> Result<u64, PipeError> {
+) -> Result<Piped, PipeError> {
     let mut total = 0u64;
     loop {
         let next = poll_fn(|cx| {
@@ -92,16 +101,22 @@ pub async fn pipe(
             None => break,
         }
     }
+    let mut grpc_status = None;
     match poll_fn(|cx| from.poll_trailers(cx)).await {
-        Ok(Some(t)) => to
-            .send_trailers(t)
-            .map_err(|e| PipeError::Send(e.reason()))?,
+        Ok(Some(t)) => {
+            grpc_status = mosn_protocol::http2::translate::grpc_status(&t);
+            to.send_trailers(t)
+                .map_err(|e| PipeError::Send(e.reason()))?
+        }
         Ok(None) => to
             .send_data(Bytes::new(), true)
             .map_err(|e| PipeError::Send(e.reason()))?,
         Err(e) => return Err(PipeError::Recv(e)),
     }
-    Ok(total)
+    Ok(Piped {
+        bytes: total,
+        grpc_status,
+    })
 }
 
 /// The reset code passed on to the other side for a reset received from one side (RFC 9113

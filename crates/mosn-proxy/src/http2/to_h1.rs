@@ -95,6 +95,7 @@ struct Download {
     dec: BodyDecoder,
     out: BytesMut,
     bytes: u64,
+    grpc_status: Option<u32>,
 }
 
 impl Download {
@@ -115,6 +116,7 @@ impl Download {
             }
             if self.dec.is_done() {
                 let trailers = translate::trailers_to_h2(self.dec.trailers());
+                self.grpc_status = translate::grpc_status(&trailers);
                 let r = if trailers.is_empty() {
                     to.send_data(Bytes::new(), true)
                 } else {
@@ -303,6 +305,7 @@ pub async fn forward<'s>(
             dec,
             out: BytesMut::new(),
             bytes: 0,
+            grpc_status: None,
         };
         let count = conn_counter(ci, hi, up, false);
         let result = if eos {
@@ -321,6 +324,7 @@ pub async fn forward<'s>(
             .await
         };
         info.bytes_sent = download.bytes;
+        info.grpc_status = download.grpc_status;
         info.bytes_received = held.as_ref().map_or(upload.bytes, |b| b.len() as u64);
         let completed = match result {
             Ok(()) => {

@@ -80,7 +80,7 @@ pub async fn forward<'s>(
                     .await
                     .map(|()| b.len() as u64)
                     .map_err(PipeError::Send),
-                None => pipe(body, &mut up_send, &count_up).await,
+                None => pipe(body, &mut up_send, &count_up).await.map(|p| p.bytes),
             }
         };
         let mut upload = pin!(upload);
@@ -177,8 +177,9 @@ pub async fn forward<'s>(
                         Err(PipeError::Send(_)) => upload_done = true,
                     },
                     r = &mut download => break match r {
-                        Ok(n) => {
-                            info.bytes_sent = n;
+                        Ok(p) => {
+                            info.bytes_sent = p.bytes;
+                            info.grpc_status = p.grpc_status;
                             BodyEnd::Done
                         }
                         Err(PipeError::Recv(e)) => BodyEnd::UpstreamReset(mapped_reason(&e)),

@@ -19,6 +19,18 @@ pub fn finish(
     if !completed && info.flag.is_none() {
         info.flag = Some(ResponseFlag::DownstreamConnectionTermination);
     }
+    let filters = &ctx.listener().filters;
+    if !filters.is_empty() {
+        if info.grpc_status.is_none() {
+            // A trailers-only gRPC response carries its status in the head.
+            info.grpc_status = response
+                .and_then(|r| r.get_str("grpc-status"))
+                .and_then(|v| v.trim().parse().ok());
+        }
+        for f in filters.iter() {
+            f.on_stream_end(request, &info);
+        }
+    }
     let stats = &ctx.worker.stats;
     let elapsed = info.start.elapsed();
     let failed = info.flag.is_some_and(|f| f != ResponseFlag::DelayInjected);

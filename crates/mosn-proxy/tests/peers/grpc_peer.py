@@ -5,6 +5,8 @@ Messages are raw bytes (identity serializers), so no .proto needs compiling.
   grpc_peer.py server            prints "PORT <n>", serves until killed
   grpc_peer.py client HOST:PORT  runs every case through HOST:PORT, prints "OK <case>" for each,
                                  exits 1 on the first failure
+  grpc_peer.py calls HOST:PORT OK FAIL
+                                 makes OK calls to Unary and FAIL calls to Fail, prints "DONE"
 
 Methods of service test.Svc: Unary (echo with "pong:" prefix, echoes x-echo metadata as a
 trailer), Fail (NOT_FOUND "nope"), ServerStream (n items), ClientStream (count and bytes),
@@ -153,8 +155,23 @@ def client(target):
     print("OK cancel_observed_by_server", flush=True)
 
 
+def calls(target, ok, fail):
+    ch = grpc.insecure_channel(target, options=OPTS)
+    for _ in range(ok):
+        check(ch.unary_unary("/%s/Unary" % SVC)(b"x", timeout=10) == b"pong:x", "unary")
+    for _ in range(fail):
+        try:
+            ch.unary_unary("/%s/Fail" % SVC)(b"x", timeout=10)
+            check(False, "Fail succeeded")
+        except grpc.RpcError as e:
+            check(e.code() == grpc.StatusCode.NOT_FOUND, "Fail code %s" % e.code())
+    print("DONE", flush=True)
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "server":
         serve()
+    elif sys.argv[1] == "calls":
+        calls(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     else:
         client(sys.argv[2])
