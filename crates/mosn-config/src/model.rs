@@ -538,6 +538,20 @@ pub struct Cluster {
     /// `lb_subset_config.fall_back_policy` (with `default_subset`): where a route's
     /// `metadata_match` goes when no host matches.
     pub subset_fallback: SubsetFallback,
+    /// `keepalive` {`interval`, `timeout`}: heartbeats on upstream connections (HTTP/2 PING,
+    /// XProtocol heartbeat). `None` when absent or when `interval` is 0, as in MOSN, which then
+    /// schedules none.
+    pub keepalive: Option<Keepalive>,
+}
+
+/// A cluster's `keepalive` (MOSN `v2.KeepAlive`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalive {
+    /// `interval`: time between heartbeats on a connection.
+    pub interval: Duration,
+    /// `timeout` (default 1 s, as MOSN): how long a heartbeat may go unanswered before the
+    /// connection is closed.
+    pub timeout: Duration,
 }
 
 /// MOSN's subset fallback policies (`pkg/upstream/cluster/subset_loadbalancer.go`).

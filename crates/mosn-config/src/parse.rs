@@ -1112,7 +1112,6 @@ fn cluster(v: &Value, path: &str, ctx: &Ctx) -> Result<Cluster> {
             "lbconfig",
             "original_dst_lb_config",
             "dns_resolvers",
-            "keepalive",
             "cluster_manager_tls",
             "mark",
         ],
@@ -1248,6 +1247,18 @@ fn cluster(v: &Value, path: &str, ctx: &Ctx) -> Result<Cluster> {
         original_dst,
         tls,
         subset_fallback,
+        keepalive: match o.opt_obj("keepalive")? {
+            None => None,
+            Some(k) => {
+                let interval = k.opt_duration("interval")?.filter(|d| !d.is_zero());
+                let timeout = k
+                    .opt_duration("timeout")?
+                    .filter(|d| !d.is_zero())
+                    .unwrap_or(std::time::Duration::from_secs(1));
+                k.finish(ctx);
+                interval.map(|interval| Keepalive { interval, timeout })
+            }
+        },
     };
     o.finish(ctx);
     Ok(c)

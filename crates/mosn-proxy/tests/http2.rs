@@ -507,3 +507,107 @@ async fn grpc_interop_suite_passes_through_the_proxy() {
         failed.join("\n")
     );
 }
+
+/// What a hand-written HTTP/2 upstream saw: PING frames, and whether the proxy closed.
+#[derive(Default)]
+struct PingSeen {
+    pings: std::sync::atomic::AtomicUsize,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+/// An HTTP/2 upstream written frame by frame (the `h2` crate answers PINGs out of sight): it
+/// answers every request `200` with no body, counts PINGs, and acknowledges them only when
+/// `answer_pings` is set.
+async fn ping_upstream(answer_pings: bool) -> (SocketAddr, std::sync::Arc<PingSeen>) {
+    use std::sync::atomic::Ordering;
+    let seen = std::sync::Arc::new(PingSeen::default());
+    let s2 = seen.clone();
+    let addr = tcp_server(move |mut s| {
+        let seen = s2.clone();
+        async move {
+            let mut preface = [0u8; 24];
+            if s.read_exact(&mut preface).await.is_err() {
+                return;
+            }
+            // Our SETTINGS (empty).
+            let _ = s.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await;
+            loop {
+                let mut h = [0u8; 9];
+                if s.read_exact(&mut h).await.is_err() {
+                    seen.closed.store(true, Ordering::SeqCst);
+                    return;
+                }
+                let len = u32::from_be_bytes([0, h[0], h[1], h[2]]) as usize;
+                let (kind, flags) = (h[3], h[4]);
+                let stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff;
+                let mut payload = vec![0u8; len];
+                if s.read_exact(&mut payload).await.is_err() {
+                    seen.closed.store(true, Ordering::SeqCst);
+                    return;
+                }
+                let reply: Vec<u8> = match kind {
+                    // SETTINGS without ACK: acknowledge.
+                    4 if flags & 1 == 0 => vec![0, 0, 0, 4, 1, 0, 0, 0, 0],
+                    // HEADERS ending the request: `:status: 200` (HPACK static index 8), END_STREAM.
+                    1 if flags & 1 == 1 => {
+                        let mut f = vec![0, 0, 1, 1, 5];
+                        f.extend_from_slice(&stream.to_be_bytes());
+                        f.push(0x88);
+                        f
+                    }
+                    6 if flags & 1 == 0 => {
+                        seen.pings.fetch_add(1, Ordering::SeqCst);
+                        if !answer_pings {
+                            continue;
+                        }
+                        let mut f = vec![0, 0, 8, 6, 1, 0, 0, 0, 0];
+                        f.extend_from_slice(&payload);
+                        f
+                    }
+                    _ => continue,
+                };
+                if s.write_all(&reply).await.is_err() {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    (addr, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_keepalive_pings_http2_upstreams_and_closes_silent_ones() {
+    use std::sync::atomic::Ordering;
+    let keepalive = |up: SocketAddr| {
+        let mut cfg = h2_config("Http1", "Http2", up);
+        cfg["cluster_manager"]["clusters"][0]["keepalive"] =
+            json!({"interval": "100ms", "timeout": "300ms"});
+        cfg
+    };
+
+    // An upstream that answers PINGs: they keep coming and the connection stays.
+    let (up, seen) = ping_upstream(true).await;
+    let p = proxy(keepalive(up));
+    assert_eq!(get(p.addr, "/a", &[]).await.status, 200);
+    assert!(
+        eventually(Duration::from_secs(10), || seen.pings.load(Ordering::SeqCst) >= 3).await,
+        "PINGs seen: {}",
+        seen.pings.load(Ordering::SeqCst)
+    );
+    assert!(!seen.closed.load(Ordering::SeqCst), "an answering upstream was closed");
+    assert_eq!(get(p.addr, "/b", &[]).await.status, 200);
+
+    // An upstream that never answers: the proxy closes the connection after `timeout`.
+    let (up, seen) = ping_upstream(false).await;
+    let p = proxy(keepalive(up));
+    assert_eq!(get(p.addr, "/a", &[]).await.status, 200);
+    assert!(
+        eventually(Duration::from_secs(10), || seen.closed.load(Ordering::SeqCst)).await,
+        "a silent upstream was kept open (PINGs seen: {})",
+        seen.pings.load(Ordering::SeqCst)
+    );
+    assert_eq!(seen.pings.load(Ordering::SeqCst), 1, "one unanswered PING closes");
+    // The next request opens a fresh connection.
+    assert_eq!(get(p.addr, "/b", &[]).await.status, 200);
+}

@@ -89,6 +89,8 @@ pub struct Cluster {
     pub subset_fallback: mosn_config::SubsetFallback,
     /// Live counters for the circuit breakers.
     pub gauges: Gauges,
+    /// `keepalive`: heartbeats on upstream connections (HTTP/2 PING).
+    pub keepalive: Option<mosn_config::Keepalive>,
 }
 
 impl Cluster {
@@ -172,6 +174,7 @@ impl ClusterManager {
                     hosts,
                     connect_timeout: c.connect_timeout,
                     idle_timeout: c.idle_timeout,
+                    keepalive: c.keepalive,
                     max_request_per_conn: c.max_request_per_conn,
                     limits: c.circuit_breakers.clone(),
                     original_dst: c.original_dst,

@@ -8,7 +8,6 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use h2::client::SendRequest;
@@ -24,14 +23,9 @@ pub const CONNECTION_WINDOW: u32 = 4 * 1024 * 1024;
 /// Largest header list accepted from an HTTP/2 upstream, in bytes.
 pub const MAX_HEADER_LIST: u32 = 64 * 1024;
 
-/// PING keepalive of HTTP/2 upstream connections (the cluster's `keepalive`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Keepalive {
-    /// Time between PINGs on an idle or busy connection.
-    pub interval: Duration,
-    /// How long a PING may go unanswered before the connection is closed.
-    pub timeout: Duration,
-}
+/// PING keepalive of HTTP/2 upstream connections: the cluster's `keepalive`, a PING every
+/// `interval` on an idle or busy connection, closed when one goes unanswered for `timeout`.
+pub use mosn_config::Keepalive;
 
 struct ConnState {
     closed: Cell<bool>,
@@ -113,14 +107,13 @@ impl MultiplexPool {
 
 impl Pools {
     /// A stream slot to `host` on an HTTP/2 connection with room, opening one when none has
-    /// (`keepalive` sets PINGs on a new connection).
+    /// (with PINGs when the cluster has a `keepalive`).
     ///
     /// Errors: as [`Pools::connect`], and `UF` when the HTTP/2 handshake fails.
     pub async fn h2_stream(
         &self,
         cluster: &Arc<Cluster>,
         host: &Host,
-        keepalive: Option<Keepalive>,
     ) -> Result<H2Stream, ProxyError> {
         if let Some(s) = self.h2.take(host.id) {
             return Ok(s);
@@ -145,7 +138,7 @@ impl Pools {
             active: Cell::new(1),
             local,
         });
-        tokio::task::spawn_local(drive(connection, state.clone(), keepalive));
+        tokio::task::spawn_local(drive(connection, state.clone(), cluster.keepalive));
         self.h2.put(
             host.id,
             H2Conn {
