@@ -171,15 +171,22 @@ mod tests {
         for s in ["a", "b", "c", "d", "a"] {
             end(&*f, &req(&format!("/{s}/M"), "application/grpc"), Some(0));
         }
-        let names: Vec<String> = f.metrics().into_iter().map(|m| m.labels[0].1.clone()).collect();
+        let names: Vec<String> = f
+            .metrics()
+            .into_iter()
+            .map(|m| m.labels[0].1.clone())
+            .collect();
         assert_eq!(names, vec!["_overflow", "a", "b"]);
     }
 
     #[test]
     fn bad_config_names_its_path() {
-        let e = build(&serde_json::json!({"max_services": "x"}), "l.stream_filters[0].config")
-            .err()
-            .unwrap();
+        let e = build(
+            &serde_json::json!({"max_services": "x"}),
+            "l.stream_filters[0].config",
+        )
+        .err()
+        .unwrap();
         assert!(e.path.ends_with("config.max_services"), "{e}");
     }
 }

@@ -591,11 +591,18 @@ async fn cluster_keepalive_pings_http2_upstreams_and_closes_silent_ones() {
     let p = proxy(keepalive(up));
     assert_eq!(get(p.addr, "/a", &[]).await.status, 200);
     assert!(
-        eventually(Duration::from_secs(10), || seen.pings.load(Ordering::SeqCst) >= 3).await,
+        eventually(Duration::from_secs(10), || seen
+            .pings
+            .load(Ordering::SeqCst)
+            >= 3)
+        .await,
         "PINGs seen: {}",
         seen.pings.load(Ordering::SeqCst)
     );
-    assert!(!seen.closed.load(Ordering::SeqCst), "an answering upstream was closed");
+    assert!(
+        !seen.closed.load(Ordering::SeqCst),
+        "an answering upstream was closed"
+    );
     assert_eq!(get(p.addr, "/b", &[]).await.status, 200);
 
     // An upstream that never answers: the proxy closes the connection after `timeout`.
@@ -603,11 +610,79 @@ async fn cluster_keepalive_pings_http2_upstreams_and_closes_silent_ones() {
     let p = proxy(keepalive(up));
     assert_eq!(get(p.addr, "/a", &[]).await.status, 200);
     assert!(
-        eventually(Duration::from_secs(10), || seen.closed.load(Ordering::SeqCst)).await,
+        eventually(Duration::from_secs(10), || seen
+            .closed
+            .load(Ordering::SeqCst))
+        .await,
         "a silent upstream was kept open (PINGs seen: {})",
         seen.pings.load(Ordering::SeqCst)
     );
-    assert_eq!(seen.pings.load(Ordering::SeqCst), 1, "one unanswered PING closes");
+    assert_eq!(
+        seen.pings.load(Ordering::SeqCst),
+        1,
+        "one unanswered PING closes"
+    );
     // The next request opens a fresh connection.
     assert_eq!(get(p.addr, "/b", &[]).await.status, 200);
+}
+
+/// Writes the client preface, an empty SETTINGS and `pings` PING frames; then reads frames until
+/// the proxy closes or `deadline` passes. Returns the GOAWAY error code, if one came, and the
+/// number of PING ACKs read.
+async fn ping_burst(addr: SocketAddr, pings: usize, deadline: Duration) -> (Option<u32>, usize) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    for i in 0..pings as u64 {
+        out.extend_from_slice(&[0, 0, 8, 6, 0, 0, 0, 0, 0]);
+        out.extend_from_slice(&i.to_be_bytes());
+    }
+    let (mut r, mut w) = s.split();
+    let write = async {
+        let _ = w.write_all(&out).await;
+        std::future::pending::<()>().await
+    };
+    let read = async {
+        let (mut goaway, mut acks) = (None, 0);
+        loop {
+            let mut h = [0u8; 9];
+            if r.read_exact(&mut h).await.is_err() {
+                break;
+            }
+            let len = u32::from_be_bytes([0, h[0], h[1], h[2]]) as usize;
+            let mut p = vec![0u8; len];
+            if r.read_exact(&mut p).await.is_err() {
+                break;
+            }
+            match h[3] {
+                6 if h[4] & 1 == 1 => acks += 1,
+                7 if len >= 8 => goaway = Some(u32::from_be_bytes([p[4], p[5], p[6], p[7]])),
+                _ => {}
+            }
+            if acks == pings {
+                break;
+            }
+        }
+        (goaway, acks)
+    };
+    tokio::select! {
+        r = read => r,
+        _ = write => unreachable!(),
+        _ = tokio::time::sleep(deadline) => (None, usize::MAX),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ping_flood_gets_enhance_your_calm_and_a_busy_client_does_not() {
+    let up = upstream(|_| async { text(200, "ok") }).await;
+    let p = proxy(h2_config("Http2", "Http1", up.addr));
+    // 500 PINGs at once is within the budget: every one is acknowledged, no GOAWAY.
+    let (goaway, acks) = ping_burst(p.addr, 500, Duration::from_secs(20)).await;
+    assert_eq!((goaway, acks), (None, 500));
+    // 20 000 at once is a flood: GOAWAY ENHANCE_YOUR_CALM (0xb) and the connection closes.
+    let (goaway, acks) = ping_burst(p.addr, 20_000, Duration::from_secs(20)).await;
+    assert_eq!(goaway, Some(0xb), "PING ACKs read before the end: {acks}");
+    assert!(acks < 20_000);
+    // Other clients are still served.
+    assert_eq!(h2_get(p.addr, "/x").await.0, 200);
 }

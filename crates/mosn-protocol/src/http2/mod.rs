@@ -8,6 +8,7 @@
 //! because a value that is valid in HTTP/2 must not become two requests in HTTP/1 (the
 //! `h2_translate` fuzz target checks exactly that).
 
+pub mod frames;
 pub mod translate;
 
 use bytes::Bytes;

@@ -7,14 +7,16 @@
 //! [`MAX_CONCURRENT_STREAMS`] streams at once, a header list of at most [`MAX_HEADER_LIST`]
 //! bytes across HEADERS and CONTINUATION frames (CVE-2024-27316), and `h2`'s limits on streams
 //! reset before they were served (Rapid Reset, CVE-2023-44487) and on locally reset streams; a
-//! client over them gets GOAWAY `ENHANCE_YOUR_CALM`. Flow-control windows bound the body bytes a
-//! client can make the proxy hold.
+//! client over them gets GOAWAY `ENHANCE_YOUR_CALM`, as does a client that floods PING, SETTINGS,
+//! RST_STREAM or PRIORITY frames past the budget of [`guard`]. Flow-control windows bound the body
+//! bytes a client can make the proxy hold.
 //!
 //! Lifecycle: the connection closes after `connection_idle_timeout` without a stream; on drain
 //! (SIGTERM) it sends GOAWAY, lets the streams in flight finish and refuses new ones.
 
 pub mod body;
 pub mod client;
+pub mod guard;
 pub mod to_h1;
 pub mod to_h2;
 
@@ -73,7 +75,7 @@ pub async fn serve(
 ) {
     let _conn = ListenerConn::open(&worker, listener);
     let ctx = Rc::new(ConnCtx::new(worker, snapshot, listener, peer, local));
-    let io = Counted::new(io, initial, &ctx);
+    let (io, tripped) = guard::Guarded::new(Counted::new(io, initial, &ctx));
     let handshake = h2::server::Builder::new()
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
         .max_header_list_size(MAX_HEADER_LIST)
@@ -100,6 +102,8 @@ pub async fn serve(
         draining = true;
     }
     let mut streams = FuturesUnordered::new();
+    let mut calm = false;
+    let mut calm_deadline = std::pin::pin!(tokio::time::sleep(Duration::from_secs(86400)));
     loop {
         match idle {
             Some(t) if streams.is_empty() && !idle_armed => {
@@ -132,6 +136,14 @@ pub async fn serve(
                 conn.graceful_shutdown();
                 draining = true;
             }
+            () = tripped.wait(), if !calm => {
+                tracing::debug!(%peer, "HTTP/2 control frame flood: GOAWAY ENHANCE_YOUR_CALM");
+                ctx.worker.stats.flag(ResponseFlag::DownstreamProtocolError);
+                conn.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
+                calm = true;
+                calm_deadline.as_mut().reset(Instant::now() + Duration::from_secs(1));
+            }
+            _ = &mut calm_deadline, if calm => break,
         }
     }
     // The connection ended: streams still running finish their bookkeeping.
