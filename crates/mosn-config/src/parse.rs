@@ -538,16 +538,48 @@ fn original_dst_mode(m: &str, path: &str) -> Result<Option<OriginalDst>> {
     }
 }
 
-fn protocol(o: &Obj<'_>, key: &str) -> Result<Option<Protocol>> {
+/// A protocol name as MOSN writes it; `X` takes the `sub_protocol` of `extend_config` (at
+/// `sub_path`).
+fn protocol(o: &Obj<'_>, key: &str, sub: Option<(&str, &str)>) -> Result<Option<Protocol>> {
+    let named = |name: &str, path: String| {
+        match name {
+        "Http1" | "HTTP1" | "http1" => Ok(Protocol::Http1),
+        "Http2" | "HTTP2" | "http2" => Ok(Protocol::Http2),
+        "Auto" | "auto" => Ok(Protocol::Auto),
+        "bolt" | "Bolt" | "SofaRpc" => Ok(Protocol::Bolt),
+        "boltv2" | "BoltV2" => Ok(Protocol::BoltV2),
+        other => Err(ConfigError::new(
+            path,
+            format!(
+                "protocol {other:?} is not supported by mosn-rs yet (supported: \"Http1\", \"Http2\", \"Auto\", \"bolt\", \"boltv2\", and \"X\" with one of the last two as extend_config.sub_protocol)"
+            ),
+        )),
+    }
+    };
     match o.opt_str(key)? {
         None | Some("") => Ok(None),
-        Some("Http1") | Some("HTTP1") | Some("http1") => Ok(Some(Protocol::Http1)),
-        Some("Http2") | Some("HTTP2") | Some("http2") => Ok(Some(Protocol::Http2)),
-        Some("Auto") | Some("auto") => Ok(Some(Protocol::Auto)),
-        Some(other) => Err(ConfigError::new(
-            o.key_path(key),
-            format!("protocol {other:?} is not supported by mosn-rs yet (supported: \"Http1\", \"Http2\", \"Auto\")"),
-        )),
+        Some("X") | Some("x") => match sub {
+            Some((name, path)) if !name.contains(',') => named(name, path.to_string())
+                .and_then(|p| {
+                    if p.is_rpc() {
+                        Ok(Some(p))
+                    } else {
+                        Err(ConfigError::new(
+                            path,
+                            format!("{name:?} is not an XProtocol sub-protocol (\"bolt\", \"boltv2\")"),
+                        ))
+                    }
+                }),
+            Some((name, path)) => Err(ConfigError::new(
+                path,
+                format!("{name:?}: several sub-protocols on one listener are not supported yet; use \"Auto\" to detect Bolt beside HTTP"),
+            )),
+            None => Err(ConfigError::new(
+                o.key_path(key),
+                "\"X\" needs extend_config.sub_protocol (\"bolt\" or \"boltv2\")",
+            )),
+        },
+        Some(name) => named(name, o.key_path(key)).map(Some),
     }
 }
 
@@ -671,18 +703,37 @@ fn tcp_proxy(
 /// that must follow it is read by the filter chain).
 fn proxy_filter(v: &Value, path: &str, ctx: &Ctx) -> Result<(ProxyFilter, bool)> {
     let o = Obj::new(v, path)?;
+    let mut sub = None;
     if let Some(ext) = o.opt_obj("extend_config")? {
         // MOSN's `http2_use_stream` switches its HTTP/2 to streaming; mosn-rs always streams.
         ext.opt_bool("http2_use_stream")?;
-        ext.unsupported(
-            &["sub_protocol"],
-            "XProtocol sub-protocols arrive with the RPC protocols",
-        )?;
+        sub = ext
+            .opt_str("sub_protocol")?
+            .map(|s| (s.to_string(), ext.key_path("sub_protocol")));
         ext.finish(ctx);
     }
+    let sub = sub.as_ref().map(|(s, p)| (s.as_str(), p.as_str()));
     o.ignored(&["name"]);
-    let downstream = protocol(&o, "downstream_protocol")?.unwrap_or(Protocol::Http1);
-    let upstream = protocol(&o, "upstream_protocol")?.unwrap_or(Protocol::Http1);
+    let downstream = protocol(&o, "downstream_protocol", sub)?.unwrap_or(Protocol::Http1);
+    // An RPC listener without `upstream_protocol` speaks its own protocol upstream.
+    let upstream = protocol(&o, "upstream_protocol", sub)?.unwrap_or(if downstream.is_rpc() {
+        downstream
+    } else {
+        Protocol::Http1
+    });
+    // Between HTTP and an RPC protocol a transcoder is needed, which mosn-rs has not yet.
+    let crosses = match (downstream, upstream) {
+        (d, u) if d.is_rpc() => !(u.is_rpc() || u == Protocol::Auto),
+        (_, u) => u.is_rpc(),
+    };
+    if crosses {
+        return Err(ConfigError::new(
+            o.key_path("upstream_protocol"),
+            format!(
+                "{upstream:?} upstream of a {downstream:?} downstream needs a transcoder, which mosn-rs does not have yet; use the same protocol on both sides (or \"Auto\" upstream)"
+            ),
+        ));
+    }
     let fallback = o
         .opt_bool("fallback_for_unknown_protocol")?
         .unwrap_or(false);

@@ -110,6 +110,15 @@ pub fn detect(first: &[u8], candidates: &[&dyn Matcher]) -> Detected {
 /// The candidates of MOSN's `Auto` for HTTP: HTTP/2 first, then HTTP/1.
 pub const HTTP_AUTO: &[&dyn Matcher] = &[&Http2Preface, &Http1Method];
 
+/// What an `Auto` listener tells apart: HTTP/2, HTTP/1.x, Bolt v1 and Bolt v2. None of them can
+/// start like another (Bolt's first byte, 1 or 2, is no method character).
+pub const AUTO: &[&dyn Matcher] = &[
+    &Http2Preface,
+    &Http1Method,
+    &crate::bolt::Bolt { v2: false },
+    &crate::bolt::Bolt { v2: true },
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;

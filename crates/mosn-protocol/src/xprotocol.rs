@@ -53,6 +53,12 @@ pub trait XProtocol: Send + Sync + 'static {
     /// What `frame` is.
     fn kind(&self, frame: &Self::Frame) -> FrameKind;
 
+    /// The request's own timeout, when its frame carries one (Bolt's `timeout` field); the
+    /// proxy answers with a timeout error when it passes, or at the route's timeout if earlier.
+    fn timeout(&self, _frame: &Self::Frame) -> Option<std::time::Duration> {
+        None
+    }
+
     /// The frame's request id.
     fn request_id(&self, frame: &Self::Frame) -> u64;
 

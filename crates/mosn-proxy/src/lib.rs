@@ -22,6 +22,7 @@ pub mod stream;
 pub mod tcp;
 pub mod udp;
 pub mod worker;
+pub mod xprotocol;
 
 pub use server::{Server, StartError};
 pub use snapshot::Snapshot;

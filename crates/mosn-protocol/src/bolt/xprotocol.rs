@@ -65,6 +65,15 @@ impl XProtocol for Bolt {
         }
     }
 
+    /// The frame's `timeout` in milliseconds; 0 and -1 (`u32::MAX`, heartbeats) mean none.
+    fn timeout(&self, f: &Frame) -> Option<std::time::Duration> {
+        match f.timeout_ms {
+            0 | u32::MAX => None,
+            ms if f.kind != Kind::Response => Some(std::time::Duration::from_millis(ms.into())),
+            _ => None,
+        }
+    }
+
     fn request_id(&self, f: &Frame) -> u64 {
         u64::from(f.request_id)
     }
@@ -106,6 +115,22 @@ impl XProtocol for Bolt {
 
     fn pool_mode(&self) -> PoolMode {
         PoolMode::Multiplex
+    }
+}
+
+/// For `Auto`: `bolt` claims connections whose first byte is 1 (v1), `boltv2` those starting with
+/// 2, each followed by a command type.
+impl crate::detect::Matcher for Bolt {
+    fn protocol(&self) -> Protocol {
+        XProtocol::protocol(self)
+    }
+    fn matches(&self, first: &[u8]) -> Match {
+        let want = if self.v2 { PROTO_V2 } else { PROTO_V1 };
+        match first.first() {
+            Some(&b) if b == want => XProtocol::matches(self, first),
+            Some(_) => Match::No,
+            None => Match::NeedMore,
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use arc_swap::ArcSwap;
 use bytes::BytesMut;
 use mosn_api::Protocol;
 use mosn_net::Stream;
-use mosn_protocol::detect::{detect, Detected, HTTP_AUTO};
+use mosn_protocol::detect::{detect, Detected, AUTO};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::watch;
 
@@ -147,18 +147,40 @@ async fn serve_proxy(
         _ if h2_alpn => (Protocol::Http2, BytesMut::new()),
         mosn_config::Protocol::Http1 => (Protocol::Http1, BytesMut::new()),
         mosn_config::Protocol::Http2 => (Protocol::Http2, BytesMut::new()),
+        mosn_config::Protocol::Bolt => (Protocol::Bolt, BytesMut::new()),
+        mosn_config::Protocol::BoltV2 => (Protocol::BoltV2, BytesMut::new()),
         mosn_config::Protocol::Auto => {
             let (seen, verdict) = sniff(&mut io, info.header_timeout).await;
             match verdict {
-                Some(p @ (Protocol::Http1 | Protocol::Http2)) => (p, seen),
-                v => return refuse_detected(v, addrs.0),
+                Some(p) => (p, seen),
+                None => return refuse_detected(None, addrs.0),
             }
         }
     };
-    let snapshot = snapshot.clone();
+    serve_protocol(w, snapshot.clone(), index, io, addrs, protocol, initial).await
+}
+
+/// Serves a connection by its protocol's driver; `initial` holds bytes already read.
+async fn serve_protocol(
+    w: Rc<Worker>,
+    snapshot: Arc<Snapshot>,
+    index: usize,
+    io: Stream,
+    addrs: (SocketAddr, SocketAddr),
+    protocol: Protocol,
+    initial: BytesMut,
+) {
+    use mosn_protocol::bolt::Bolt;
     match protocol {
+        Protocol::Http1 => crate::http1::serve(w, snapshot, index, io, addrs, initial).await,
         Protocol::Http2 => crate::http2::serve(w, snapshot, index, io, addrs, initial).await,
-        _ => crate::http1::serve(w, snapshot, index, io, addrs, initial).await,
+        Protocol::Bolt | Protocol::BoltV2 => {
+            let bolt = Bolt {
+                v2: protocol == Protocol::BoltV2,
+            };
+            crate::xprotocol::serve(w, snapshot, index, io, addrs, initial, bolt).await
+        }
+        p => refuse_detected(Some(p), addrs.0),
     }
 }
 
@@ -175,7 +197,7 @@ async fn sniff<S: AsyncRead + Unpin>(
     loop {
         match tokio::time::timeout_at(until, s.read_buf(&mut buf)).await {
             Ok(Ok(0)) | Ok(Err(_)) => return (buf, None),
-            Ok(Ok(_)) => match detect(&buf, HTTP_AUTO) {
+            Ok(Ok(_)) => match detect(&buf, AUTO) {
                 Detected::Protocol(p) => return (buf, Some(p)),
                 Detected::Unknown => return (buf, None),
                 Detected::NeedMore => {}
@@ -221,15 +243,9 @@ async fn serve_stream<S>(
             let mut s = s;
             let (seen, verdict) = sniff(&mut s, info.header_timeout).await;
             match verdict {
-                Some(p @ (Protocol::Http1 | Protocol::Http2)) => {
-                    let snapshot = snapshot.clone();
-                    let (io, addrs) = (s.into(), (peer, local));
-                    match p {
-                        Protocol::Http2 => {
-                            crate::http2::serve(w, snapshot, index, io, addrs, seen).await
-                        }
-                        _ => crate::http1::serve(w, snapshot, index, io, addrs, seen).await,
-                    }
+                Some(p) => {
+                    let addrs = (peer, local);
+                    serve_protocol(w, snapshot.clone(), index, s.into(), addrs, p, seen).await
                 }
                 // MOSN's fallback_for_unknown_protocol: the bytes go to the tcp_proxy that
                 // follows `proxy`, those already read first.

@@ -46,6 +46,8 @@ pub struct Worker {
     pub stats: Arc<WorkerStats>,
     /// Upstream connection pools.
     pub pools: Pools,
+    /// Multiplexed upstream pools of the RPC protocols.
+    pub xpools: crate::xprotocol::XPools,
     /// Access logs by listener.
     pub logs: Arc<AccessLogs>,
     /// This worker's batches of access-log lines.
@@ -83,6 +85,7 @@ impl Worker {
         Worker {
             id,
             pools: Pools::new(stats.upstream.clone()),
+            xpools: Default::default(),
             stats,
             local_logs: LocalLogs::new(&logs),
             logs,

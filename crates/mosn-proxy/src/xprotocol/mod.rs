@@ -1,0 +1,316 @@
+//! The XProtocol driver (MOSN 0.26's framework): one generic connection driver that serves every
+//! multiplexed RPC protocol implementing [`XProtocol`] (Bolt now; Dubbo next), downstream and
+//! upstream ([`upstream`]).
+//!
+//! Downstream, one task per client connection reads frames and serves each request as a stream
+//! of its own, all at once (answers go out as they complete, out of order). Heartbeats are
+//! answered by the proxy itself. Each request goes through [`crate::stream`] like an HTTP request
+//! (filters, route by the frame's header fields, load balancer), then out on a multiplexed
+//! upstream connection with a fresh id; the response comes back with the client's id. Every
+//! failure is answered with the protocol's own error response ([`XProtocol::hijack`]): no route,
+//! no host, overflow, connect failure, connection closed, timeout. Oneway requests are forwarded
+//! without waiting and get no answer.
+//!
+//! Timeouts: the route's `timeout` (MOSN's 60 s global default), shortened by the frame's own
+//! timeout field when it has one ([`XProtocol::timeout`]).
+//!
+//! On drain (SIGTERM), the protocol's GoAway (when it has one) tells the client to stop sending
+//! on this connection; requests in flight are answered, then the connection closes.
+
+pub mod io;
+pub mod upstream;
+
+use std::future::{poll_fn, Future};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use mosn_api::{LocalReply, ProxyError, ResponseFlag, StreamInfo};
+use mosn_net::Stream;
+use mosn_protocol::xprotocol::{FrameKind, XProtocol};
+use tokio::time::Instant;
+
+use crate::conn::{ConnCtx, Counted, ListenerConn};
+use crate::snapshot::Snapshot;
+use crate::stream::upstream::{
+    begin_try, response_received, rewrite_request, rewrite_response, Failure, Tries, TryActive,
+};
+use crate::stream::{self, run_response_filters, Answer, Forwarding, Routed};
+use crate::worker::state::Worker;
+use io::{poll_drain, poll_fill};
+use upstream::{wait, Outcome, XConn, XPool};
+
+/// Requests a client may have in flight on one connection; past it the connection is not read
+/// until some are answered.
+pub const MAX_IN_FLIGHT: usize = 10_000;
+/// Answers a client may leave unread, in bytes, before its connection is not read further.
+pub const MAX_UNREAD_ANSWERS: usize = 4 << 20;
+
+/// An XProtocol the proxy serves: the protocol and where a worker keeps its upstream pool.
+pub trait Served: XProtocol + Sized {
+    /// The worker's multiplexed pool for this protocol.
+    fn pool(worker: &Worker) -> &XPool<Self>;
+}
+
+impl Served for mosn_protocol::bolt::Bolt {
+    fn pool(worker: &Worker) -> &XPool<Self> {
+        &worker.xpools.bolt
+    }
+}
+
+/// The XProtocol pools of a worker.
+#[derive(Default)]
+pub struct XPools {
+    /// Bolt (v1 and v2 frames on one connection, as the upstream reads both).
+    pub bolt: XPool<mosn_protocol::bolt::Bolt>,
+}
+
+/// Serves one downstream connection of protocol `proto` until it closes. `initial` holds bytes
+/// already read (by protocol detection).
+pub async fn serve<P: Served>(
+    worker: Rc<Worker>,
+    snapshot: Arc<Snapshot>,
+    listener: usize,
+    io: Stream,
+    (peer, local): (SocketAddr, SocketAddr),
+    initial: BytesMut,
+    proto: P,
+) {
+    let _conn = ListenerConn::open(&worker, listener);
+    let ctx = Rc::new(ConnCtx::new(worker, snapshot, listener, peer, local));
+    let proto = Rc::new(proto);
+    let mut io = Counted::new(io, BytesMut::new(), &ctx);
+    let mut rbuf = initial;
+    let mut wbuf = BytesMut::new();
+    let mut streams = FuturesUnordered::new();
+    let mut reading = true;
+    let mut draining = false;
+    let idle = ctx.listener().idle_timeout;
+    let mut last_active = Instant::now();
+    loop {
+        // Every complete frame in the buffer.
+        while reading && streams.len() < MAX_IN_FLIGHT {
+            match proto.decode(&mut rbuf) {
+                Ok(Some(frame)) => match proto.kind(&frame) {
+                    FrameKind::Heartbeat => proto.encode(&proto.heartbeat_reply(&frame), &mut wbuf),
+                    FrameKind::Request | FrameKind::Oneway => {
+                        streams.push(serve_stream(ctx.clone(), proto.clone(), frame))
+                    }
+                    // Replies and GoAways from a client carry nothing for the proxy.
+                    _ => {}
+                },
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "not a {} frame; closing", proto.protocol().mosn_name());
+                    ctx.worker.stats.flag(ResponseFlag::DownstreamProtocolError);
+                    reading = false;
+                }
+            }
+        }
+        if ctx.worker.draining.get() && !draining {
+            draining = true;
+            if let Some(g) = proto.goaway() {
+                proto.encode(&g, &mut wbuf);
+            }
+        }
+        if (!reading || draining) && streams.is_empty() && wbuf.is_empty() {
+            break;
+        }
+        let idle_at = idle
+            .filter(|_| streams.is_empty() && wbuf.is_empty())
+            .map(|t| last_active + t);
+        let mut idle_timer = std::pin::pin!(async {
+            match idle_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        });
+        let mut drain = std::pin::pin!(ctx.worker.drain.notified());
+        let room = wbuf.len() < MAX_UNREAD_ANSWERS && streams.len() < MAX_IN_FLIGHT;
+        enum Ev<T> {
+            Done(T),
+            Read,
+            Written,
+            Gone,
+            Idle,
+            Drain,
+        }
+        let ev = poll_fn(|cx| {
+            if !wbuf.is_empty() {
+                let before = wbuf.len();
+                match poll_drain(cx, &mut io, &mut wbuf) {
+                    Poll::Ready(Err(_)) => return Poll::Ready(Ev::Gone),
+                    Poll::Ready(Ok(())) => return Poll::Ready(Ev::Written),
+                    Poll::Pending if wbuf.len() < before => return Poll::Ready(Ev::Written),
+                    Poll::Pending => {}
+                }
+            }
+            if let Poll::Ready(Some(out)) = streams.poll_next_unpin(cx) {
+                return Poll::Ready(Ev::Done(out));
+            }
+            if reading && room && !draining {
+                match poll_fill(cx, &mut io, &mut rbuf) {
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Ev::Gone),
+                    Poll::Ready(Ok(_)) => return Poll::Ready(Ev::Read),
+                    Poll::Pending => {}
+                }
+            }
+            if !draining && drain.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Ev::Drain);
+            }
+            if idle_timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Ev::Idle);
+            }
+            Poll::Pending
+        })
+        .await;
+        match ev {
+            Ev::Done(Some(answer)) => wbuf.extend_from_slice(&answer),
+            Ev::Done(None) | Ev::Written | Ev::Drain => {}
+            Ev::Read => last_active = Instant::now(),
+            Ev::Idle => break,
+            Ev::Gone => {
+                // The client is gone (or its bytes ended): what is in flight still finishes its
+                // bookkeeping, its answers have nowhere to go.
+                wbuf.clear();
+                let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                    while streams.next().await.is_some() {}
+                })
+                .await;
+                break;
+            }
+        }
+    }
+}
+
+/// Serves one request: route, then the upstream exchange or a local answer in the protocol's own
+/// error response, then the stream's end. Returns the encoded answer (none for a oneway).
+async fn serve_stream<P: Served>(
+    ctx: Rc<ConnCtx>,
+    proto: Rc<P>,
+    mut frame: P::Frame,
+) -> Option<BytesMut> {
+    let stats = &ctx.worker.stats;
+    if let Some(l) = stats.listeners.get(ctx.listener) {
+        l.request_total.inc();
+        l.request_active.inc();
+    }
+    stats.active_requests.inc();
+    let mut info = StreamInfo::new(proto.protocol(), std::time::Instant::now());
+    info.http_minor = 0;
+    let oneway = proto.kind(&frame) == FrameKind::Oneway;
+    let id = proto.request_id(&frame);
+    let answer = match stream::route(&ctx, &mut frame, &mut info, None).await {
+        Routed::Answer(a) => Err(Failure::Answer(a)),
+        Routed::Forward(f) => forward(&ctx, &proto, &mut frame, &f, oneway, &mut info).await,
+    };
+    let response = match answer {
+        Ok(r) => r,
+        Err(Failure::Answer(a)) => Some(hijack(&ctx, &*proto, &frame, a, &mut info)),
+        Err(Failure::Abort) => None,
+    };
+    let mut response = response;
+    let out = match &mut response {
+        Some(r) if !oneway => {
+            proto.set_request_id(r, id);
+            let mut out = BytesMut::new();
+            proto.encode(r, &mut out);
+            Some(out)
+        }
+        _ => None,
+    };
+    stream::finish(
+        &ctx,
+        info,
+        &frame,
+        response.as_ref().map(|r| r as &dyn mosn_api::Headers),
+        true,
+    );
+    out
+}
+
+/// The protocol's error response for a local answer, after the BeforeSend filters.
+fn hijack<P: XProtocol>(
+    ctx: &ConnCtx,
+    proto: &P,
+    request: &P::Frame,
+    a: Answer<'_>,
+    info: &mut StreamInfo,
+) -> P::Frame {
+    let flag = a.reply.flag;
+    let (head, reply) = a.render(ctx, info, |status| {
+        proto.hijack(
+            request,
+            &LocalReply {
+                flag,
+                status,
+                body: bytes::Bytes::new(),
+            },
+        )
+    });
+    info.status = reply.status;
+    head
+}
+
+/// Sends a request upstream (with the route's retries for connection failures) and returns the
+/// response, or `None` for a oneway.
+async fn forward<'s, P: Served>(
+    ctx: &'s ConnCtx,
+    proto: &Rc<P>,
+    frame: &mut P::Frame,
+    f: &Forwarding<'s>,
+    oneway: bool,
+    info: &mut StreamInfo,
+) -> Result<Option<P::Frame>, Failure<'s>> {
+    rewrite_request(f, frame);
+    let mut tries = Tries::new(f, true);
+    if let Some(t) = proto.timeout(frame) {
+        tries.deadline = tries.deadline.min(Instant::now() + t);
+    }
+    let up = &*ctx.worker.stats.upstream;
+    loop {
+        let attempt = tries.start_try();
+        let t = begin_try(ctx, f, frame, info, attempt, None).await?;
+        let (ci, hi) = (t.cluster.index, t.host.id);
+        let pooled = P::pool(&ctx.worker).conn(&ctx.worker.pools, t.cluster, t.host, proto);
+        let conn: Rc<XConn<P>> = match tokio::time::timeout_at(tries.deadline, pooled).await {
+            Err(_) => {
+                return Err(
+                    ProxyError::new(ResponseFlag::UpstreamRequestTimeout, "route timeout").into(),
+                )
+            }
+            Ok(Err(e)) if e.retryable && tries.left() => continue,
+            Ok(Err(e)) => return Err(e.into()),
+            Ok(Ok(c)) => c,
+        };
+        if let Some(u) = &mut info.upstream {
+            u.local = conn.local;
+        }
+        let _active = TryActive::start(up, ci, hi);
+        let pending = conn.send(frame, !oneway);
+        let (sent_at, until) = tries.sent(info);
+        let Some(pending) = pending else {
+            // A oneway is done once it is on its way.
+            info.status = 200;
+            return Ok(None);
+        };
+        match wait(&conn, pending, until).await {
+            Outcome::Response(mut resp) => {
+                let status = proto.http_status(&resp);
+                response_received(up, ci, hi, info, sent_at, status);
+                rewrite_response(f, &mut resp);
+                if let Some(r) = run_response_filters(ctx, f.filters, &mut resp, info) {
+                    return Err(Failure::Answer(Answer::plain(r)));
+                }
+                info.status = status;
+                return Ok(Some(resp));
+            }
+            Outcome::Closed => tries.upstream_reset(up, t.host, ci, "connection closed")?,
+            Outcome::TimedOut => tries.timed_out(up, ci, hi)?,
+        }
+    }
+}
