@@ -361,3 +361,30 @@ async fn auto_serves_bolt_and_http_on_one_port() {
     // HTTP/2, which this HTTP/1-only upstream refuses: the 502 shows the stream was served.
     assert_eq!(h2_get(p.addr, "/y").await.0, 502);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_keepalive_sends_heartbeats_on_upstream_connections() {
+    let a = bolt_server("a").await;
+    let mut c = cluster("ca", &[a.addr]);
+    c["keepalive"] = json!({"interval": "100ms", "timeout": "1s"});
+    let p = proxy(bolt_config(
+        "bolt",
+        json!([{"match": {"prefix": "/"}, "route": {"cluster_name": "ca"}}]),
+        json!([c]),
+    ));
+    let mut client = BoltClient::connect(p.addr).await;
+    let r = client.call(&request(1, "com.example.A:1.0", "x")).await;
+    assert_eq!(r.status, status::SUCCESS);
+    assert!(
+        eventually(Duration::from_secs(10), || a
+            .heartbeats
+            .load(Ordering::SeqCst)
+            >= 3)
+        .await,
+        "heartbeats seen upstream: {}",
+        a.heartbeats.load(Ordering::SeqCst)
+    );
+    // The connection is still good for calls.
+    let r = client.call(&request(2, "com.example.A:1.0", "y")).await;
+    assert_eq!(&r.content[..], b"a:y");
+}

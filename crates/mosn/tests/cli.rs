@@ -319,9 +319,10 @@ fn mosn_corpus_is_accepted_or_rejected_by_name() {
             c => panic!("{}: exit {c:?}: {err}", f.display()),
         }
     }
-    // Measured when this test was last changed: 21 of 65 pass; the rest need HTTP/2, RPC
-    // protocols, stream filters, TLS plugins or xDS, each named in its error. The count may only grow.
-    assert!(ok >= 21, "only {ok} corpus configs pass");
+    // Measured when this test was last changed: 24 of 65 pass (Bolt listeners among them); the
+    // rest need Dubbo, more stream filters, TLS plugins or xDS, each named in its error. The count
+    // may only grow.
+    assert!(ok >= 24, "only {ok} corpus configs pass");
     for must in [
         "configs/mosn_config.json",
         "examples/codes/http-sample/client_config.json",
