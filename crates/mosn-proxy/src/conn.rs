@@ -133,6 +133,7 @@ pub struct Counted {
     initial: bytes::BytesMut,
     stats: Arc<crate::stats::WorkerStats>,
     listener: usize,
+    budget: Option<crate::http2::guard::Budget>,
 }
 
 impl Counted {
@@ -143,7 +144,22 @@ impl Counted {
             initial,
             stats: ctx.worker.stats.clone(),
             listener: ctx.listener,
+            budget: None,
         }
+    }
+
+    /// As [`Counted::new`], for an HTTP/2 server connection whose control frames draw on a
+    /// [`crate::http2::guard::Budget`]; once it is exceeded nothing more is read, and the handle
+    /// returned wakes the driver.
+    pub fn guarded(
+        io: Stream,
+        initial: bytes::BytesMut,
+        ctx: &ConnCtx,
+    ) -> (Self, Rc<crate::http2::guard::Tripped>) {
+        let (budget, tripped) = crate::http2::guard::Budget::new();
+        let mut c = Counted::new(io, initial, ctx);
+        c.budget = Some(budget);
+        (c, tripped)
     }
 }
 
@@ -153,18 +169,27 @@ impl AsyncRead for Counted {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        if !self.initial.is_empty() {
-            let n = self.initial.len().min(buf.remaining());
-            buf.put_slice(&self.initial.split_to(n));
-            return Poll::Ready(Ok(()));
+        if self.budget.as_ref().is_some_and(|b| b.is_tripped()) {
+            // The driver is closing the connection; nothing more is read.
+            return Poll::Pending;
         }
         let before = buf.filled().len();
-        let r = Pin::new(&mut self.io).poll_read(cx, buf);
-        let n = buf.filled().len() - before;
-        if n > 0 {
-            if let Some(l) = self.stats.listeners.get(self.listener) {
-                l.bytes_read_total.add(n as u64);
+        let r = if !self.initial.is_empty() {
+            let n = self.initial.len().min(buf.remaining());
+            buf.put_slice(&self.initial.split_to(n));
+            Poll::Ready(Ok(()))
+        } else {
+            let r = Pin::new(&mut self.io).poll_read(cx, buf);
+            let n = buf.filled().len() - before;
+            if n > 0 {
+                if let Some(l) = self.stats.listeners.get(self.listener) {
+                    l.bytes_read_total.add(n as u64);
+                }
             }
+            r
+        };
+        if let Some(b) = &mut self.budget {
+            b.read(&buf.filled()[before..]);
         }
         r
     }

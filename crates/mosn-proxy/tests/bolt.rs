@@ -154,6 +154,11 @@ fn bolt_config(protocol: &str, routes: Value, clusters: Value) -> Value {
     })
 }
 
+/// One route sending every call to `cluster`.
+fn all_to(cluster: &str) -> Value {
+    json!([{"match": {"prefix": "/"}, "route": {"cluster_name": cluster}}])
+}
+
 fn by_service(service: &str, cluster: &str) -> Value {
     json!({"match": {"headers": [{"name": "service", "value": service}]}, "route": {"cluster_name": cluster}})
 }
@@ -199,7 +204,7 @@ async fn five_hundred_calls_at_once_on_one_connection_are_each_answered() {
     let a = bolt_server("a").await;
     let p = proxy(bolt_config(
         "bolt",
-        json!([{"match": {"prefix": "/"}, "route": {"cluster_name": "ca"}}]),
+        all_to("ca"),
         json!([cluster("ca", &[a.addr])]),
     ));
     let mut c = BoltClient::connect(p.addr).await;
@@ -235,7 +240,7 @@ async fn heartbeats_are_answered_by_the_proxy_and_oneways_go_through() {
     let a = bolt_server("a").await;
     let p = proxy(bolt_config(
         "bolt",
-        json!([{"match": {"prefix": "/"}, "route": {"cluster_name": "ca"}}]),
+        all_to("ca"),
         json!([cluster("ca", &[a.addr])]),
     ));
     let mut c = BoltClient::connect(p.addr).await;
@@ -327,7 +332,7 @@ async fn bolt_v2_with_crc_passes_and_keeps_its_version() {
     let a = bolt_server("a").await;
     let p = proxy(bolt_config(
         "boltv2",
-        json!([{"match": {"prefix": "/"}, "route": {"cluster_name": "ca"}}]),
+        all_to("ca"),
         json!([cluster("ca", &[a.addr])]),
     ));
     let mut c = BoltClient::connect(p.addr).await;

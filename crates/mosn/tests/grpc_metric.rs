@@ -22,23 +22,13 @@ impl Drop for Killed {
     }
 }
 
-fn python() -> PathBuf {
-    let p = repo().join("target/peers/venv/bin/python");
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/install-test-deps.sh",
-        p.display()
-    );
-    p
-}
-
 fn grpc_peer() -> PathBuf {
     repo().join("crates/mosn-proxy/tests/peers/grpc_peer.py")
 }
 
 /// A grpcio server on a free port.
 fn grpc_server() -> (Killed, SocketAddr) {
-    let mut child = Command::new(python())
+    let mut child = Command::new(venv_python())
         .arg(grpc_peer())
         .arg("server")
         .stdout(Stdio::piped())
@@ -81,7 +71,7 @@ fn grpc_metric_counts_calls_per_service_and_result() {
     let sink = m.log_addr(&["prometheus listening"]);
     let sink = SocketAddr::from(([127, 0, 0, 1], sink.port()));
 
-    let out = Command::new(python())
+    let out = Command::new(venv_python())
         .arg(grpc_peer())
         .args(["calls", &l.to_string(), "5", "3"])
         .output()

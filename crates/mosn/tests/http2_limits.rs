@@ -27,16 +27,6 @@ fn config(downstream: &str, up: SocketAddr) -> serde_json::Value {
     })
 }
 
-fn python() -> PathBuf {
-    let p = repo().join("target/peers/venv/bin/python");
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/install-test-deps.sh",
-        p.display()
-    );
-    p
-}
-
 /// CPU seconds (user + system) a process has used so far.
 fn cpu_seconds(pid: u32) -> f64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
@@ -87,7 +77,7 @@ fn floods_cost_bounded_memory_and_other_clients_are_still_served() {
         let cpu0 = cpu_seconds(m.child.id());
         let flooders: Vec<_> = (0..2)
             .map(|_| {
-                Command::new(python())
+                Command::new(venv_python())
                     .arg(&script)
                     .args([kind, "127.0.0.1", &addr.port().to_string(), "3"])
                     .stdout(std::process::Stdio::piped())

@@ -9,12 +9,9 @@
 //! each waiting for its ACK.
 
 use std::cell::Cell;
-use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll};
 
 use mosn_protocol::http2::frames::FrameScanner;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
 /// Control frames a client may send at once.
@@ -38,22 +35,22 @@ impl Tripped {
     }
 }
 
-/// A client stream whose control frames are counted against the budget.
-pub struct Guarded<T> {
-    io: T,
+/// The budget of one client connection, fed with the bytes read from it (see
+/// [`crate::conn::Counted::guarded`]).
+pub struct Budget {
     scanner: FrameScanner,
     tokens: f64,
     last: Instant,
     tripped: Rc<Tripped>,
 }
 
-impl<T> Guarded<T> {
-    /// Wraps the server side of a connection (the client preface comes first).
-    pub fn new(io: T) -> (Self, Rc<Tripped>) {
+impl Budget {
+    /// A full budget for the server side of a connection (the client preface comes first), and
+    /// the handle its driver waits on.
+    pub fn new() -> (Self, Rc<Tripped>) {
         let tripped = Rc::new(Tripped::default());
         (
-            Guarded {
-                io,
+            Budget {
                 scanner: FrameScanner::server(),
                 tokens: BURST,
                 last: Instant::now(),
@@ -62,63 +59,30 @@ impl<T> Guarded<T> {
             tripped,
         )
     }
-}
 
-impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        if self.tripped.flag.get() {
-            // The driver is closing the connection; nothing more is read.
-            return Poll::Pending;
-        }
-        let before = buf.filled().len();
-        let r = Pin::new(&mut self.io).poll_read(cx, buf);
-        let this = &mut *self;
+    /// True once the budget is exceeded: nothing more is to be read.
+    pub fn is_tripped(&self) -> bool {
+        self.tripped.flag.get()
+    }
+
+    /// Counts the control frames that start in `bytes`, the next bytes read.
+    pub fn read(&mut self, bytes: &[u8]) {
         let mut control = 0u32;
-        this.scanner.feed(&buf.filled()[before..], |f| {
+        self.scanner.feed(bytes, |f| {
             if f.is_control() {
                 control += 1;
             }
         });
-        if control > 0 {
-            let now = Instant::now();
-            let refill = now.duration_since(this.last).as_secs_f64() * PER_SECOND;
-            this.tokens = (this.tokens + refill).min(BURST) - f64::from(control);
-            this.last = now;
-            if this.tokens < 0.0 {
-                this.tripped.flag.set(true);
-                this.tripped.notify.notify_one();
-            }
+        if control == 0 {
+            return;
         }
-        r
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Guarded<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
+        let now = Instant::now();
+        let refill = now.duration_since(self.last).as_secs_f64() * PER_SECOND;
+        self.tokens = (self.tokens + refill).min(BURST) - f64::from(control);
+        self.last = now;
+        if self.tokens < 0.0 {
+            self.tripped.flag.set(true);
+            self.tripped.notify.notify_one();
+        }
     }
 }

@@ -75,7 +75,7 @@ pub async fn serve(
 ) {
     let _conn = ListenerConn::open(&worker, listener);
     let ctx = Rc::new(ConnCtx::new(worker, snapshot, listener, peer, local));
-    let (io, tripped) = guard::Guarded::new(Counted::new(io, initial, &ctx));
+    let (io, tripped) = Counted::guarded(io, initial, &ctx);
     let handshake = h2::server::Builder::new()
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
         .max_header_list_size(MAX_HEADER_LIST)

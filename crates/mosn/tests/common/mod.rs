@@ -385,3 +385,14 @@ pub fn eventually(d: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+
+/// The Python of the test venv (grpcio, h2) that scripts/install-test-deps.sh makes.
+pub fn venv_python() -> PathBuf {
+    let p = repo().join("target/peers/venv/bin/python");
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/install-test-deps.sh",
+        p.display()
+    );
+    p
+}
