@@ -730,7 +730,7 @@ fn proxy_filter(v: &Value, path: &str, ctx: &Ctx) -> Result<(ProxyFilter, bool)>
         return Err(ConfigError::new(
             o.key_path("upstream_protocol"),
             format!(
-                "{upstream:?} upstream of a {downstream:?} downstream needs a transcoder, which mosn-rs does not have yet; use the same protocol on both sides (or \"Auto\" upstream)"
+                "{upstream:?} upstream of a {downstream:?} downstream needs a transcoder, which is not supported by mosn-rs yet; use the same protocol on both sides (or \"Auto\" upstream)"
             ),
         ));
     }

@@ -74,13 +74,13 @@ async fn http1_is_served_and_unknown_traffic_falls_back_to_tcp_proxy() {
     assert!(closed);
     // Not HTTP: the tcp_proxy echo server gets every byte, the first ones included.
     let mut s = TcpStream::connect(p.addr).await.unwrap();
-    s.write_all(b"\x01\x02binary rpc frame").await.unwrap();
+    s.write_all(b"\x00\x07binary rpc frame").await.unwrap();
     let mut got = vec![0u8; 18];
     tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut got))
         .await
         .expect("no echo through the fallback")
         .unwrap();
-    assert_eq!(got, b"\x01\x02binary rpc frame");
+    assert_eq!(got, b"\x00\x07binary rpc frame");
     s.write_all(b" more").await.unwrap();
     let mut more = vec![0u8; 5];
     s.read_exact(&mut more).await.unwrap();
@@ -97,7 +97,7 @@ async fn without_fallback_unknown_connections_are_closed() {
     let up = named("http upstream").await;
     let p = proxy(auto_config(up.addr, echo().await, false));
     let mut s = TcpStream::connect(p.addr).await.unwrap();
-    s.write_all(b"\x01\x02binary rpc frame").await.unwrap();
+    s.write_all(b"\x00\x07binary rpc frame").await.unwrap();
     let (out, closed) = read_all(&mut s).await;
     assert!(closed, "the connection stayed open");
     assert!(out.is_empty(), "got {out:?}");
@@ -124,10 +124,10 @@ async fn http1_and_http2_clients_mixed_on_one_port_with_fallback() {
     }
     // Meanwhile, unknown bytes still fall back to tcp_proxy.
     let mut s = TcpStream::connect(p.addr).await.unwrap();
-    s.write_all(b"\x01\x02rpc").await.unwrap();
+    s.write_all(b"\x00\x07rpc").await.unwrap();
     let mut got = vec![0u8; 5];
     s.read_exact(&mut got).await.unwrap();
-    assert_eq!(got, b"\x01\x02rpc");
+    assert_eq!(got, b"\x00\x07rpc");
     for t in tasks {
         t.await.unwrap();
     }
