@@ -125,6 +125,39 @@ impl Drop for ListenerConn {
     }
 }
 
+/// A downstream connection handed to a protocol driver (HTTP/1, HTTP/2, XProtocol).
+pub struct Accepted {
+    /// The worker serving it.
+    pub worker: Rc<Worker>,
+    /// The config snapshot it started under.
+    pub snapshot: Arc<Snapshot>,
+    /// Index of its listener in the snapshot.
+    pub listener: usize,
+    /// The stream (after TLS, when the listener has it).
+    pub io: Stream,
+    /// The client's address ([`UNIX_PEER`] on a unix socket) and the local one.
+    pub addrs: (SocketAddr, SocketAddr),
+    /// Bytes already read from it (by protocol detection), to be served first.
+    pub initial: bytes::BytesMut,
+}
+
+impl Accepted {
+    /// Counts the connection on its listener (until the guard drops) and makes its context;
+    /// returns them with the stream and the bytes already read.
+    pub fn open(self) -> (ListenerConn, Rc<ConnCtx>, Stream, bytes::BytesMut) {
+        let guard = ListenerConn::open(&self.worker, self.listener);
+        let (peer, local) = self.addrs;
+        let ctx = Rc::new(ConnCtx::new(
+            self.worker,
+            self.snapshot,
+            self.listener,
+            peer,
+            local,
+        ));
+        (guard, ctx, self.io, self.initial)
+    }
+}
+
 /// A downstream stream that first yields bytes already read from it (by protocol detection) and
 /// counts the listener's `bytes_read_total` and `bytes_write_total`, for codecs that own their
 /// I/O (HTTP/2).

@@ -154,6 +154,15 @@ fn bolt_config(protocol: &str, routes: Value, clusters: Value) -> Value {
     })
 }
 
+/// A proxy of `protocol` sending every call to the server at `up` (cluster `ca`).
+fn one_cluster_proxy(protocol: &str, up: SocketAddr) -> Proxy {
+    proxy(bolt_config(
+        protocol,
+        all_to("ca"),
+        json!([cluster("ca", &[up])]),
+    ))
+}
+
 /// One route sending every call to `cluster`.
 fn all_to(cluster: &str) -> Value {
     json!([{"match": {"prefix": "/"}, "route": {"cluster_name": cluster}}])
@@ -202,11 +211,7 @@ async fn calls_in_sequence_and_routed_by_service() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_hundred_calls_at_once_on_one_connection_are_each_answered() {
     let a = bolt_server("a").await;
-    let p = proxy(bolt_config(
-        "bolt",
-        all_to("ca"),
-        json!([cluster("ca", &[a.addr])]),
-    ));
+    let p = one_cluster_proxy("bolt", a.addr);
     let mut c = BoltClient::connect(p.addr).await;
     let mut want = HashMap::new();
     for i in 0..500u32 {
@@ -238,11 +243,7 @@ async fn five_hundred_calls_at_once_on_one_connection_are_each_answered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_are_answered_by_the_proxy_and_oneways_go_through() {
     let a = bolt_server("a").await;
-    let p = proxy(bolt_config(
-        "bolt",
-        all_to("ca"),
-        json!([cluster("ca", &[a.addr])]),
-    ));
+    let p = one_cluster_proxy("bolt", a.addr);
     let mut c = BoltClient::connect(p.addr).await;
     let mut hb = Frame::request(Version::V1, 99);
     hb.cmd_code = mosn_protocol::bolt::CMD_HEARTBEAT;
@@ -330,11 +331,7 @@ async fn an_upstream_that_dies_mid_call_gets_an_error_answer_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bolt_v2_with_crc_passes_and_keeps_its_version() {
     let a = bolt_server("a").await;
-    let p = proxy(bolt_config(
-        "boltv2",
-        all_to("ca"),
-        json!([cluster("ca", &[a.addr])]),
-    ));
+    let p = one_cluster_proxy("boltv2", a.addr);
     let mut c = BoltClient::connect(p.addr).await;
     let mut f = request(21, "com.example.A:1.0", "v2");
     f.version = Version::V2 { ver1: 1, switch: 1 };

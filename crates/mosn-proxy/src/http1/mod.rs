@@ -15,10 +15,8 @@ pub mod exchange;
 pub mod pump;
 pub mod to_h2;
 
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
@@ -29,10 +27,9 @@ use mosn_protocol::http1::{parse_request, Framing, Parsed, RequestHead, Response
 use tokio::io::AsyncWriteExt;
 use tokio::time::{Instant, Sleep};
 
+use crate::conn::Accepted;
 use crate::conn::ConnCtx;
-use crate::snapshot::Snapshot;
 use crate::stream::{self, Answer, Routed};
-use crate::worker::state::Worker;
 use pump::Half;
 
 /// nginx's `client_header_timeout` default: a request head must be complete this long after its
@@ -278,19 +275,11 @@ impl Downstream {
     }
 }
 
-/// Serves one downstream HTTP/1 connection until it closes. `peer` and `local` are the TCP
-/// addresses ([`crate::worker::UNIX_PEER`] for a unix socket); `initial` holds bytes already read
-/// from the connection (by protocol detection), served first.
-pub async fn serve(
-    worker: Rc<Worker>,
-    snapshot: Arc<Snapshot>,
-    listener: usize,
-    io: Stream,
-    (peer, local): (SocketAddr, SocketAddr),
-    initial: BytesMut,
-) {
-    let _conn = crate::conn::ListenerConn::open(&worker, listener);
-    let ctx = Rc::new(ConnCtx::new(worker, snapshot, listener, peer, local));
+/// Serves one downstream HTTP/1 connection until it closes; the bytes already read from it (by
+/// protocol detection) are served first.
+pub async fn serve(accepted: Accepted) {
+    let (_conn, ctx, io, initial) = accepted.open();
+    let _peer = ctx.peer;
     let now = Instant::now();
     let mut rbuf = BytesMut::with_capacity(pump::READ_CHUNK.max(initial.len()));
     rbuf.extend_from_slice(&initial);

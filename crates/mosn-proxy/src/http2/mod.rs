@@ -20,9 +20,7 @@ pub mod guard;
 pub mod to_h1;
 pub mod to_h2;
 
-use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -30,15 +28,14 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use h2::server::SendResponse;
 use h2::RecvStream;
 use mosn_api::{Headers, Protocol, ResponseFlag, StreamInfo};
-use mosn_net::Stream;
 use mosn_protocol::http2::Head;
 use tokio::time::Instant;
 
-use crate::conn::{ConnCtx, Counted, ListenerConn};
-use crate::snapshot::{ListenerKind, Snapshot};
+use crate::conn::Accepted;
+use crate::conn::{ConnCtx, Counted};
+use crate::snapshot::ListenerKind;
 use crate::stream::upstream::{rewrite_request, Failure};
 use crate::stream::{self, Answer, Forwarding, Routed};
-use crate::worker::state::Worker;
 
 /// Streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).
 pub const MAX_CONCURRENT_STREAMS: u32 = 256;
@@ -65,16 +62,9 @@ pub struct Sent {
 
 /// Serves one downstream HTTP/2 connection until it closes. `initial` holds bytes already read
 /// from the connection (the client preface, by protocol detection).
-pub async fn serve(
-    worker: Rc<Worker>,
-    snapshot: Arc<Snapshot>,
-    listener: usize,
-    io: Stream,
-    (peer, local): (SocketAddr, SocketAddr),
-    initial: BytesMut,
-) {
-    let _conn = ListenerConn::open(&worker, listener);
-    let ctx = Rc::new(ConnCtx::new(worker, snapshot, listener, peer, local));
+pub async fn serve(accepted: Accepted) {
+    let (_conn, ctx, io, initial) = accepted.open();
+    let peer = ctx.peer;
     let (io, tripped) = Counted::guarded(io, initial, &ctx);
     let handshake = h2::server::Builder::new()
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)

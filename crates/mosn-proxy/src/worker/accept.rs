@@ -171,14 +171,22 @@ async fn serve_protocol(
     initial: BytesMut,
 ) {
     use mosn_protocol::bolt::Bolt;
+    let a = crate::conn::Accepted {
+        worker: w,
+        snapshot,
+        listener: index,
+        io,
+        addrs,
+        initial,
+    };
     match protocol {
-        Protocol::Http1 => crate::http1::serve(w, snapshot, index, io, addrs, initial).await,
-        Protocol::Http2 => crate::http2::serve(w, snapshot, index, io, addrs, initial).await,
+        Protocol::Http1 => crate::http1::serve(a).await,
+        Protocol::Http2 => crate::http2::serve(a).await,
         Protocol::Bolt | Protocol::BoltV2 => {
             let bolt = Bolt {
                 v2: protocol == Protocol::BoltV2,
             };
-            crate::xprotocol::serve(w, snapshot, index, io, addrs, initial, bolt).await
+            crate::xprotocol::serve(a, bolt).await
         }
         p => refuse_detected(Some(p), addrs.0),
     }

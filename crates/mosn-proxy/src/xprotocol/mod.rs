@@ -21,21 +21,18 @@ pub mod io;
 pub mod upstream;
 
 use std::future::{poll_fn, Future};
-use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use mosn_api::{LocalReply, ProxyError, ResponseFlag, StreamInfo};
-use mosn_net::Stream;
 use mosn_protocol::xprotocol::{FrameKind, XProtocol};
 use tokio::time::Instant;
 
-use crate::conn::{ConnCtx, Counted, ListenerConn};
-use crate::snapshot::Snapshot;
+use crate::conn::Accepted;
+use crate::conn::{ConnCtx, Counted};
 use crate::stream::upstream::{
     begin_try, response_received, rewrite_request, rewrite_response, Failure, Tries, TryActive,
 };
@@ -71,17 +68,9 @@ pub struct XPools {
 
 /// Serves one downstream connection of protocol `proto` until it closes. `initial` holds bytes
 /// already read (by protocol detection).
-pub async fn serve<P: Served>(
-    worker: Rc<Worker>,
-    snapshot: Arc<Snapshot>,
-    listener: usize,
-    io: Stream,
-    (peer, local): (SocketAddr, SocketAddr),
-    initial: BytesMut,
-    proto: P,
-) {
-    let _conn = ListenerConn::open(&worker, listener);
-    let ctx = Rc::new(ConnCtx::new(worker, snapshot, listener, peer, local));
+pub async fn serve<P: Served>(accepted: Accepted, proto: P) {
+    let (_conn, ctx, io, initial) = accepted.open();
+    let peer = ctx.peer;
     let proto = Rc::new(proto);
     let mut io = Counted::new(io, BytesMut::new(), &ctx);
     let mut rbuf = initial;
