@@ -14,6 +14,8 @@ command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v nghttp >/dev/null 2>&1 || need+=(nghttp2-client)   # nghttp, h2load
 command -v nghttpd >/dev/null 2>&1 || need+=(nghttp2-server)  # nghttpd: an HTTP/2 upstream
 dpkg -s ruby-grpc >/dev/null 2>&1 || need+=(ruby-grpc)        # gRPC's interop suite (server.rb, client.rb)
+command -v node >/dev/null 2>&1 || need+=(nodejs)               # SOFARPC peers (sofa-rpc-node)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if [[ ${#need[@]} -gt 0 ]]; then
   if [[ $(id -u) != 0 ]]; then
@@ -30,4 +32,11 @@ pins=(grpcio==1.85.1 grpcio-tools==1.85.1 h2==4.3.0)
 if ! "$venv/bin/python" -c 'import grpc, grpc_tools, h2' >/dev/null 2>&1; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q "${pins[@]}"
+fi
+# SOFARPC peers (npm): a real SOFARPC server and client in direct mode, for the Bolt interop suite.
+# The npm packages are pure JS (no native builds).
+sofa=target/peers/sofa
+if ! [[ -f $sofa/node_modules/sofa-rpc-node/package.json && -f $sofa/node_modules/sofa-bolt-node/package.json ]]; then
+  mkdir -p "$sofa"
+  (cd "$sofa" && { [[ -f package.json ]] || npm init -y >/dev/null; } && npm install --silent --no-audit --no-fund sofa-rpc-node@2.10.0 sofa-bolt-node@2.0.1 >/dev/null)
 fi

@@ -336,6 +336,11 @@ pub struct ProxyFilter {
     pub upstream_protocol: Protocol,
     /// `router_config_name`: the route table this listener uses.
     pub router_config_name: String,
+    /// `extend_config.enable_bolt_goaway` (or `extend_config.bolt.enable_bolt_goaway`), MOSN's
+    /// Bolt option: on graceful shutdown a Bolt listener sends a GoAway frame (command code 100)
+    /// on each client connection before it drains. Off by default, as in MOSN, because SOFABolt
+    /// clients other than MOSN do not know the command.
+    pub bolt_goaway: bool,
     /// `fallback_for_unknown_protocol` with the `tcp_proxy` filter that follows `proxy` in the
     /// chain: with `downstream_protocol: "Auto"`, a connection whose first bytes are no protocol
     /// the proxy speaks goes to this `tcp_proxy` (MOSN's fallback) instead of being closed.

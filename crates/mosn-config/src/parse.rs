@@ -704,12 +704,19 @@ fn tcp_proxy(
 fn proxy_filter(v: &Value, path: &str, ctx: &Ctx) -> Result<(ProxyFilter, bool)> {
     let o = Obj::new(v, path)?;
     let mut sub = None;
+    let mut bolt_goaway = false;
     if let Some(ext) = o.opt_obj("extend_config")? {
         // MOSN's `http2_use_stream` switches its HTTP/2 to streaming; mosn-rs always streams.
         ext.opt_bool("http2_use_stream")?;
         sub = ext
             .opt_str("sub_protocol")?
             .map(|s| (s.to_string(), ext.key_path("sub_protocol")));
+        // MOSN's bolt `ConfigHandler` reads `extend_config.bolt`, else `extend_config` itself.
+        bolt_goaway = ext.opt_bool("enable_bolt_goaway")?.unwrap_or(false);
+        if let Some(b) = ext.opt_obj("bolt")? {
+            bolt_goaway = b.opt_bool("enable_bolt_goaway")?.unwrap_or(bolt_goaway);
+            b.finish(ctx);
+        }
         ext.finish(ctx);
     }
     let sub = sub.as_ref().map(|(s, p)| (s.as_str(), p.as_str()));
@@ -747,6 +754,7 @@ fn proxy_filter(v: &Value, path: &str, ctx: &Ctx) -> Result<(ProxyFilter, bool)>
         downstream_protocol: downstream,
         upstream_protocol: upstream,
         router_config_name: o.req_str("router_config_name")?.to_string(),
+        bolt_goaway,
         fallback: None,
     };
     o.finish(ctx);

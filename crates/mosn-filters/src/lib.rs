@@ -7,6 +7,7 @@
 //! | `payload_limit` | AfterRoute, request data | 413 (or `http_status`) past `max_entity_size` bytes |
 //! | `header_to_metadata` | BeforeRoute | copy request headers into metadata for host subsets |
 //! | `grpc_metric` | stream end | per-gRPC-service request, success and failure counters |
+//! | `healthcheck` | none | MOSN's SOFARPC heartbeat filter: config only, heartbeats are answered by the driver |
 //!
 //! `fault` and `payload_limit` also take a route's (or virtual host's) `per_filter_config`, which
 //! replaces the listener's config for that route's streams, as MOSN's `ReadPerRouteConfig` does.
@@ -21,6 +22,7 @@ mod conf;
 pub mod fault;
 pub mod grpc_metric;
 pub mod header_to_metadata;
+pub mod healthcheck;
 pub mod ip_access;
 pub mod payload_limit;
 
@@ -34,5 +36,6 @@ pub fn registry() -> FilterRegistry {
     r.register("payload_limit", payload_limit::build);
     r.register("header_to_metadata", header_to_metadata::build);
     r.register("grpc_metric", grpc_metric::build);
+    r.register("healthcheck", healthcheck::build);
     r
 }

@@ -115,8 +115,14 @@ pub const HTTP_AUTO: &[&dyn Matcher] = &[&Http2Preface, &Http1Method];
 pub const AUTO: &[&dyn Matcher] = &[
     &Http2Preface,
     &Http1Method,
-    &crate::bolt::Bolt { v2: false },
-    &crate::bolt::Bolt { v2: true },
+    &crate::bolt::Bolt {
+        v2: false,
+        goaway: false,
+    },
+    &crate::bolt::Bolt {
+        v2: true,
+        goaway: false,
+    },
 ];
 
 #[cfg(test)]

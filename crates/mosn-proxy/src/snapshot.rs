@@ -75,6 +75,8 @@ pub enum ListenerKind {
         downstream: mosn_config::Protocol,
         /// `upstream_protocol`: `Http1`, `Http2`, or `Auto` (the client's).
         upstream: mosn_config::Protocol,
+        /// `extend_config.enable_bolt_goaway`: Bolt GoAway on graceful shutdown.
+        bolt_goaway: bool,
         /// With `Auto`: the `tcp_proxy` that takes connections of no known protocol
         /// (`fallback_for_unknown_protocol`); `None` closes them.
         fallback: Option<Box<TcpProxy>>,
@@ -237,6 +239,7 @@ impl Snapshot {
                         .unwrap_or(0),
                     downstream: p.downstream_protocol,
                     upstream: p.upstream_protocol,
+                    bolt_goaway: p.bolt_goaway,
                     fallback: match &p.fallback {
                         Some(t) => Some(Box::new(compile_tcp(t)?)),
                         None => None,

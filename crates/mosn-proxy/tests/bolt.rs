@@ -390,3 +390,38 @@ async fn cluster_keepalive_sends_heartbeats_on_upstream_connections() {
     let r = client.call(&request(2, "com.example.A:1.0", "y")).await;
     assert_eq!(&r.content[..], b"a:y");
 }
+
+/// Graceful shutdown with MOSN's `enable_bolt_goaway`: the client gets a GoAway (command 100),
+/// then the answer to its call in flight, then the close. Without the option (MOSN's default) it
+/// gets the answer and the close only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_sends_bolt_goaway_when_enabled_and_answers_calls_in_flight() {
+    let up = bolt_server("a").await;
+    for enabled in [true, false] {
+        let mut cfg = bolt_config("bolt", all_to("ca"), json!([cluster("ca", &[up.addr])]));
+        cfg["servers"][0]["listeners"][0]["filter_chains"][0]["filters"][0]["config"]
+            ["extend_config"] = json!({"bolt": {"enable_bolt_goaway": enabled}});
+        let p = proxy(cfg);
+        let mut c = BoltClient::connect(p.addr).await;
+        assert_eq!(&c.call(&request(1, "s", "warm")).await.content[..], b"a:warm");
+        let mut slow = request(2, "s", "slow");
+        slow.set("x-delay-ms", b"400");
+        c.send(&slow).await;
+        let server = p.server;
+        let left =
+            tokio::task::spawn_blocking(move || server.shutdown(Duration::from_secs(5)));
+        let mut frames = Vec::new();
+        while let Some(f) = c.recv().await {
+            frames.push(f);
+        }
+        assert_eq!(left.await.unwrap(), 0, "drained in time");
+        let got: Vec<(u16, u32)> = frames.iter().map(|f| (f.cmd_code, f.request_id)).collect();
+        if enabled {
+            assert_eq!(got, [(100, 0), (2, 2)], "GoAway first, then the answer");
+            assert_eq!(frames[0].kind, Kind::Request);
+        } else {
+            assert_eq!(got, [(2, 2)]);
+        }
+        assert_eq!(&frames.last().unwrap().content[..], b"a:slow");
+    }
+}

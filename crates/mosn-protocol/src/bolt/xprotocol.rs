@@ -17,6 +17,20 @@ pub const CMD_GOAWAY: u16 = 100;
 pub struct Bolt {
     /// Make heartbeats as Bolt v2 (with `ver1` 2 and no CRC).
     pub v2: bool,
+    /// Send GoAway (command code [`CMD_GOAWAY`]) on graceful shutdown: MOSN's
+    /// `enable_bolt_goaway`, off by default.
+    pub goaway: bool,
+}
+
+impl Bolt {
+    /// The version of frames the proxy makes itself: v2 has `ver1` 2 and no CRC.
+    fn version(&self) -> Version {
+        if self.v2 {
+            Version::V2 { ver1: 2, switch: 0 }
+        } else {
+            Version::V1
+        }
+    }
 }
 
 impl XProtocol for Bolt {
@@ -85,12 +99,7 @@ impl XProtocol for Bolt {
 
     /// A heartbeat as MOSN's `Trigger` makes it: hessian2 codec, timeout -1.
     fn heartbeat(&self, id: u64) -> Frame {
-        let version = if self.v2 {
-            Version::V2 { ver1: 2, switch: 0 }
-        } else {
-            Version::V1
-        };
-        let mut f = Frame::heartbeat_template(version);
+        let mut f = Frame::heartbeat_template(self.version());
         self.set_request_id(&mut f, id);
         f
     }
@@ -103,10 +112,14 @@ impl XProtocol for Bolt {
         request.hijack(status::for_reply(reply))
     }
 
-    /// None: MOSN sends Bolt GoAway only when `EnableBoltGoAway` is configured, which mosn-rs does
-    /// not offer yet.
+    /// With `goaway` set (MOSN's `enable_bolt_goaway`): a request with command code 100, id 0,
+    /// hessian2 codec, timeout 0 and nothing else, in the instance's version, as MOSN's
+    /// `GoAway` makes it. `None` otherwise (MOSN's default).
     fn goaway(&self) -> Option<Frame> {
-        None
+        if !self.goaway {
+            return None;
+        }
+        Some(Frame::empty(self.version(), Kind::Request, CMD_GOAWAY))
     }
 
     fn http_status(&self, f: &Frame) -> u16 {
@@ -168,7 +181,15 @@ mod tests {
 
     #[test]
     fn heartbeats_ids_and_hijacks_through_the_trait() {
-        for b in [Bolt { v2: false }, Bolt { v2: true }] {
+        for v2 in [false, true] {
+            let b = Bolt { v2, goaway: false };
+            assert!(b.goaway().is_none(), "GoAway is off by default, as in MOSN");
+            let g = Bolt { v2, goaway: true }.goaway().unwrap();
+            assert_eq!((b.kind(&g), g.request_id, g.cmd_code), (FrameKind::GoAway, 0, 100));
+            let mut wire = BytesMut::new();
+            b.encode(&g, &mut wire);
+            assert_eq!(wire.len(), if v2 { 24 } else { 22 });
+            assert_eq!(b.decode(&mut wire).unwrap().unwrap(), g);
             let hb = b.heartbeat(42);
             assert_eq!(b.kind(&hb), FrameKind::Heartbeat);
             assert_eq!(b.request_id(&hb), 42);

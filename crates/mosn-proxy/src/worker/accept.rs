@@ -183,8 +183,16 @@ async fn serve_protocol(
         Protocol::Http1 => crate::http1::serve(a).await,
         Protocol::Http2 => crate::http2::serve(a).await,
         Protocol::Bolt | Protocol::BoltV2 => {
+            let goaway = matches!(
+                a.snapshot.listeners.get(index).map(|l| &l.kind),
+                Some(ListenerKind::Proxy {
+                    bolt_goaway: true,
+                    ..
+                })
+            );
             let bolt = Bolt {
                 v2: protocol == Protocol::BoltV2,
+                goaway,
             };
             crate::xprotocol::serve(a, bolt).await
         }
