@@ -179,9 +179,13 @@ impl FilterConfigError {
     }
 }
 
-/// Builds a filter from its `config` object, found at JSON path `path`.
-pub type FilterFactory =
-    fn(config: &serde_json::Value, path: &str) -> Result<Arc<dyn StreamFilter>, FilterConfigError>;
+/// Builds a filter from its `config` object, found at JSON path `path`. A closure, so a factory
+/// can hold what its filters need (the `transcoder` filter holds a transcoder registry).
+pub type FilterFactory = Arc<
+    dyn Fn(&serde_json::Value, &str) -> Result<Arc<dyn StreamFilter>, FilterConfigError>
+        + Send
+        + Sync,
+>;
 
 /// Filter factories by MOSN `type` name.
 #[derive(Default, Clone)]
@@ -196,8 +200,15 @@ impl FilterRegistry {
     }
 
     /// Registers `factory` for `type` name `name` (a later registration replaces an earlier one).
-    pub fn register(&mut self, name: &'static str, factory: FilterFactory) {
-        self.factories.insert(name, factory);
+    pub fn register(
+        &mut self,
+        name: &'static str,
+        factory: impl Fn(&serde_json::Value, &str) -> Result<Arc<dyn StreamFilter>, FilterConfigError>
+            + Send
+            + Sync
+            + 'static,
+    ) {
+        self.factories.insert(name, Arc::new(factory));
     }
 
     /// The registered type names, sorted.

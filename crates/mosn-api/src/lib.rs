@@ -12,6 +12,7 @@ pub mod filter;
 mod headers;
 pub mod metrics;
 mod stream;
+pub mod transcode;
 
 pub use filter::{
     Decision, FilterConfigError, FilterCx, FilterMetrics, FilterOverrides, FilterRegistry, Phase,
@@ -49,6 +50,9 @@ pub enum ResponseFlag {
     DelayInjected,
     /// `RBAC`: an access filter (`ip_access`) denied the request.
     AccessDenied,
+    /// `TF`: a transcoder could not convert the request (400) or the response (500); MOSN's
+    /// `RequestTranscodeFail`.
+    TranscodeFailed,
 }
 
 impl ResponseFlag {
@@ -67,6 +71,7 @@ impl ResponseFlag {
             ResponseFlag::FaultInjected => "FI",
             ResponseFlag::DelayInjected => "DI",
             ResponseFlag::AccessDenied => "RBAC",
+            ResponseFlag::TranscodeFailed => "TF",
         }
     }
 }
@@ -117,7 +122,8 @@ impl ProxyError {
             | ResponseFlag::UpstreamOverflow
             | ResponseFlag::FaultInjected
             | ResponseFlag::DelayInjected
-            | ResponseFlag::AccessDenied => (ErrorSource::Internal, false),
+            | ResponseFlag::AccessDenied
+            | ResponseFlag::TranscodeFailed => (ErrorSource::Internal, false),
         };
         ProxyError {
             source_kind,
@@ -140,7 +146,8 @@ impl ProxyError {
             | ResponseFlag::UpstreamRetryLimitExceeded => StatusCode::BAD_GATEWAY,
             ResponseFlag::UpstreamRequestTimeout => StatusCode::GATEWAY_TIMEOUT,
             ResponseFlag::DownstreamConnectionTermination
-            | ResponseFlag::DownstreamProtocolError => StatusCode::BAD_REQUEST,
+            | ResponseFlag::DownstreamProtocolError
+            | ResponseFlag::TranscodeFailed => StatusCode::BAD_REQUEST,
             ResponseFlag::FaultInjected | ResponseFlag::DelayInjected => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::transcode::Transcoder;
 use crate::ResponseFlag;
+use std::sync::Arc;
 
 /// The protocols mosn-rs knows, with MOSN's names (`Http1`, `Http2`, `bolt`, `boltv2`, `dubbo`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -118,6 +120,10 @@ pub struct StreamInfo {
     /// The `grpc-status` the client got (from the response trailers, or the head of a
     /// trailers-only response); `None` when the response carried none.
     pub grpc_status: Option<u32>,
+    /// The transcoder the `transcoder` filter chose for this request: the request goes upstream
+    /// in its [`Transcoder::upstream`] protocol, converted by it (MOSN's
+    /// `VariableUpstreamProtocol`). `None`: the listener's `upstream_protocol`.
+    pub transcoder: Option<Arc<dyn Transcoder>>,
 }
 
 impl StreamInfo {
@@ -136,6 +142,7 @@ impl StreamInfo {
             bytes_sent: 0,
             metadata: Vec::new(),
             grpc_status: None,
+            transcoder: None,
         }
     }
 

@@ -341,6 +341,10 @@ pub struct ProxyFilter {
     /// on each client connection before it drains. Off by default, as in MOSN, because SOFABolt
     /// clients other than MOSN do not know the command.
     pub bolt_goaway: bool,
+    /// The JSON path of `upstream_protocol` when an HTTP downstream meets an RPC upstream: every
+    /// request must then be converted by the listener's `transcoder` stream filter, and a request
+    /// no transcoder takes is answered 502 with flag `TF`.
+    pub transcoded: Option<String>,
     /// `fallback_for_unknown_protocol` with the `tcp_proxy` filter that follows `proxy` in the
     /// chain: with `downstream_protocol: "Auto"`, a connection whose first bytes are no protocol
     /// the proxy speaks goes to this `tcp_proxy` (MOSN's fallback) instead of being closed.

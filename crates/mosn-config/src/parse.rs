@@ -440,6 +440,22 @@ fn listener(v: &Value, path: &str, ctx: &Ctx) -> Result<Listener> {
         f.ignored(&["config"]);
         f.finish(ctx);
     }
+    if let NetworkFilter::Proxy(ProxyFilter {
+        transcoded: Some(at),
+        upstream_protocol,
+        downstream_protocol,
+        ..
+    }) = &filter
+    {
+        if !stream_filters.iter().any(|f| f.kind == "transcoder") {
+            return Err(ConfigError::new(
+                at.clone(),
+                format!(
+                    "{upstream_protocol:?} upstream of a {downstream_protocol:?} downstream needs the \"transcoder\" stream filter on the listener (e.g. {{\"type\": \"transcoder\", \"config\": {{\"type\": \"http2bolt_simple\"}}}})"
+                ),
+            ));
+        }
+    }
     if !stream_filters.is_empty() && !matches!(filter, NetworkFilter::Proxy(_)) {
         return Err(ConfigError::new(
             o.key_path("stream_filters"),
@@ -728,19 +744,18 @@ fn proxy_filter(v: &Value, path: &str, ctx: &Ctx) -> Result<(ProxyFilter, bool)>
     } else {
         Protocol::Http1
     });
-    // Between HTTP and an RPC protocol a transcoder is needed, which mosn-rs has not yet.
-    let crosses = match (downstream, upstream) {
-        (d, u) if d.is_rpc() => !(u.is_rpc() || u == Protocol::Auto),
-        (_, u) => u.is_rpc(),
-    };
-    if crosses {
+    // From an RPC downstream to HTTP no transcoder exists yet; from HTTP to an RPC upstream the
+    // listener's `transcoder` stream filter converts (checked with the listener's filters).
+    if downstream.is_rpc() && !(upstream.is_rpc() || upstream == Protocol::Auto) {
         return Err(ConfigError::new(
             o.key_path("upstream_protocol"),
             format!(
-                "{upstream:?} upstream of a {downstream:?} downstream needs a transcoder, which is not supported by mosn-rs yet; use the same protocol on both sides (or \"Auto\" upstream)"
+                "{upstream:?} upstream of a {downstream:?} downstream needs a transcoder from {downstream:?}, which is not supported by mosn-rs yet; use the same protocol on both sides (or \"Auto\" upstream)"
             ),
         ));
     }
+    let transcoded =
+        (!downstream.is_rpc() && upstream.is_rpc()).then(|| o.key_path("upstream_protocol"));
     let fallback = o
         .opt_bool("fallback_for_unknown_protocol")?
         .unwrap_or(false);
@@ -755,6 +770,7 @@ fn proxy_filter(v: &Value, path: &str, ctx: &Ctx) -> Result<(ProxyFilter, bool)>
         upstream_protocol: upstream,
         router_config_name: o.req_str("router_config_name")?.to_string(),
         bolt_goaway,
+        transcoded,
         fallback: None,
     };
     o.finish(ctx);

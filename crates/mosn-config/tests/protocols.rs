@@ -1,6 +1,7 @@
 //! The `proxy` filter's protocols as MOSN writes them: `bolt`, `boltv2`, MOSN's legacy `X` with
 //! `extend_config.sub_protocol`, the RPC upstream defaulting to the downstream's, and the
-//! HTTP↔RPC pairs that need a transcoder refused with the JSON path.
+//! HTTP→RPC pairs accepted only with a `transcoder` stream filter (RPC→HTTP refused), with the
+//! JSON path; MOSN's `enable_bolt_goaway` in both spellings.
 
 use mosn_config::{NetworkFilter, Protocol};
 use serde_json::{json, Value};
@@ -80,4 +81,42 @@ fn unusable_protocol_pairs_name_their_path() {
         x.contains("upstream_protocol") && x.contains("transcoder"),
         "{x}"
     );
+}
+
+#[test]
+fn http_to_bolt_is_accepted_with_a_transcoder_filter_and_bolt_goaway_parses() {
+    let mut cfg = config(
+        json!({"downstream_protocol": "Http1", "upstream_protocol": "X",
+        "extend_config": {"sub_protocol": "bolt"}, "router_config_name": "r"}),
+    );
+    let e = mosn_config::from_value(&cfg).unwrap_err().to_string();
+    assert!(
+        e.contains("filter_chains[0].filters[0].config.upstream_protocol")
+            && e.contains("\"transcoder\" stream filter"),
+        "{e}"
+    );
+    cfg["servers"][0]["listeners"][0]["stream_filters"] =
+        json!([{"type": "transcoder", "config": {"type": "http2bolt_simple"}}]);
+    let loaded = mosn_config::from_value(&cfg).unwrap();
+    let NetworkFilter::Proxy(p) = &loaded.config.server.listeners[0].filter else {
+        panic!("not a proxy filter")
+    };
+    assert_eq!(
+        (p.downstream_protocol, p.upstream_protocol),
+        (Protocol::Http1, Protocol::Bolt)
+    );
+    assert!(p.transcoded.is_some() && !p.bolt_goaway);
+    for ext in [
+        json!({"enable_bolt_goaway": true}),
+        json!({"bolt": {"enable_bolt_goaway": true}}),
+    ] {
+        let loaded = mosn_config::from_value(&config(
+            json!({"downstream_protocol": "bolt", "router_config_name": "r", "extend_config": ext}),
+        ))
+        .unwrap();
+        let NetworkFilter::Proxy(p) = &loaded.config.server.listeners[0].filter else {
+            panic!("not a proxy filter")
+        };
+        assert!(p.bolt_goaway);
+    }
 }

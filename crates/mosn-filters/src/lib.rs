@@ -7,6 +7,7 @@
 //! | `payload_limit` | AfterRoute, request data | 413 (or `http_status`) past `max_entity_size` bytes |
 //! | `header_to_metadata` | BeforeRoute | copy request headers into metadata for host subsets |
 //! | `grpc_metric` | stream end | per-gRPC-service request, success and failure counters |
+//! | `transcoder` | AfterRoute | per request, send upstream in another protocol (HTTP→Bolt, HTTP/1↔HTTP/2) |
 //! | `healthcheck` | none | MOSN's SOFARPC heartbeat filter: config only, heartbeats are answered by the driver |
 //!
 //! `fault` and `payload_limit` also take a route's (or virtual host's) `per_filter_config`, which
@@ -25,12 +26,22 @@ pub mod header_to_metadata;
 pub mod healthcheck;
 pub mod ip_access;
 pub mod payload_limit;
+pub mod transcoder;
 
 use mosn_api::FilterRegistry;
 
-/// A registry with every built-in filter.
+/// A registry with every built-in filter and transcoder.
 pub fn registry() -> FilterRegistry {
+    registry_with(transcoder::builtins())
+}
+
+/// A registry with every built-in filter, whose `transcoder` filter builds transcoders from
+/// `transcoders` (the built-ins of [`transcoder::builtins`] plus any plugged in).
+pub fn registry_with(transcoders: mosn_api::transcode::TranscoderRegistry) -> FilterRegistry {
     let mut r = FilterRegistry::new();
+    r.register("transcoder", move |v: &serde_json::Value, p: &str| {
+        transcoder::build(&transcoders, v, p)
+    });
     r.register("ip_access", ip_access::build);
     r.register("fault", fault::build);
     r.register("payload_limit", payload_limit::build);

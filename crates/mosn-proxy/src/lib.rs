@@ -20,6 +20,7 @@ pub mod snapshot;
 pub mod stats;
 pub mod stream;
 pub mod tcp;
+pub mod transcode;
 pub mod udp;
 pub mod worker;
 pub mod xprotocol;

@@ -9,7 +9,7 @@ use mosn_api::ResponseFlag;
 use mosn_upstream::stats::UpstreamStatsSet;
 
 /// All response flags, in the order of [`WorkerStats::flags`].
-pub const FLAGS: [ResponseFlag; 12] = [
+pub const FLAGS: [ResponseFlag; 13] = [
     ResponseFlag::NoRoute,
     ResponseFlag::NoHealthyUpstream,
     ResponseFlag::UpstreamConnectionFailure,
@@ -22,6 +22,7 @@ pub const FLAGS: [ResponseFlag; 12] = [
     ResponseFlag::FaultInjected,
     ResponseFlag::DelayInjected,
     ResponseFlag::AccessDenied,
+    ResponseFlag::TranscodeFailed,
 ];
 
 /// Statuses with their own `request_<code>_total` counter; the rest count in `request_other_code`.
@@ -84,7 +85,7 @@ pub struct WorkerStats {
     /// Open downstream `proxy` connections (a drain waits for them to close).
     pub active_connections: Gauge,
     /// Requests with a response flag, in [`FLAGS`] order.
-    pub flags: [Counter; 12],
+    pub flags: [Counter; 13],
 }
 
 impl WorkerStats {

@@ -3,7 +3,8 @@
 //! 500 at once on one connection answered out of order, routing by `service`, heartbeats
 //! answered by the proxy, each failure answered with the Bolt status a SOFARPC client expects
 //! (no route, connect failure, timeout, upstream gone mid-call), oneways, Bolt v2 with CRC, and
-//! Bolt beside HTTP/1 on an `Auto` port.
+//! Bolt beside HTTP/1 on an `Auto` port, Bolt GoAway on graceful shutdown, and the `transcoder`
+//! filter (HTTP/1 and HTTP/2 requests as Bolt calls, HTTP/1 ↔ HTTP/2 per request).
 
 mod common;
 use common::*;
@@ -403,13 +404,15 @@ async fn graceful_shutdown_sends_bolt_goaway_when_enabled_and_answers_calls_in_f
             ["extend_config"] = json!({"bolt": {"enable_bolt_goaway": enabled}});
         let p = proxy(cfg);
         let mut c = BoltClient::connect(p.addr).await;
-        assert_eq!(&c.call(&request(1, "s", "warm")).await.content[..], b"a:warm");
+        assert_eq!(
+            &c.call(&request(1, "s", "warm")).await.content[..],
+            b"a:warm"
+        );
         let mut slow = request(2, "s", "slow");
         slow.set("x-delay-ms", b"400");
         c.send(&slow).await;
         let server = p.server;
-        let left =
-            tokio::task::spawn_blocking(move || server.shutdown(Duration::from_secs(5)));
+        let left = tokio::task::spawn_blocking(move || server.shutdown(Duration::from_secs(5)));
         let mut frames = Vec::new();
         while let Some(f) = c.recv().await {
             frames.push(f);
@@ -424,4 +427,164 @@ async fn graceful_shutdown_sends_bolt_goaway_when_enabled_and_answers_calls_in_f
         }
         assert_eq!(&frames.last().unwrap().content[..], b"a:slow");
     }
+}
+
+/// A POST with `body` and headers as HTTP/1, and over HTTP/2 on a new connection.
+fn post(service: &str, body: &'static str) -> http::Request<http_body_util::Full<bytes::Bytes>> {
+    http::Request::builder()
+        .method("POST")
+        .uri("/call")
+        .header("service", service)
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(
+            body.as_bytes(),
+        )))
+        .unwrap()
+}
+
+async fn h2_post(addr: SocketAddr, service: &str, body: &'static str) -> (u16, String, String) {
+    let mut send = h2_client(addr).await;
+    let req = http::Request::builder()
+        .method("POST")
+        .uri(format!("http://{addr}/call"))
+        .header("service", service)
+        .body(())
+        .unwrap();
+    let (resp, mut s) = send.send_request(req, false).unwrap();
+    s.send_data(bytes::Bytes::from_static(body.as_bytes()), true)
+        .unwrap();
+    let resp = resp.await.unwrap();
+    let status = resp.status().as_u16();
+    let svc = resp.headers()["service"].to_str().unwrap().to_string();
+    let mut b = resp.into_body();
+    let mut out = Vec::new();
+    while let Some(d) = b.data().await {
+        out.extend_from_slice(&d.unwrap());
+    }
+    (status, svc, String::from_utf8(out).unwrap())
+}
+
+/// MOSN's `http2bolt_simple` transcoder on an `Auto` listener whose upstream is Bolt: HTTP/1 and
+/// HTTP/2 requests become Bolt calls routed by their `service` header, and the Bolt answers come
+/// back as HTTP (status, the header map as fields, the content as body); Bolt clients on the same
+/// port are proxied as Bolt. A silent upstream is a 504, as for HTTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_requests_are_transcoded_to_bolt_and_answered_as_http() {
+    let (a, b) = (bolt_server("a").await, bolt_server("b").await);
+    let mut routes = json!([by_service("svc.A", "ca"), by_service("svc.B", "cb")]);
+    routes[0]["route"]["timeout"] = json!("1s");
+    let mut cfg = bolt_config(
+        "Auto",
+        routes,
+        json!([cluster("ca", &[a.addr]), cluster("cb", &[b.addr])]),
+    );
+    let l = &mut cfg["servers"][0]["listeners"][0];
+    l["filter_chains"][0]["filters"][0]["config"]["upstream_protocol"] = json!("bolt");
+    l["stream_filters"] = json!([{"type": "transcoder", "config": {"type": "http2bolt_simple"}}]);
+    let p = proxy(cfg);
+
+    let mut c = Client::connect(p.addr).await;
+    for (svc, want) in [
+        ("svc.A", "a:hello"),
+        ("svc.B", "b:hello"),
+        ("svc.A", "a:hello"),
+    ] {
+        let r = c.send(post(svc, "hello")).await;
+        assert_eq!((r.status, r.text().as_str()), (200, want));
+        assert_eq!(
+            r.header("service"),
+            Some(svc),
+            "the Bolt header map comes back"
+        );
+    }
+    let r = c.send(post("svc.A", "")).await;
+    assert_eq!((r.status, r.text().as_str()), (200, "a:"), "an empty body");
+    assert_eq!(
+        h2_post(p.addr, "svc.B", "over h2").await,
+        (200, "svc.B".into(), "b:over h2".into())
+    );
+    // A Bolt client on the same port is proxied as Bolt, untouched by the transcoder.
+    let mut bc = BoltClient::connect(p.addr).await;
+    assert_eq!(
+        &bc.call(&request(5, "svc.B", "rpc")).await.content[..],
+        b"b:rpc"
+    );
+    // A call the upstream never answers: 504 at the route's timeout, and the connection goes on.
+    let r = c.send(post("svc.A", "silence")).await;
+    assert_eq!(r.status, 504);
+    assert_eq!(c.send(post("svc.A", "again")).await.text(), "a:again");
+    // No route: 404, as for any HTTP request.
+    assert_eq!(c.send(post("svc.C", "x")).await.status, 404);
+}
+
+/// An HTTP request on a listener whose upstream is Bolt, when the transcoder does not take it
+/// (here: `http2Tohttp` takes only HTTP/2 requests), gets 502 with flag `TF`, never a Bolt frame.
+/// Transcoder rules name their transcoder `<downstream>_<upstream>`, checked at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_requests_no_transcoder_takes_get_502_on_a_bolt_upstream() {
+    let a = bolt_server("a").await;
+    let mut cfg = bolt_config("Http1", all_to("ca"), json!([cluster("ca", &[a.addr])]));
+    let l = &mut cfg["servers"][0]["listeners"][0];
+    l["filter_chains"][0]["filters"][0]["config"]["upstream_protocol"] = json!("bolt");
+    l["stream_filters"] = json!([{"type": "transcoder", "config": {"rules": [{
+        "matcher_config": {"matcher_type": "simpleMatcher", "config": {"name": "x-rpc", "value": "1"}},
+        "rule_info": {"upstream_protocol": "bolt"}}]}}]);
+    // Rules name transcoders `<downstream>_<upstream>`; none is registered under `Http1_bolt`.
+    let e = mosn_config::from_value(&cfg)
+        .map_err(|e| e.to_string())
+        .and_then(|l| {
+            mosn_proxy::Server::start(&l.config, Some(1))
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+        .unwrap_err();
+    assert!(
+        e.contains("rules[0].rule_info.upstream_protocol") && e.contains("<downstream>_bolt"),
+        "{e}"
+    );
+    cfg["servers"][0]["listeners"][0]["stream_filters"] = json!([{"type": "transcoder",
+        "config": {"type": "http2Tohttp"}}]);
+    let p = proxy(cfg);
+    let r = get(p.addr, "/", &[]).await;
+    assert_eq!(r.status, 502);
+    assert_eq!(p.flag_count(mosn_api::ResponseFlag::TranscodeFailed), 1);
+}
+
+/// `httpTohttp2` and `http2Tohttp` switch the upstream protocol per request: an HTTP/1 client
+/// reaches an HTTP/2-only upstream through an `Http1`/`Http1` listener, and an HTTP/2 client an
+/// HTTP/1 upstream through an `Http2`/`Http2` listener.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_transcoders_switch_the_upstream_http_version_per_request() {
+    let h2_up = h2_upstream(|req, mut respond| async move {
+        let v = format!("{:?} {}", req.version(), req.uri().path());
+        let mut s = respond
+            .send_response(http::Response::new(()), false)
+            .unwrap();
+        let _ = s.send_data(bytes::Bytes::from(v), true);
+    })
+    .await;
+    let h1_up =
+        upstream(
+            |req| async move { text(200, format!("{:?} {}", req.version(), req.uri().path())) },
+        )
+        .await;
+    let listener = |down: &str, up: SocketAddr, t: &str| {
+        let mut cfg = config(
+            json!([{"name": "v", "domains": ["*"], "routers": [{"match": {"prefix": "/"}, "route": {"cluster_name": "c"}}]}]),
+            json!([cluster("c", &[up])]),
+        );
+        let l = &mut cfg["servers"][0]["listeners"][0];
+        l["filter_chains"][0]["filters"][0]["config"]["downstream_protocol"] = json!(down);
+        l["filter_chains"][0]["filters"][0]["config"]["upstream_protocol"] = json!(down);
+        l["stream_filters"] = json!([{"type": "transcoder", "config": {"type": t}}]);
+        proxy(cfg)
+    };
+    let p1 = listener("Http1", h2_up, "httpTohttp2");
+    let r = get(p1.addr, "/one", &[]).await;
+    assert_eq!((r.status, r.text().as_str()), (200, "HTTP/2.0 /one"));
+    let p2 = listener("Http2", h1_up.addr, "http2Tohttp");
+    let (status, body) = h2_get(p2.addr, "/two").await;
+    assert_eq!(
+        (status, String::from_utf8(body).unwrap().as_str()),
+        (200, "HTTP/1.1 /two")
+    );
 }

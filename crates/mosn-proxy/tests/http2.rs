@@ -305,30 +305,6 @@ async fn chunked_trailers_from_an_http1_upstream_reach_an_http2_client() {
     assert_eq!(t["x-checksum"], "abc");
 }
 
-/// An HTTP/2 upstream (the `h2` crate) that answers each request with `handle`.
-async fn h2_upstream<F, Fut>(handle: F) -> SocketAddr
-where
-    F: Fn(http::Request<h2::RecvStream>, h2::server::SendResponse<bytes::Bytes>) -> Fut
-        + Send
-        + Sync
-        + Clone
-        + 'static,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    tcp_server(move |s| {
-        let handle = handle.clone();
-        async move {
-            let Ok(mut conn) = h2::server::handshake(s).await else {
-                return;
-            };
-            while let Some(Ok((req, respond))) = conn.accept().await {
-                tokio::spawn(handle(req, respond));
-            }
-        }
-    })
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resets_cross_in_both_directions() {
     // Upstream resets mid-body: the client's stream is reset with the same code.

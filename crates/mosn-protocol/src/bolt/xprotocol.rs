@@ -185,7 +185,10 @@ mod tests {
             let b = Bolt { v2, goaway: false };
             assert!(b.goaway().is_none(), "GoAway is off by default, as in MOSN");
             let g = Bolt { v2, goaway: true }.goaway().unwrap();
-            assert_eq!((b.kind(&g), g.request_id, g.cmd_code), (FrameKind::GoAway, 0, 100));
+            assert_eq!(
+                (b.kind(&g), g.request_id, g.cmd_code),
+                (FrameKind::GoAway, 0, 100)
+            );
             let mut wire = BytesMut::new();
             b.encode(&g, &mut wire);
             assert_eq!(wire.len(), if v2 { 24 } else { 22 });

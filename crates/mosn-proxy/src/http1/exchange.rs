@@ -25,6 +25,7 @@ use crate::stream::upstream::{
     begin_try, response_received, rewrite_request, rewrite_response, Failure, Tries, Try, TryActive,
 };
 use crate::stream::{self, Answer, Forwarding};
+use crate::transcode::{self, Upstream};
 
 /// A request body with a `Content-Length` up to this many bytes is held in memory when the route
 /// has retries, so it can be sent again; larger or chunked bodies stream and are not retried once
@@ -55,17 +56,24 @@ pub async fn forward(
     f: Forwarding<'_>,
     info: &mut StreamInfo,
 ) -> Outcome {
-    if let crate::snapshot::ListenerKind::Proxy {
-        upstream: mosn_config::Protocol::Http2,
-        ..
-    } = d.ctx.listener().kind
-    {
-        return super::to_h2::forward(d, req, framing, f, info).await;
+    let listener = match d.ctx.listener().kind {
+        crate::snapshot::ListenerKind::Proxy { upstream, .. } => upstream,
+        _ => mosn_config::Protocol::Http1,
+    };
+    match transcode::upstream(info, listener) {
+        Upstream::Http2 => return super::to_h2::forward(d, req, framing, f, info).await,
+        Upstream::Rpc => return super::transcode::forward(d, req, framing, f, info).await,
+        Upstream::Refused => {
+            return d
+                .failed(req, framing, transcode::untranscoded(), info)
+                .await
+        }
+        Upstream::Http1 => {}
     }
     let mut pump = BodyPump::new(BodyDecoder::new(framing), BodyEncoder::Identity);
     match forward_inner(d, req, framing, &f, info, &mut pump).await {
         Ok(o) => o,
-        Err(Failure::Answer(a)) => {
+        Err(e) => {
             // What is left of the request body decides whether the connection can go on.
             let left = if pump.decoded() {
                 Framing::Empty
@@ -74,19 +82,14 @@ pub async fn forward(
             } else {
                 framing
             };
-            d.answer(req, left, a, info).await
+            d.failed(req, left, e, info).await
         }
-        Err(Failure::Abort) => Outcome {
-            keep_alive: false,
-            response: None,
-            completed: false,
-        },
     }
 }
 
 /// Reads a `Content-Length` body of `n` bytes whole (after `100 Continue` when the client waits
 /// for it), for retries.
-async fn read_held_body(
+pub(crate) async fn read_held_body(
     d: &mut Downstream,
     req: &RequestHead,
     n: u64,

@@ -14,6 +14,7 @@
 pub mod exchange;
 pub mod pump;
 pub mod to_h2;
+pub mod transcode;
 
 use std::pin::Pin;
 use std::rc::Rc;
@@ -181,7 +182,26 @@ impl Downstream {
         self.write_local(req, &mut head, &reply, close, info).await
     }
 
-    async fn write_local(
+    /// Answers a request that could not be forwarded: a local answer, or nothing for an abort
+    /// (the connection closes). `framing` is what is left of the request body.
+    pub async fn failed(
+        &mut self,
+        req: &RequestHead,
+        framing: Framing,
+        failure: crate::stream::upstream::Failure<'_>,
+        info: &mut StreamInfo,
+    ) -> Outcome {
+        match failure {
+            crate::stream::upstream::Failure::Answer(a) => self.answer(req, framing, a, info).await,
+            crate::stream::upstream::Failure::Abort => Outcome {
+                keep_alive: false,
+                response: None,
+                completed: false,
+            },
+        }
+    }
+
+    pub(crate) async fn write_local(
         &mut self,
         req: &RequestHead,
         head: &mut ResponseHead,

@@ -36,6 +36,7 @@ use crate::conn::{ConnCtx, Counted};
 use crate::snapshot::ListenerKind;
 use crate::stream::upstream::{rewrite_request, Failure};
 use crate::stream::{self, Answer, Forwarding, Routed};
+use crate::transcode::Upstream;
 
 /// Streams a client may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).
 pub const MAX_CONCURRENT_STREAMS: u32 = 256;
@@ -228,6 +229,12 @@ async fn forward<'s>(
     content_length: Option<u64>,
     info: &mut StreamInfo,
 ) -> Result<Sent, Failure<'s>> {
+    let upstream = crate::transcode::upstream(info, upstream_protocol(ctx));
+    match upstream {
+        Upstream::Refused => return Err(crate::transcode::untranscoded()),
+        Upstream::Rpc => return transcoded(ctx, head, body, respond, f, info).await,
+        Upstream::Http1 | Upstream::Http2 => {}
+    }
     rewrite_request(f, head);
     let retries = f.fwd.retry.as_ref().map_or(0, |r| r.num_retries);
     let held = if body.is_end_stream() {
@@ -246,13 +253,50 @@ async fn forward<'s>(
     } else {
         None
     };
-    match upstream_protocol(ctx) {
-        mosn_config::Protocol::Http2 => {
+    match upstream {
+        Upstream::Http2 => {
             append_forwarded_for(head, &ctx.client_ip);
             to_h2::forward(ctx, head, body, held, respond, f, info).await
         }
         _ => to_h1::forward(ctx, head, body, held, respond, f, info).await,
     }
+}
+
+/// Sends the request upstream in an RPC protocol through the stream's transcoder (see
+/// [`crate::transcode`]): the body read whole (at most `MAX_TRANSCODED_BODY` bytes, else 413),
+/// the converted response sent with its body.
+async fn transcoded<'s>(
+    ctx: &'s ConnCtx,
+    head: &Head,
+    body: &mut RecvStream,
+    respond: &mut SendResponse<Bytes>,
+    f: &Forwarding<'s>,
+    info: &mut StreamInfo,
+) -> Result<Sent, Failure<'s>> {
+    use mosn_api::transcode::MAX_TRANSCODED_BODY;
+    let Some(t) = info.transcoder.clone() else {
+        return Err(crate::transcode::untranscoded());
+    };
+    let whole = if body.is_end_stream() {
+        Bytes::new()
+    } else {
+        match read_held(body, MAX_TRANSCODED_BODY as u64).await {
+            Ok(b) if b.len() > MAX_TRANSCODED_BODY => return Err(crate::transcode::too_large()),
+            Ok(b) => b,
+            Err(_) => {
+                info.flag = Some(ResponseFlag::DownstreamConnectionTermination);
+                return Err(Failure::Abort);
+            }
+        }
+    };
+    info.bytes_received = whole.len() as u64;
+    let request = crate::transcode::http_message(head, whole);
+    let m = crate::transcode::exchange(ctx, &*t, request, f, info).await?;
+    let mut out = Head::response(info.status);
+    for (k, v) in crate::transcode::response_fields(&m) {
+        out.append(k, v);
+    }
+    Ok(send_whole(respond, out, m.body, info))
 }
 
 /// Appends the client's address to `X-Forwarded-For` (as the HTTP/1 encoder does).
@@ -277,14 +321,24 @@ fn answer(
     info: &mut StreamInfo,
 ) -> Sent {
     let (head, reply) = answer.render(ctx, info, Head::response);
+    send_whole(respond, head, reply.body, info)
+}
+
+/// Sends a response head with a whole body (a local answer, a transcoded response); h2 holds the
+/// body until the client's window allows.
+fn send_whole(
+    respond: &mut SendResponse<Bytes>,
+    head: Head,
+    body: Bytes,
+    info: &mut StreamInfo,
+) -> Sent {
     info.status = head.status();
-    let eos = reply.body.is_empty();
+    let eos = body.is_empty();
     let completed = match head.to_response() {
         Ok(resp) => match respond.send_response(resp, eos) {
             Ok(mut s) if !eos => {
-                info.bytes_sent = reply.body.len() as u64;
-                // A local body is small: h2 holds it until the window allows.
-                s.send_data(reply.body.clone(), true).is_ok()
+                info.bytes_sent = body.len() as u64;
+                s.send_data(body, true).is_ok()
             }
             Ok(_) => true,
             Err(_) => false,

@@ -247,7 +247,7 @@ fn hijack<P: XProtocol>(
 
 /// Sends a request upstream (with the route's retries for connection failures) and returns the
 /// response, or `None` for a oneway.
-async fn forward<'s, P: Served>(
+pub(crate) async fn forward<'s, P: Served>(
     ctx: &'s ConnCtx,
     proto: &Rc<P>,
     frame: &mut P::Frame,

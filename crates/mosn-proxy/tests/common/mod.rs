@@ -357,3 +357,27 @@ pub async fn h2_get(addr: SocketAddr, path: &str) -> (u16, Vec<u8>) {
     }
     (status, out)
 }
+
+/// An HTTP/2 upstream (the `h2` crate) that answers each request with `handle`.
+pub async fn h2_upstream<F, Fut>(handle: F) -> SocketAddr
+where
+    F: Fn(http::Request<h2::RecvStream>, h2::server::SendResponse<bytes::Bytes>) -> Fut
+        + Send
+        + Sync
+        + Clone
+        + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    tcp_server(move |s| {
+        let handle = handle.clone();
+        async move {
+            let Ok(mut conn) = h2::server::handshake(s).await else {
+                return;
+            };
+            while let Some(Ok((req, respond))) = conn.accept().await {
+                tokio::spawn(handle(req, respond));
+            }
+        }
+    })
+    .await
+}
