@@ -120,8 +120,8 @@ pub async fn serve<P: Served>(accepted: Accepted, proto: P) {
         });
         let mut drain = std::pin::pin!(ctx.worker.drain.notified());
         let room = wbuf.len() < MAX_UNREAD_ANSWERS && streams.len() < MAX_IN_FLIGHT;
-        enum Ev<T> {
-            Done(T),
+        enum Ev {
+            Done,
             Read,
             Written,
             Gone,
@@ -129,6 +129,14 @@ pub async fn serve<P: Served>(accepted: Accepted, proto: P) {
             Drain,
         }
         let ev = poll_fn(|cx| {
+            // Every answer ready now goes out in one write.
+            let mut done = false;
+            while let Poll::Ready(Some(out)) = streams.poll_next_unpin(cx) {
+                if let Some(answer) = out {
+                    wbuf.extend_from_slice(&answer);
+                }
+                done = true;
+            }
             if !wbuf.is_empty() {
                 let before = wbuf.len();
                 match poll_drain(cx, &mut io, &mut wbuf) {
@@ -138,8 +146,8 @@ pub async fn serve<P: Served>(accepted: Accepted, proto: P) {
                     Poll::Pending => {}
                 }
             }
-            if let Poll::Ready(Some(out)) = streams.poll_next_unpin(cx) {
-                return Poll::Ready(Ev::Done(out));
+            if done {
+                return Poll::Ready(Ev::Done);
             }
             if reading && room && !draining {
                 match poll_fill(cx, &mut io, &mut rbuf) {
@@ -158,8 +166,7 @@ pub async fn serve<P: Served>(accepted: Accepted, proto: P) {
         })
         .await;
         match ev {
-            Ev::Done(Some(answer)) => wbuf.extend_from_slice(&answer),
-            Ev::Done(None) | Ev::Written | Ev::Drain => {}
+            Ev::Done | Ev::Written | Ev::Drain => {}
             Ev::Read => last_active = Instant::now(),
             Ev::Idle => break,
             Ev::Gone => {
