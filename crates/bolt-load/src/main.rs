@@ -97,12 +97,7 @@ fn main() -> Result<()> {
             let r = rt.block_on(async move {
                 let mut tasks = Vec::new();
                 for _ in 0..connections {
-                    tasks.push(tokio::spawn(client(
-                        target,
-                        req.clone(),
-                        in_flight,
-                        until,
-                    )));
+                    tasks.push(tokio::spawn(client(target, req.clone(), in_flight, until)));
                 }
                 let mut all = Stats::default();
                 for t in tasks {
@@ -151,7 +146,12 @@ impl Stats {
 
 /// One connection kept at `in_flight` outstanding requests until `until`; then it waits for the
 /// answers still owed (at most 5 s).
-async fn client(target: SocketAddr, template: Frame, in_flight: usize, until: Instant) -> Result<Stats> {
+async fn client(
+    target: SocketAddr,
+    template: Frame,
+    in_flight: usize,
+    until: Instant,
+) -> Result<Stats> {
     let mut s = TcpStream::connect(target)
         .await
         .with_context(|| format!("connecting to {target}"))?;
@@ -201,7 +201,10 @@ async fn client(target: SocketAddr, template: Frame, in_flight: usize, until: In
             }
             outstanding -= 1;
             let slot = f.request_id as usize % in_flight;
-            let us = now.duration_since(sent[slot]).as_micros().min(u32::MAX as u128) as u32;
+            let us = now
+                .duration_since(sent[slot])
+                .as_micros()
+                .min(u32::MAX as u128) as u32;
             if f.status == status::SUCCESS && f.content == template.content {
                 stats.latencies.push(us);
             } else {

@@ -8,19 +8,10 @@ mod common;
 
 use common::*;
 use serde_json::json;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn grpc_peer() -> PathBuf {
     repo().join("crates/mosn-proxy/tests/peers/grpc_peer.py")
@@ -28,21 +19,9 @@ fn grpc_peer() -> PathBuf {
 
 /// A grpcio server on a free port.
 fn grpc_server() -> (Killed, SocketAddr) {
-    let mut child = Command::new(venv_python())
-        .arg(grpc_peer())
-        .arg("server")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("grpc server output");
-    let port: u16 = line
-        .strip_prefix("PORT ")
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap_or_else(|| panic!("grpc server said {line:?}"));
-    (Killed(child), SocketAddr::from(([127, 0, 0, 1], port)))
+    let mut cmd = Command::new(venv_python());
+    cmd.arg(grpc_peer()).arg("server");
+    peer_on_port(cmd)
 }
 
 #[test]

@@ -19,22 +19,13 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const TEST: &str = "com.nodejs.test.TestService:1.0";
 const OTHER: &str = "com.nodejs.test.OtherService:1.0";
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn node() -> Command {
     let modules = repo().join("target/peers/sofa/node_modules");
@@ -54,20 +45,9 @@ fn peer_script() -> PathBuf {
 
 /// A SOFARPC server answering `echo` with `name:`; `port` 0 takes one from the OS.
 fn sofa_server(name: &str, port: u16) -> (Killed, SocketAddr) {
-    let mut child = node()
-        .args(["server", name, &port.to_string()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("node");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("server output");
-    let port: u16 = line
-        .strip_prefix("PORT ")
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap_or_else(|| panic!("sofa server said {line:?}"));
-    (Killed(child), SocketAddr::from(([127, 0, 0, 1], port)))
+    let mut cmd = node();
+    cmd.args(["server", name, &port.to_string()]);
+    peer_on_port(cmd)
 }
 
 /// Runs a client mode of the peer script (60 s at most); its stdout.

@@ -396,3 +396,28 @@ pub fn venv_python() -> PathBuf {
     );
     p
 }
+
+/// A child process killed (and reaped) on drop.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts a peer that prints `PORT n` as its first line once it listens (the gRPC and SOFARPC
+/// peer scripts); returns it and `127.0.0.1:n`.
+pub fn peer_on_port(mut cmd: Command) -> (Killed, SocketAddr) {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().expect("peer process");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("peer output");
+    let port: u16 = line
+        .strip_prefix("PORT ")
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("peer {cmd:?} said {line:?}"));
+    (Killed(child), SocketAddr::from(([127, 0, 0, 1], port)))
+}
