@@ -179,31 +179,59 @@ impl FilterConfigError {
     }
 }
 
-/// Builds a filter from its `config` object, found at JSON path `path`. A closure, so a factory
-/// can hold what its filters need (the `transcoder` filter holds a transcoder registry).
-pub type FilterFactory = Arc<
-    dyn Fn(&serde_json::Value, &str) -> Result<Arc<dyn StreamFilter>, FilterConfigError>
-        + Send
-        + Sync,
->;
-
-/// Filter factories by MOSN `type` name.
-#[derive(Default, Clone)]
-pub struct FilterRegistry {
-    factories: BTreeMap<&'static str, FilterFactory>,
+/// Something built by name from a JSON config: a stream filter, a transcoder.
+pub trait Registered: Send + Sync + 'static {
+    /// What the name names, for errors: `stream filter`, `transcoder`.
+    const KIND: &'static str;
 }
 
-impl FilterRegistry {
+impl Registered for dyn StreamFilter {
+    const KIND: &'static str = "stream filter";
+}
+
+/// Builds a `T` from its `config` object, found at JSON path `path`. A closure, so a factory can
+/// hold what it needs (the `transcoder` filter's holds a transcoder registry).
+pub type Factory<T> =
+    Arc<dyn Fn(&serde_json::Value, &str) -> Result<Arc<T>, FilterConfigError> + Send + Sync>;
+
+/// Factories of `T` by name (MOSN's `type` names).
+pub struct Registry<T: ?Sized> {
+    factories: BTreeMap<&'static str, Factory<T>>,
+}
+
+/// Stream filter factories by MOSN `type` name.
+pub type FilterRegistry = Registry<dyn StreamFilter>;
+
+/// Builds a filter from its `config` object, found at JSON path `path`.
+pub type FilterFactory = Factory<dyn StreamFilter>;
+
+impl<T: ?Sized> Default for Registry<T> {
+    fn default() -> Self {
+        Registry {
+            factories: BTreeMap::new(),
+        }
+    }
+}
+
+impl<T: ?Sized> Clone for Registry<T> {
+    fn clone(&self) -> Self {
+        Registry {
+            factories: self.factories.clone(),
+        }
+    }
+}
+
+impl<T: ?Sized + Registered> Registry<T> {
     /// An empty registry.
     pub fn new() -> Self {
-        FilterRegistry::default()
+        Registry::default()
     }
 
-    /// Registers `factory` for `type` name `name` (a later registration replaces an earlier one).
+    /// Registers `factory` under `name` (a later registration replaces an earlier one).
     pub fn register(
         &mut self,
         name: &'static str,
-        factory: impl Fn(&serde_json::Value, &str) -> Result<Arc<dyn StreamFilter>, FilterConfigError>
+        factory: impl Fn(&serde_json::Value, &str) -> Result<Arc<T>, FilterConfigError>
             + Send
             + Sync
             + 'static,
@@ -211,27 +239,33 @@ impl FilterRegistry {
         self.factories.insert(name, Arc::new(factory));
     }
 
-    /// The registered type names, sorted.
+    /// True when `name` is registered.
+    pub fn has(&self, name: &str) -> bool {
+        self.factories.contains_key(name)
+    }
+
+    /// The registered names, sorted.
     pub fn names(&self) -> Vec<&'static str> {
         self.factories.keys().copied().collect()
     }
 
-    /// Builds a filter of type `ty` from `config` at `path` (the path of the `config` value).
+    /// Builds `name` from `config` at `path` (the path of the `config` value).
     ///
-    /// Errors: an unknown type (reported at `type_path`), or the factory's own error.
+    /// Errors: an unknown name (reported at `name_path`), or the factory's own error.
     pub fn build(
         &self,
-        ty: &str,
-        type_path: &str,
+        name: &str,
+        name_path: &str,
         config: &serde_json::Value,
         path: &str,
-    ) -> Result<Arc<dyn StreamFilter>, FilterConfigError> {
-        match self.factories.get(ty) {
+    ) -> Result<Arc<T>, FilterConfigError> {
+        match self.factories.get(name) {
             Some(f) => f(config, path),
             None => Err(FilterConfigError::new(
-                type_path,
+                name_path,
                 format!(
-                    "stream filter {ty:?} is not supported by mosn-rs (known: {})",
+                    "{} {name:?} is not supported by mosn-rs (known: {})",
+                    T::KIND,
                     self.names().join(", ")
                 ),
             )),
@@ -239,7 +273,7 @@ impl FilterRegistry {
     }
 }
 
-impl std::fmt::Debug for FilterRegistry {
+impl<T: ?Sized> std::fmt::Debug for Registry<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list().entries(self.factories.keys()).finish()
     }

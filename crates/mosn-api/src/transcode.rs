@@ -17,12 +17,8 @@
 //! Transcoders are built by name from a [`TranscoderRegistry`], so more plug in the way stream
 //! filters do.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
 use bytes::Bytes;
 
-use crate::filter::FilterConfigError;
 use crate::{HeaderVec, Headers, Protocol};
 
 /// Largest request or response body a transcoder converts, in bytes; a larger request is answered
@@ -92,62 +88,12 @@ impl std::fmt::Debug for dyn Transcoder {
     }
 }
 
+impl crate::filter::Registered for dyn Transcoder {
+    const KIND: &'static str = "transcoder";
+}
+
 /// Builds a transcoder from the rule's `config` object, found at JSON path `path`.
-pub type TranscoderFactory =
-    fn(config: &serde_json::Value, path: &str) -> Result<Arc<dyn Transcoder>, FilterConfigError>;
+pub type TranscoderFactory = crate::filter::Factory<dyn Transcoder>;
 
 /// Transcoder factories by name.
-#[derive(Default, Clone)]
-pub struct TranscoderRegistry {
-    factories: BTreeMap<&'static str, TranscoderFactory>,
-}
-
-impl TranscoderRegistry {
-    /// An empty registry.
-    pub fn new() -> Self {
-        TranscoderRegistry::default()
-    }
-
-    /// Registers `factory` under `name` (a later registration replaces an earlier one).
-    pub fn register(&mut self, name: &'static str, factory: TranscoderFactory) {
-        self.factories.insert(name, factory);
-    }
-
-    /// True when `name` is registered.
-    pub fn has(&self, name: &str) -> bool {
-        self.factories.contains_key(name)
-    }
-
-    /// The registered names, sorted.
-    pub fn names(&self) -> Vec<&'static str> {
-        self.factories.keys().copied().collect()
-    }
-
-    /// Builds transcoder `name` from `config` at `path`.
-    ///
-    /// Errors: an unknown name (reported at `name_path`), or the factory's own error.
-    pub fn build(
-        &self,
-        name: &str,
-        name_path: &str,
-        config: &serde_json::Value,
-        path: &str,
-    ) -> Result<Arc<dyn Transcoder>, FilterConfigError> {
-        match self.factories.get(name) {
-            Some(f) => f(config, path),
-            None => Err(FilterConfigError::new(
-                name_path,
-                format!(
-                    "transcoder {name:?} is not supported by mosn-rs (known: {})",
-                    self.names().join(", ")
-                ),
-            )),
-        }
-    }
-}
-
-impl std::fmt::Debug for TranscoderRegistry {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.factories.keys()).finish()
-    }
-}
+pub type TranscoderRegistry = crate::filter::Registry<dyn Transcoder>;

@@ -17,16 +17,16 @@ pub struct HttpConv {
     to: Protocol,
 }
 
+fn conv(name: &'static str, from: Protocol, to: Protocol) -> Arc<dyn Transcoder> {
+    Arc::new(HttpConv { name, from, to })
+}
+
 /// Builds `httpTohttp2`.
 pub fn build_http_to_http2(
     _config: &serde_json::Value,
     _path: &str,
 ) -> Result<Arc<dyn Transcoder>, FilterConfigError> {
-    Ok(Arc::new(HttpConv {
-        name: "httpTohttp2",
-        from: Protocol::Http1,
-        to: Protocol::Http2,
-    }))
+    Ok(conv("httpTohttp2", Protocol::Http1, Protocol::Http2))
 }
 
 /// Builds `http2Tohttp`.
@@ -34,11 +34,7 @@ pub fn build_http2_to_http(
     _config: &serde_json::Value,
     _path: &str,
 ) -> Result<Arc<dyn Transcoder>, FilterConfigError> {
-    Ok(Arc::new(HttpConv {
-        name: "http2Tohttp",
-        from: Protocol::Http2,
-        to: Protocol::Http1,
-    }))
+    Ok(conv("http2Tohttp", Protocol::Http2, Protocol::Http1))
 }
 
 impl Transcoder for HttpConv {
