@@ -87,8 +87,6 @@ mod tests {
         let f: std::collections::HashMap<_, _> = super::features().into_iter().collect();
         assert!(f["http1"] && f["tls"] && f["tcp_proxy"] && f["udp_proxy"]);
         assert!(f["stream_filters"] && f["prometheus"] && f["access_log"]);
-        assert!(f["http2"] && f["auto"] && f["bolt"]);
-        // Refused by the parser today: flips when its issue lands.
-        assert!(!f["dubbo"]);
+        assert!(f["http2"] && f["auto"] && f["bolt"] && f["dubbo"]);
     }
 }

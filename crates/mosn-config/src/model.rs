@@ -80,19 +80,21 @@ pub enum Protocol {
     Http1,
     /// `Http2`: h2c with prior knowledge on plaintext, h2 by ALPN on TLS.
     Http2,
-    /// `Auto`: detect the protocol from the first bytes (HTTP/1.x, HTTP/2, Bolt v1 or v2). As an
+    /// `Auto`: detect the protocol from the first bytes (HTTP/1.x, HTTP/2, Bolt v1 or v2, Dubbo). As an
     /// `upstream_protocol`: the protocol the downstream connection speaks.
     Auto,
     /// `bolt` (or `X` with `extend_config.sub_protocol: "bolt"`): SOFA Bolt, v1 and v2 frames read.
     Bolt,
     /// `boltv2` (or `X` with `sub_protocol: "boltv2"`): SOFA Bolt v2; heartbeats made as v2.
     BoltV2,
+    /// `dubbo` (or `X` with `sub_protocol: "dubbo"`): Dubbo 2 with hessian2 calls.
+    Dubbo,
 }
 
 impl Protocol {
     /// True for the multiplexed RPC protocols served by the XProtocol driver.
     pub fn is_rpc(self) -> bool {
-        matches!(self, Protocol::Bolt | Protocol::BoltV2)
+        matches!(self, Protocol::Bolt | Protocol::BoltV2 | Protocol::Dubbo)
     }
 }
 

@@ -564,10 +564,11 @@ fn protocol(o: &Obj<'_>, key: &str, sub: Option<(&str, &str)>) -> Result<Option<
         "Auto" | "auto" => Ok(Protocol::Auto),
         "bolt" | "Bolt" | "SofaRpc" => Ok(Protocol::Bolt),
         "boltv2" | "BoltV2" => Ok(Protocol::BoltV2),
+        "dubbo" | "Dubbo" => Ok(Protocol::Dubbo),
         other => Err(ConfigError::new(
             path,
             format!(
-                "protocol {other:?} is not supported by mosn-rs yet (supported: \"Http1\", \"Http2\", \"Auto\", \"bolt\", \"boltv2\", and \"X\" with one of the last two as extend_config.sub_protocol)"
+                "protocol {other:?} is not supported by mosn-rs yet (supported: \"Http1\", \"Http2\", \"Auto\", \"bolt\", \"boltv2\", \"dubbo\", and \"X\" with one of the last three as extend_config.sub_protocol)"
             ),
         )),
     }
@@ -582,17 +583,17 @@ fn protocol(o: &Obj<'_>, key: &str, sub: Option<(&str, &str)>) -> Result<Option<
                     } else {
                         Err(ConfigError::new(
                             path,
-                            format!("{name:?} is not an XProtocol sub-protocol (\"bolt\", \"boltv2\")"),
+                            format!("{name:?} is not an XProtocol sub-protocol (\"bolt\", \"boltv2\", \"dubbo\")"),
                         ))
                     }
                 }),
             Some((name, path)) => Err(ConfigError::new(
                 path,
-                format!("{name:?}: several sub-protocols on one listener are not supported yet; use \"Auto\" to detect Bolt beside HTTP"),
+                format!("{name:?}: several sub-protocols on one listener are not supported yet; use \"Auto\" to detect Bolt and Dubbo beside HTTP"),
             )),
             None => Err(ConfigError::new(
                 o.key_path(key),
-                "\"X\" needs extend_config.sub_protocol (\"bolt\" or \"boltv2\")",
+                "\"X\" needs extend_config.sub_protocol (\"bolt\", \"boltv2\" or \"dubbo\")",
             )),
         },
         Some(name) => named(name, o.key_path(key)).map(Some),
@@ -746,7 +747,9 @@ fn proxy_filter(v: &Value, path: &str, ctx: &Ctx) -> Result<(ProxyFilter, bool)>
     });
     // From an RPC downstream to HTTP no transcoder exists yet; from HTTP to an RPC upstream the
     // listener's `transcoder` stream filter converts (checked with the listener's filters).
-    if downstream.is_rpc() && !(upstream.is_rpc() || upstream == Protocol::Auto) {
+    let bolt = |p: Protocol| matches!(p, Protocol::Bolt | Protocol::BoltV2);
+    let same_rpc = upstream == downstream || (bolt(upstream) && bolt(downstream));
+    if downstream.is_rpc() && !(same_rpc || upstream == Protocol::Auto) {
         return Err(ConfigError::new(
             o.key_path("upstream_protocol"),
             format!(

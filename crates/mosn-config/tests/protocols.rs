@@ -52,6 +52,23 @@ fn bolt_spellings_and_defaults() {
 }
 
 #[test]
+fn dubbo_spellings() {
+    let r = |v: Value| protocols(v).unwrap();
+    assert_eq!(
+        r(json!({"downstream_protocol": "dubbo", "router_config_name": "r"})),
+        (Protocol::Dubbo, Protocol::Dubbo)
+    );
+    // MOSN's legacy form, as in its Dubbo examples.
+    assert_eq!(
+        r(
+            json!({"downstream_protocol": "X", "upstream_protocol": "X", "router_config_name": "r",
+            "extend_config": {"sub_protocol": "dubbo"}})
+        ),
+        (Protocol::Dubbo, Protocol::Dubbo)
+    );
+}
+
+#[test]
 fn unusable_protocol_pairs_name_their_path() {
     let e = |v: Value| protocols(v).unwrap_err();
     let x = e(json!({"downstream_protocol": "X", "router_config_name": "r"}));
@@ -61,11 +78,18 @@ fn unusable_protocol_pairs_name_their_path() {
     );
     let x = e(
         json!({"downstream_protocol": "X", "router_config_name": "r",
-        "extend_config": {"sub_protocol": "dubbo"}}),
+        "extend_config": {"sub_protocol": "thrift"}}),
     );
     assert!(
         x.contains("extend_config.sub_protocol") && x.contains("not supported"),
         "{x}"
+    );
+    let x = e(
+        json!({"downstream_protocol": "bolt", "upstream_protocol": "dubbo", "router_config_name": "r"}),
+    );
+    assert!(
+        x.contains("upstream_protocol") && x.contains("transcoder"),
+        "a Bolt call cannot go to a Dubbo upstream: {x}"
     );
     let x = e(
         json!({"downstream_protocol": "Http1", "upstream_protocol": "bolt", "router_config_name": "r"}),

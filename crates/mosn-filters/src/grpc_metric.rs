@@ -16,25 +16,19 @@
 //!
 //! Source: MOSN `pkg/filter/stream/grpcmetric` (names and labels).
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use mosn_api::{FilterMetrics, Headers, StreamFilter, StreamInfo};
 
 use crate::conf::{Obj, Result};
+use crate::counters::Labelled;
 
 /// The label value for calls past `max_services` distinct services.
-pub const OVERFLOW_SERVICE: &str = "_overflow";
-
-/// Counters of one service: requests, successes, failures.
-#[derive(Debug, Default)]
-struct Counts([AtomicU64; 3]);
+pub const OVERFLOW_SERVICE: &str = crate::counters::OVERFLOW;
 
 /// The built filter: one per listener, shared by its workers.
 pub struct GrpcMetric {
-    max_services: usize,
-    services: RwLock<HashMap<String, Arc<Counts>>>,
+    services: Labelled,
 }
 
 /// Builds the filter (see the module doc for the config).
@@ -42,8 +36,7 @@ pub fn build(config: &serde_json::Value, path: &str) -> Result<Arc<dyn StreamFil
     let o = Obj::new(config, path)?;
     let max_services = o.u64("max_services", 1_000_000)?.unwrap_or(1000) as usize;
     Ok(Arc::new(GrpcMetric {
-        max_services,
-        services: RwLock::new(HashMap::new()),
+        services: Labelled::new("grpc", &["service"], max_services),
     }))
 }
 
@@ -61,31 +54,6 @@ pub fn service_of(request: &dyn Headers) -> Option<&str> {
     (!service.is_empty()).then_some(service)
 }
 
-impl GrpcMetric {
-    fn counts(&self, service: &str) -> Arc<Counts> {
-        if let Some(c) = self.read().get(service) {
-            return c.clone();
-        }
-        let mut map = match self.services.write() {
-            Ok(m) => m,
-            Err(p) => p.into_inner(),
-        };
-        let key = if map.len() >= self.max_services && !map.contains_key(service) {
-            OVERFLOW_SERVICE
-        } else {
-            service
-        };
-        map.entry(key.to_string()).or_default().clone()
-    }
-
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Counts>>> {
-        match self.services.read() {
-            Ok(m) => m,
-            Err(p) => p.into_inner(),
-        }
-    }
-}
-
 impl StreamFilter for GrpcMetric {
     fn name(&self) -> &'static str {
         "grpc_metric"
@@ -95,32 +63,12 @@ impl StreamFilter for GrpcMetric {
         let Some(service) = service_of(request) else {
             return;
         };
-        let c = self.counts(service);
-        c.0[0].fetch_add(1, Ordering::Relaxed);
-        let i = if info.grpc_status == Some(0) && info.flag.is_none() {
-            1
-        } else {
-            2
-        };
-        c.0[i].fetch_add(1, Ordering::Relaxed);
+        let ok = info.grpc_status == Some(0) && info.flag.is_none();
+        self.services.counts(&[service]).add(ok);
     }
 
     fn metrics(&self) -> Vec<FilterMetrics> {
-        let mut out: Vec<FilterMetrics> = self
-            .read()
-            .iter()
-            .map(|(s, c)| FilterMetrics {
-                typ: "grpc",
-                labels: vec![("service", s.clone())],
-                counters: vec![
-                    ("request_total", c.0[0].load(Ordering::Relaxed)),
-                    ("response_succ_total", c.0[1].load(Ordering::Relaxed)),
-                    ("response_fail_total", c.0[2].load(Ordering::Relaxed)),
-                ],
-            })
-            .collect();
-        out.sort_by(|a, b| a.labels.cmp(&b.labels));
-        out
+        self.services.export()
     }
 }
 

@@ -8,6 +8,7 @@
 //! | `header_to_metadata` | BeforeRoute | copy request headers into metadata for host subsets |
 //! | `grpc_metric` | stream end | per-gRPC-service request, success and failure counters |
 //! | `transcoder` | AfterRoute | per request, send upstream in another protocol (HTTP→Bolt, HTTP/1↔HTTP/2) |
+//! | `dubbo_stream` | BeforeRoute, stream end | Dubbo `service` as the host and `/` as the path, per-service and per-method counters |
 //! | `healthcheck` | none | MOSN's SOFARPC heartbeat filter: config only, heartbeats are answered by the driver |
 //!
 //! `fault` and `payload_limit` also take a route's (or virtual host's) `per_filter_config`, which
@@ -20,6 +21,8 @@
 #![forbid(unsafe_code)]
 
 mod conf;
+pub mod counters;
+pub mod dubbo_stream;
 pub mod fault;
 pub mod grpc_metric;
 pub mod header_to_metadata;
@@ -48,5 +51,6 @@ pub fn registry_with(transcoders: mosn_api::transcode::TranscoderRegistry) -> Fi
     r.register("header_to_metadata", header_to_metadata::build);
     r.register("grpc_metric", grpc_metric::build);
     r.register("healthcheck", healthcheck::build);
+    r.register("dubbo_stream", dubbo_stream::build);
     r
 }

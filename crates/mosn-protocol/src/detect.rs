@@ -110,8 +110,9 @@ pub fn detect(first: &[u8], candidates: &[&dyn Matcher]) -> Detected {
 /// The candidates of MOSN's `Auto` for HTTP: HTTP/2 first, then HTTP/1.
 pub const HTTP_AUTO: &[&dyn Matcher] = &[&Http2Preface, &Http1Method];
 
-/// What an `Auto` listener tells apart: HTTP/2, HTTP/1.x, Bolt v1 and Bolt v2. None of them can
-/// start like another (Bolt's first byte, 1 or 2, is no method character).
+/// What an `Auto` listener tells apart: HTTP/2, HTTP/1.x, Bolt v1, Bolt v2 and Dubbo. None of
+/// them can start like another (Bolt's first byte, 1 or 2, and Dubbo's `0xda` are no method
+/// character).
 pub const AUTO: &[&dyn Matcher] = &[
     &Http2Preface,
     &Http1Method,
@@ -123,6 +124,7 @@ pub const AUTO: &[&dyn Matcher] = &[
         v2: true,
         goaway: false,
     },
+    &crate::dubbo::Dubbo { goaway: false },
 ];
 
 #[cfg(test)]

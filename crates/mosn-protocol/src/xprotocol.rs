@@ -75,6 +75,13 @@ pub trait XProtocol: Send + Sync + 'static {
     /// timeout, overflow, a filter's refusal): MOSN's `Hijack` with `Mapping`.
     fn hijack(&self, request: &Self::Frame, reply: &LocalReply) -> Self::Frame;
 
+    /// Why a well-framed request cannot be served (its body is unreadable), as the local reply
+    /// to answer it with through [`XProtocol::hijack`]; the connection stays open. `None` for
+    /// a request that can be routed.
+    fn refused(&self, _request: &Self::Frame) -> Option<LocalReply> {
+        None
+    }
+
     /// A GoAway frame, where the protocol has one.
     fn goaway(&self) -> Option<Self::Frame>;
 

@@ -305,6 +305,53 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Appends `s` as a Hessian 2.0 string: compact for up to 31 characters, `0x30`–`0x33` up to
+/// 1023, `S` chunks above (preceded by non-final `R` chunks past 65535). Lengths count UTF-16 code
+/// units and characters outside the BMP go as surrogate pairs, as Java writes them.
+pub fn write_string(out: &mut bytes::BytesMut, s: &str) {
+    use bytes::BufMut;
+    let units: Vec<u16> = s.encode_utf16().collect();
+    let mut chunks = units.chunks(0xffff).peekable();
+    if units.is_empty() {
+        out.put_u8(0);
+        return;
+    }
+    while let Some(chunk) = chunks.next() {
+        let n = chunk.len();
+        match (chunks.peek().is_some(), n) {
+            (true, _) => {
+                out.put_u8(b'R');
+                out.put_u16(n as u16);
+            }
+            (false, 0..=31) => out.put_u8(n as u8),
+            (false, 32..=1023) => {
+                out.put_u8(0x30 + (n >> 8) as u8);
+                out.put_u8(n as u8);
+            }
+            (false, _) => {
+                out.put_u8(b'S');
+                out.put_u16(n as u16);
+            }
+        }
+        for &u in chunk {
+            // Each unit as UTF-8 would encode it on its own (surrogates as 3 bytes: CESU-8).
+            let u = u32::from(u);
+            match u {
+                0..=0x7f => out.put_u8(u as u8),
+                0x80..=0x7ff => {
+                    out.put_u8(0xc0 | (u >> 6) as u8);
+                    out.put_u8(0x80 | (u & 0x3f) as u8);
+                }
+                _ => {
+                    out.put_u8(0xe0 | (u >> 12) as u8);
+                    out.put_u8(0x80 | ((u >> 6) & 0x3f) as u8);
+                    out.put_u8(0x80 | (u & 0x3f) as u8);
+                }
+            }
+        }
+    }
+}
+
 /// How many arguments a JVM parameter descriptor (`IZLjava/util/Date;[B`) declares.
 ///
 /// Errors: a malformed descriptor ([`HessianError::Utf8`] stands for it).
@@ -356,6 +403,26 @@ mod tests {
         ] {
             assert_eq!(Reader::new(bytes).int().unwrap(), want);
         }
+    }
+
+    #[test]
+    fn written_strings_read_back() {
+        for s in [
+            String::new(),
+            "404|router unavailable".to_string(),
+            "é".repeat(40),
+            "x".repeat(5000),
+            "y".repeat(70_000),
+        ] {
+            let mut out = bytes::BytesMut::new();
+            write_string(&mut out, &s);
+            let mut r = Reader::new(&out);
+            assert_eq!(r.string().unwrap().as_deref(), Some(s.as_str()));
+            assert!(r.at_end());
+        }
+        let mut out = bytes::BytesMut::new();
+        write_string(&mut out, "ok");
+        assert_eq!(&out[..], b"\x02ok");
     }
 
     #[test]

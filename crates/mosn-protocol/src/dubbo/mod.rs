@@ -14,8 +14,13 @@
 //! | 12–15 | body length (u32) |
 
 pub mod hessian;
+pub mod status;
+pub mod xprotocol;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use mosn_api::{HeaderVec, Headers};
+
+pub use xprotocol::Dubbo;
 
 /// The magic number at the start of every frame.
 pub const MAGIC: [u8; 2] = [0xda, 0xbb];
@@ -33,6 +38,11 @@ pub const FLAG_EVENT: u8 = 0x20;
 pub const STATUS_OK: u8 = 20;
 /// The body of a heartbeat event: hessian2 `null`.
 pub const HEARTBEAT_BODY: &[u8] = b"N";
+/// The body of Dubbo's read-only event (`READONLY_EVENT`, the hessian2 string `"R"`): a server
+/// that is shutting down tells its clients to send no new requests on the connection.
+pub const READONLY_BODY: &[u8] = b"\x01R";
+/// The serialization id of hessian2, the only one whose requests mosn-rs reads.
+pub const HESSIAN2: u8 = 2;
 
 /// Bytes that are not a Dubbo frame. The connection cannot be read further.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -56,6 +66,14 @@ pub struct Frame {
     pub request_id: u64,
     /// The body, not decoded.
     pub body: Bytes,
+    /// What the request body says, as header fields ([`Frame::read_headers`]): `dubbo`,
+    /// `service`, `version`, `method`, then every string attachment (`interface` and `version`
+    /// overwrite the fields read before them, as in MOSN; `group` comes from here). Empty for
+    /// responses and events. Changing them never changes the body sent on.
+    pub headers: HeaderVec,
+    /// Why a request's body could not be read (not hessian2, or malformed); such a request is
+    /// answered with an error response and never forwarded.
+    pub unreadable: Option<String>,
 }
 
 impl Frame {
@@ -79,14 +97,62 @@ impl Frame {
         self.flags & 0x1f
     }
 
+    /// A frame with `flags`, `status`, `request_id` and `body`, and no header fields.
+    pub fn new(flags: u8, status: u8, request_id: u64, body: Bytes) -> Frame {
+        Frame {
+            flags,
+            status,
+            request_id,
+            body,
+            headers: HeaderVec::default(),
+            unreadable: None,
+        }
+    }
+
     /// The reply to a heartbeat request, as Dubbo sends it: event, same serialization and id,
     /// status OK, a `null` body.
     pub fn heartbeat_reply(&self) -> Frame {
-        Frame {
-            flags: FLAG_EVENT | self.serialization(),
-            status: STATUS_OK,
-            request_id: self.request_id,
-            body: Bytes::from_static(HEARTBEAT_BODY),
+        Frame::new(
+            FLAG_EVENT | self.serialization(),
+            STATUS_OK,
+            self.request_id,
+            Bytes::from_static(HEARTBEAT_BODY),
+        )
+    }
+
+    /// True for Dubbo's read-only event: the peer takes no new requests on this connection.
+    pub fn is_readonly_event(&self) -> bool {
+        self.is_event() && self.body[..] == *READONLY_BODY
+    }
+
+    /// Fills [`Frame::headers`] from a request's body (MOSN's decoder, `decoder.go`), or sets
+    /// [`Frame::unreadable`]. Responses and events are left alone.
+    pub fn read_headers(&mut self) {
+        if !self.is_request() || self.is_event() {
+            return;
+        }
+        if self.serialization() != HESSIAN2 {
+            self.unreadable = Some(format!(
+                "serialization id {} is not hessian2 (2); mosn-rs reads only hessian2 Dubbo calls",
+                self.serialization()
+            ));
+            return;
+        }
+        match Invocation::read(&self.body) {
+            Ok(inv) => {
+                let h = &mut self.headers;
+                h.set("dubbo", inv.dubbo_version.as_bytes());
+                h.set("service", inv.service.as_bytes());
+                h.set("version", inv.version.as_bytes());
+                h.set("method", inv.method.as_bytes());
+                for (k, v) in &inv.attachments {
+                    h.set(k, v.as_bytes());
+                }
+                if let Some(i) = inv.attachment("interface") {
+                    h.set("service", i.as_bytes());
+                }
+            }
+            Err(e) => self.unreadable = Some(format!("unreadable Dubbo request body: {e}")),
         }
     }
 
@@ -101,6 +167,25 @@ impl Frame {
         out.put_u64(self.request_id);
         out.put_u32(body.len() as u32);
         out.put_slice(body);
+    }
+}
+
+/// The request's call as header fields ([`Frame::headers`]).
+impl Headers for Frame {
+    fn get(&self, key: &str) -> Option<&[u8]> {
+        self.headers.get(key)
+    }
+    fn set(&mut self, key: &str, value: &[u8]) {
+        self.headers.set(key, value)
+    }
+    fn append(&mut self, key: &str, value: &[u8]) {
+        self.headers.append(key, value)
+    }
+    fn remove(&mut self, key: &str) {
+        self.headers.remove(key)
+    }
+    fn visit(&self, f: &mut dyn FnMut(&[u8], &[u8])) {
+        self.headers.visit(f)
     }
 }
 
@@ -189,12 +274,7 @@ pub fn decode(buf: &mut BytesMut) -> Result<Option<Frame>, DubboError> {
     }
     let mut raw = buf.split_to(HEADER_LEN + len);
     raw.advance(HEADER_LEN);
-    Ok(Some(Frame {
-        flags,
-        status,
-        request_id,
-        body: raw.freeze(),
-    }))
+    Ok(Some(Frame::new(flags, status, request_id, raw.freeze())))
 }
 
 #[cfg(test)]

@@ -149,6 +149,7 @@ async fn serve_proxy(
         mosn_config::Protocol::Http2 => (Protocol::Http2, BytesMut::new()),
         mosn_config::Protocol::Bolt => (Protocol::Bolt, BytesMut::new()),
         mosn_config::Protocol::BoltV2 => (Protocol::BoltV2, BytesMut::new()),
+        mosn_config::Protocol::Dubbo => (Protocol::Dubbo, BytesMut::new()),
         mosn_config::Protocol::Auto => {
             let (seen, verdict) = sniff(&mut io, info.header_timeout).await;
             match verdict {
@@ -196,7 +197,10 @@ async fn serve_protocol(
             };
             crate::xprotocol::serve(a, bolt).await
         }
-        p => refuse_detected(Some(p), addrs.0),
+        Protocol::Dubbo => {
+            let dubbo = mosn_protocol::dubbo::Dubbo { goaway: false };
+            crate::xprotocol::serve(a, dubbo).await
+        }
     }
 }
 

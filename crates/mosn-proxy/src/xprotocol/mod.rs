@@ -1,5 +1,5 @@
 //! The XProtocol driver (MOSN 0.26's framework): one generic connection driver that serves every
-//! multiplexed RPC protocol implementing [`XProtocol`] (Bolt now; Dubbo next), downstream and
+//! multiplexed RPC protocol implementing [`XProtocol`] (Bolt, Dubbo), downstream and
 //! upstream ([`upstream`]).
 //!
 //! Downstream, one task per client connection reads frames and serves each request as a stream
@@ -59,11 +59,19 @@ impl Served for mosn_protocol::bolt::Bolt {
     }
 }
 
+impl Served for mosn_protocol::dubbo::Dubbo {
+    fn pool(worker: &Worker) -> &XPool<Self> {
+        &worker.xpools.dubbo
+    }
+}
+
 /// The XProtocol pools of a worker.
 #[derive(Default)]
 pub struct XPools {
     /// Bolt (v1 and v2 frames on one connection, as the upstream reads both).
     pub bolt: XPool<mosn_protocol::bolt::Bolt>,
+    /// Dubbo.
+    pub dubbo: XPool<mosn_protocol::dubbo::Dubbo>,
 }
 
 /// Serves one downstream connection of protocol `proto` until it closes. `initial` holds bytes
@@ -200,9 +208,12 @@ async fn serve_stream<P: Served>(
     info.http_minor = 0;
     let oneway = proto.kind(&frame) == FrameKind::Oneway;
     let id = proto.request_id(&frame);
-    let answer = match stream::route(&ctx, &mut frame, &mut info, None).await {
-        Routed::Answer(a) => Err(Failure::Answer(a)),
-        Routed::Forward(f) => forward(&ctx, &proto, &mut frame, &f, oneway, &mut info).await,
+    let answer = match proto.refused(&frame) {
+        Some(reply) => Err(Failure::Answer(Answer::plain(reply))),
+        None => match stream::route(&ctx, &mut frame, &mut info, None).await {
+            Routed::Answer(a) => Err(Failure::Answer(a)),
+            Routed::Forward(f) => forward(&ctx, &proto, &mut frame, &f, oneway, &mut info).await,
+        },
     };
     let response = match answer {
         Ok(r) => r,
