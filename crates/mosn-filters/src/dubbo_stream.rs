@@ -167,7 +167,10 @@ mod tests {
         )
         .unwrap();
         let mut h = call("org.demo.Greeter", "sayHello");
-        assert_eq!(before_route(&*f, &mut h, Protocol::Dubbo), Decision::Continue);
+        assert_eq!(
+            before_route(&*f, &mut h, Protocol::Dubbo),
+            Decision::Continue
+        );
         assert_eq!(h.get_str(":authority"), Some("org.demo.Greeter"));
         assert_eq!(h.get_str(":path"), Some("/"));
         assert_eq!(h.get_str("app"), Some("demo"));

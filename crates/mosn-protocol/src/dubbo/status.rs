@@ -119,7 +119,12 @@ mod tests {
     #[test]
     fn local_replies_map_as_mosn_maps_them() {
         for (flag, status, text, want) in [
-            (Some(ResponseFlag::NoRoute), 404, "404|router unavailable", 60),
+            (
+                Some(ResponseFlag::NoRoute),
+                404,
+                "404|router unavailable",
+                60,
+            ),
             (
                 Some(ResponseFlag::UpstreamConnectionFailure),
                 503,

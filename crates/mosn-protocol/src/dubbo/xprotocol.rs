@@ -163,7 +163,10 @@ mod tests {
         assert_eq!(f.get_str("path"), Some("com.test.TestService"));
         assert!(f.get_str("dubbo").is_some());
         assert!(f.unreadable.is_none() && d.refused(&f).is_none());
-        let f = d.decode(&mut data("dubbo_req_java_class.bin")).unwrap().unwrap();
+        let f = d
+            .decode(&mut data("dubbo_req_java_class.bin"))
+            .unwrap()
+            .unwrap();
         assert_eq!(f.get_str("service"), Some("com.test.TestService"));
         // Responses and heartbeats carry no call.
         let r = d.decode(&mut data("dubbo_res.bin")).unwrap().unwrap();
@@ -173,7 +176,10 @@ mod tests {
         assert_eq!(d.kind(&hb), FrameKind::Heartbeat);
         let hr = d.decode(&mut data("heartbeat_res.bin")).unwrap().unwrap();
         assert_eq!(d.kind(&hr), FrameKind::HeartbeatReply);
-        let e = d.decode(&mut data("dubbo_res_with_sys_error.bin")).unwrap().unwrap();
+        let e = d
+            .decode(&mut data("dubbo_res_with_sys_error.bin"))
+            .unwrap()
+            .unwrap();
         assert_eq!(d.http_status(&e), 500);
         assert_eq!(d.decode(&mut BytesMut::new()).unwrap(), None);
     }
@@ -235,7 +241,9 @@ mod tests {
             },
         );
         assert_eq!((r.status, r.request_id, r.flags), (60, 1, 0x02));
-        let msg = super::super::hessian::Reader::new(&r.body).string().unwrap();
+        let msg = super::super::hessian::Reader::new(&r.body)
+            .string()
+            .unwrap();
         assert_eq!(msg.as_deref(), Some("404|router unavailable"));
         assert_eq!(d.http_status(&r), 404);
     }
