@@ -2,8 +2,11 @@
 # Installs what the test suites need beyond the Rust toolchain. Idempotent.
 # - Debian packages: curl, prometheus, iptables/iproute2, nghttp2-client (nghttp, h2load), ruby-grpc
 #   (gRPC's interop client and server);
-# - a Python venv in target/peers/venv with grpcio (gRPC peers) and h2 (hand-built HTTP/2 frames
-#   for the flood tests). Tests find it there.
+#   zookeeper (the Dubbo registry's interop suite starts its own server; the package's own service
+#   is kept from starting);
+# - a Python venv in target/peers/venv with grpcio (gRPC peers), h2 (hand-built HTTP/2 frames
+#   for the flood tests) and dubbo-ssl-python (a Dubbo consumer). Tests find it there;
+# - npm peers in target/peers/{sofa,dubbo}: sofa-rpc-node, sofa-bolt-node, dubbo-remoting.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
@@ -17,6 +20,7 @@ dpkg -s ruby-grpc >/dev/null 2>&1 || need+=(ruby-grpc)        # gRPC's interop s
 command -v node >/dev/null 2>&1 || need+=(nodejs)               # SOFARPC peers (sofa-rpc-node)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+[[ -x /usr/share/zookeeper/bin/zkServer.sh ]] || need+=(zookeeper) # Dubbo registry: a real ZooKeeper
 if [[ ${#need[@]} -gt 0 ]]; then
   if [[ $(id -u) != 0 ]]; then
     echo "install-test-deps: missing ${need[*]}; install them (apt-get install ${need[*]})" >&2
@@ -28,8 +32,8 @@ if [[ ${#need[@]} -gt 0 ]]; then
   apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null; }
 fi
 venv=target/peers/venv
-pins=(grpcio==1.85.1 grpcio-tools==1.85.1 h2==4.3.0)
-if ! "$venv/bin/python" -c 'import grpc, grpc_tools, h2' >/dev/null 2>&1; then
+pins=(grpcio==1.85.1 grpcio-tools==1.85.1 h2==4.3.0 dubbo-ssl-python==0.9.6)
+if ! "$venv/bin/python" -c 'import grpc, grpc_tools, h2, dubbo_ssl' >/dev/null 2>&1; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q "${pins[@]}"
 fi
@@ -39,4 +43,10 @@ sofa=target/peers/sofa
 if ! [[ -f $sofa/node_modules/sofa-rpc-node/package.json && -f $sofa/node_modules/sofa-bolt-node/package.json ]]; then
   mkdir -p "$sofa"
   (cd "$sofa" && { [[ -f package.json ]] || npm init -y >/dev/null; } && npm install --silent --no-audit --no-fund sofa-rpc-node@2.10.0 sofa-bolt-node@2.0.1 >/dev/null)
+fi
+# Dubbo peers (npm): dubbo-remoting is the Dubbo protocol for sofa-rpc-node's server and client.
+dubbo=target/peers/dubbo
+if ! [[ -f $dubbo/node_modules/dubbo-remoting/package.json && -f $dubbo/node_modules/sofa-rpc-node/package.json ]]; then
+  mkdir -p "$dubbo"
+  (cd "$dubbo" && { [[ -f package.json ]] || npm init -y >/dev/null; } && npm install --silent --no-audit --no-fund dubbo-remoting@2.1.4 sofa-rpc-node@2.10.0 >/dev/null)
 fi

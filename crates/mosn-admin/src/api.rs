@@ -51,9 +51,33 @@ pub struct AdminState {
     pub set_level: SetLevel,
     /// The process stage (MOSN's numbering).
     pub stage: AtomicU8,
+    /// Extensions (`extends`) that report state: `/api/v1/extends` answers `{name: state}`, and
+    /// their metric sets join the others.
+    pub extensions: Vec<Extension>,
 }
 
-const PATHS: [&str; 11] = [
+/// A running extension's reports (e.g. `dubbo_registry`).
+pub struct Extension {
+    /// The `extends` type name.
+    pub name: &'static str,
+    /// Its state, as JSON.
+    pub state: Box<dyn Fn() -> Json + Send + Sync>,
+    /// Its metric sets.
+    pub metrics: Box<dyn Fn() -> Vec<metrics::MetricSet> + Send + Sync>,
+}
+
+impl AdminState {
+    /// Every metric set: the server's and the extensions'.
+    pub fn metric_sets(&self) -> Vec<metrics::MetricSet> {
+        let mut sets = metrics::collect(&self.stats.snapshot(), &self.stats.workers);
+        for e in &self.extensions {
+            sets.extend((e.metrics)());
+        }
+        sets
+    }
+}
+
+const PATHS: [&str; 12] = [
     "/",
     "/api/v1/version",
     "/api/v1/config_dump",
@@ -64,6 +88,7 @@ const PATHS: [&str; 11] = [
     "/api/v1/get_loglevel",
     "/api/v1/features",
     "/api/v1/env",
+    "/api/v1/extends",
     "/metrics (on the prometheus sink's port)",
 ];
 
@@ -269,7 +294,7 @@ pub fn answer(
         }),
         "/api/v1/config_dump" => want(&Method::GET).unwrap_or_else(|| config_dump(state, &q)),
         "/api/v1/stats" => want(&Method::GET).unwrap_or_else(|| {
-            let sets = metrics::collect(&state.stats.snapshot(), &state.stats.workers);
+            let sets = state.metric_sets();
             match q.as_slice() {
                 [] => json_answer(&stats_json::render(&sets.iter().collect::<Vec<_>>())),
                 [(k, v)] if k == "key" => match sets.iter().find(|s| s.key() == *v) {
@@ -280,7 +305,7 @@ pub fn answer(
             }
         }),
         "/api/v1/stats_glob" => want(&Method::GET).unwrap_or_else(|| {
-            let sets = metrics::collect(&state.stats.snapshot(), &state.stats.workers);
+            let sets = state.metric_sets();
             text(
                 StatusCode::OK,
                 stats_json::glob(sets.iter().find(|s| s.key() == "downstream.proxy.global")),
@@ -314,6 +339,14 @@ pub fn answer(
                 .map(|(k, v)| (k.to_string(), v.into()))
                 .collect();
             json_answer(&serde_json::Value::Object(f))
+        }),
+        "/api/v1/extends" => want(&Method::GET).unwrap_or_else(|| {
+            let m: serde_json::Map<String, Json> = state
+                .extensions
+                .iter()
+                .map(|e| (e.name.to_string(), (e.state)()))
+                .collect();
+            json_answer(&Json::Object(m))
         }),
         "/api/v1/env" => want(&Method::GET).unwrap_or_else(|| {
             let keys: Vec<&String> = q

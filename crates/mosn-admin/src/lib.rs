@@ -20,7 +20,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::sync::watch;
 
-pub use api::AdminState;
+pub use api::{AdminState, Extension};
 
 /// Largest admin request body read, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -151,7 +151,7 @@ async fn handle(
     let path = parts.uri.path();
     let a = match &*site {
         Site::Metrics(endpoint) if path == endpoint => {
-            let sets = metrics::collect(&state.stats.snapshot(), &state.stats.workers);
+            let sets = state.metric_sets();
             api::Answer {
                 status: StatusCode::OK,
                 content_type: "text/plain; version=0.0.4; charset=utf-8",

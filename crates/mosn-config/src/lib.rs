@@ -66,6 +66,8 @@ pub fn from_str(text: &str) -> Result<Loaded, ConfigError> {
 pub fn from_value(value: &serde_json::Value) -> Result<Loaded, ConfigError> {
     walk::reset();
     let ctx = walk::Ctx::default();
+    let with_router = with_dubbo_router(value);
+    let value = with_router.as_ref().unwrap_or(value);
     let parsed = parse::config(value, &ctx).and_then(|c| validate::validate(&c).map(|()| c));
     let warnings = ctx.take();
     match parsed {
@@ -81,6 +83,35 @@ pub fn from_value(value: &serde_json::Value) -> Result<Loaded, ConfigError> {
     }
 }
 
+/// With an enabled `dubbo_registry` extension and no router named `dubbo`: the config with that
+/// router added (one virtual host `dubbo`, domains `*`, no routes), as MOSN's extension creates it
+/// at start. `None` when nothing is to add.
+fn with_dubbo_router(value: &serde_json::Value) -> Option<serde_json::Value> {
+    let enabled = value.get("extends")?.as_array()?.iter().any(|e| {
+        e.get("type").and_then(|t| t.as_str()) == Some("dubbo_registry")
+            && e.pointer("/config/enable").and_then(|b| b.as_bool()) == Some(true)
+    });
+    let routers = value.pointer("/servers/0/routers");
+    let has = routers.and_then(|r| r.as_array()).is_some_and(|r| {
+        r.iter().any(|x| {
+            x.get("router_config_name").and_then(|n| n.as_str()) == Some(model::DUBBO_ROUTER)
+        })
+    });
+    if !enabled || has || !matches!(routers, None | Some(serde_json::Value::Array(_))) {
+        return None;
+    }
+    let mut v = value.clone();
+    let server = v.pointer_mut("/servers/0")?.as_object_mut()?;
+    let routers = server
+        .entry("routers")
+        .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+    routers.as_array_mut()?.push(serde_json::json!({
+        "router_config_name": model::DUBBO_ROUTER,
+        "virtual_hosts": [{"name": model::DUBBO_ROUTER, "domains": ["*"], "routers": []}]
+    }));
+    Some(v)
+}
+
 /// Reads, parses and validates a config file.
 ///
 /// Errors: the file cannot be read (path empty, message with the file name and the OS error), or
@@ -90,15 +121,22 @@ pub fn from_file(path: &std::path::Path) -> Result<Loaded, ConfigError> {
         .map_err(|e| ConfigError::new("", format!("cannot read the file: {e}")))?;
     let mut loaded = from_str(&text)?;
     if let Some(dir) = path.parent() {
-        resolve_tls_paths(&mut loaded.config, dir);
-        // The pid file too, so `mosn stop -c FILE` finds it from any working directory.
-        if let Some(p) = loaded.config.pid.as_mut() {
-            if std::path::Path::new(p.as_str()).is_relative() {
-                *p = dir.join(p.as_str()).to_string_lossy().into_owned();
-            }
-        }
+        resolve_paths(&mut loaded.config, dir);
     }
     Ok(loaded)
+}
+
+/// Makes the relative paths of a config read from a file in `dir` relative to `dir`: certificate,
+/// key and CA files, and the pid file (what [`from_file`] does after parsing; for configs
+/// re-parsed at run time).
+pub fn resolve_paths(c: &mut Config, dir: &std::path::Path) {
+    resolve_tls_paths(c, dir);
+    // The pid file too, so `mosn stop -c FILE` finds it from any working directory.
+    if let Some(p) = c.pid.as_mut() {
+        if std::path::Path::new(p.as_str()).is_relative() {
+            *p = dir.join(p.as_str()).to_string_lossy().into_owned();
+        }
+    }
 }
 
 /// Makes relative certificate, key and CA paths relative to `dir` (the config file's folder), so a

@@ -22,7 +22,33 @@ pub struct Config {
     pub pid: Option<String>,
     /// `metrics`.
     pub metrics: Metrics,
+    /// `extends[{"type": "dubbo_registry"}]` with `enable: true`.
+    pub dubbo_registry: Option<DubboRegistry>,
 }
+
+/// The `dubbo_registry` extension's `config` (MOSN's keys, plus mosn-rs's marked so).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DubboRegistry {
+    /// `api_port`: the HTTP API's port on all interfaces. MOSN's default 22222 for a missing or
+    /// out-of-range value; 0 lets the OS choose (mosn-rs; the address is logged).
+    pub api_port: u16,
+    /// `server_port`: the port `/pub` publishes, the proxy's ingress listener. Required unless
+    /// `server_listener` names the listener.
+    pub server_port: Option<u16>,
+    /// `server_listener` (mosn-rs): publish the bound port of this listener.
+    pub server_listener: Option<String>,
+    /// `publish_ip` (mosn-rs): the IP `/pub` publishes; default MOSN's, the first non-loopback
+    /// IPv4 address of the host.
+    pub publish_ip: Option<std::net::IpAddr>,
+    /// `sub_any_version` (mosn-rs): `/sub` takes providers of every version.
+    pub sub_any_version: bool,
+    /// `log_path`: MOSN's dubbo-go log folder; mosn-rs logs to its error log, so unused.
+    pub log_path: Option<String>,
+}
+
+/// The router the `dubbo_registry` extension adds routes to, created when the config has none of
+/// that name (MOSN's `Init` creates it).
+pub const DUBBO_ROUTER: &str = "dubbo";
 
 /// `metrics`: sinks and the stats matcher.
 #[derive(Debug, Clone, Default)]

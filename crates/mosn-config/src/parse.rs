@@ -22,7 +22,6 @@ pub(crate) fn config(root: &Value, ctx: &Ctx) -> Result<Config> {
             "third_part_codec",
             "wasm_global_plugins",
             "stream_filters",
-            "extends",
             "layered_runtime",
             "cluster_manager_tls",
         ],
@@ -33,6 +32,7 @@ pub(crate) fn config(root: &Value, ctx: &Ctx) -> Result<Config> {
             ctx.warn(&o.key_path(key), OBSERVABILITY_LATER);
         }
     }
+    let dubbo_registry = extends(&o, ctx)?;
     let servers = o.opt_array("servers")?;
     let server = match servers.as_slice() {
         [] => {
@@ -103,7 +103,97 @@ pub(crate) fn config(root: &Value, ctx: &Ctx) -> Result<Config> {
         disable_upgrade,
         pid,
         metrics,
+        dubbo_registry,
     })
+}
+
+/// `extends`: a list of `{"type", "config"}`. `dubbo_registry` is read (when `enable` is true);
+/// other types are ignored with a warning (MOSN ignores them silently).
+fn extends(o: &Obj<'_>, ctx: &Ctx) -> Result<Option<DubboRegistry>> {
+    let mut out = None;
+    for (p, v) in o.opt_array("extends")? {
+        let e = Obj::new(v, &p)?;
+        let typ = e.req_str("type")?;
+        if typ != "dubbo_registry" {
+            ctx.warn(
+                &e.key_path("type"),
+                format!("extension {typ:?} is not known to mosn-rs; ignored"),
+            );
+            e.ignored(&["config"]);
+            e.finish(ctx);
+            continue;
+        }
+        let Some(c) = e.opt_obj("config")? else {
+            e.finish(ctx);
+            continue;
+        };
+        e.finish(ctx);
+        if c.opt_bool("enable")? != Some(true) {
+            c.ignored(&[
+                "server_port",
+                "api_port",
+                "log_path",
+                "server_listener",
+                "publish_ip",
+                "sub_any_version",
+            ]);
+            c.finish(ctx);
+            continue;
+        }
+        if out.is_some() {
+            return Err(ConfigError::new(
+                p,
+                "a second dubbo_registry extension; MOSN runs one",
+            ));
+        }
+        let api_port = match c.get("api_port").and_then(Value::as_u64) {
+            Some(0) => 0,
+            Some(n) if n < 65535 => n as u16,
+            _ => {
+                if c.get("api_port").is_some() {
+                    ctx.warn(
+                        &c.key_path("api_port"),
+                        "not a port from 1 to 65534; MOSN's default 22222 is used",
+                    );
+                }
+                22222
+            }
+        };
+        let server_listener = c.opt_str("server_listener")?.map(str::to_string);
+        let server_port = match c.get("server_port") {
+            None if server_listener.is_some() => None,
+            v => match v.and_then(Value::as_u64) {
+                Some(n) if n > 0 && n < 65535 => Some(n as u16),
+                _ => {
+                    return Err(ConfigError::new(
+                        c.key_path("server_port"),
+                        "must be the ingress listener's port, from 1 to 65534 (MOSN exits on any other value); or name the listener with \"server_listener\"",
+                    ))
+                }
+            },
+        };
+        let publish_ip = match c.opt_str("publish_ip")? {
+            None => None,
+            Some(ip) => Some(ip.parse().map_err(|_| {
+                ConfigError::new(
+                    c.key_path("publish_ip"),
+                    format!("{ip:?} is not an IP address"),
+                )
+            })?),
+        };
+        let sub_any_version = c.opt_bool("sub_any_version")?.unwrap_or(false);
+        let log_path = c.opt_str("log_path")?.map(str::to_string);
+        c.finish(ctx);
+        out = Some(DubboRegistry {
+            api_port,
+            server_port,
+            server_listener,
+            publish_ip,
+            sub_any_version,
+            log_path,
+        });
+    }
+    Ok(out)
 }
 
 fn metrics(m: Obj<'_>, ctx: &Ctx) -> Result<Metrics> {

@@ -59,6 +59,30 @@ impl ConnCtx {
         }
     }
 
+    /// This connection's context on the worker's current snapshot, when it changed since this
+    /// one was made (a `Rerouter` applied new clusters and routes) and still has the listener.
+    /// Streams started with the result route on the new snapshot.
+    pub fn refreshed(&self) -> Option<ConnCtx> {
+        let current = self.worker.config.load();
+        if Arc::ptr_eq(&self.snapshot, &current) {
+            return None;
+        }
+        let name = &self.listener().name;
+        let listener = match current.listeners.get(self.listener) {
+            Some(l) if &l.name == name => self.listener,
+            _ => current.listeners.iter().position(|l| &l.name == name)?,
+        };
+        Some(ConnCtx {
+            worker: self.worker.clone(),
+            snapshot: arc_swap::Guard::into_inner(current),
+            listener,
+            client_ip: self.client_ip.clone(),
+            peer: self.peer,
+            local: self.local,
+            id: self.id,
+        })
+    }
+
     /// The listener's compiled config.
     pub fn listener(&self) -> &ListenerInfo {
         &self.snapshot.listeners[self.listener]

@@ -41,6 +41,27 @@ pub enum StartError {
     AccessLog(#[from] AccessLogError),
 }
 
+/// Applies a new config's clusters and routes to a running server ([`Snapshot::rebuild`]): new
+/// streams use them (on XProtocol connections, from the next request; HTTP connections keep the
+/// snapshot they were accepted with until they close), streams in flight finish on the old ones.
+#[derive(Clone)]
+pub struct Rerouter {
+    config: Arc<ArcSwap<Snapshot>>,
+    lock: Arc<std::sync::Mutex<()>>,
+}
+
+impl Rerouter {
+    /// Compiles `cfg` against the running snapshot and publishes it.
+    ///
+    /// Errors: see [`Snapshot::rebuild`]; the running snapshot is then unchanged.
+    pub fn apply(&self, cfg: &Config) -> Result<(), SnapshotError> {
+        let _one_at_a_time = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let next = self.config.load().rebuild(cfg)?;
+        self.config.store(Arc::new(next));
+        Ok(())
+    }
+}
+
 /// A read-only, thread-safe view of a server's stats and config, for the admin API.
 #[derive(Clone)]
 pub struct StatsView {
@@ -217,6 +238,14 @@ impl Server {
         self.config.load_full()
     }
 
+    /// A handle that applies new clusters and routes to the running server from any thread.
+    pub fn rerouter(&self) -> Rerouter {
+        Rerouter {
+            config: self.config.clone(),
+            lock: Arc::new(std::sync::Mutex::new(())),
+        }
+    }
+
     /// Drains: stops accepting, closes idle `proxy` connections, lets busy ones finish their
     /// request (answered with `Connection: close`), and waits up to `grace` for them; then stops
     /// the workers. Returns the number of requests and `proxy` connections still open when it gave
@@ -268,7 +297,7 @@ fn run_worker(
 ) {
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
-        let worker = Rc::new(Worker::new(id, &config.load(), stats, logs));
+        let worker = Rc::new(Worker::new(id, config.clone(), stats, logs));
         for (index, s) in sockets {
             let l = match s {
                 Bound::Tcp(s) => tokio::net::TcpListener::from_std(s).map(Accepting::Tcp),

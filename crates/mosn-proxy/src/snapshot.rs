@@ -108,6 +108,8 @@ pub struct ListenerInfo {
     pub filters: FilterChain,
     /// How long a request head may take from its first byte (`client_header_timeout`).
     pub header_timeout: Duration,
+    /// The `stream_filters` config as written, to tell whether a new config changes them.
+    pub filters_config: String,
 }
 
 /// A listener's stream filters, in config order.
@@ -163,6 +165,9 @@ pub enum SnapshotError {
     /// A stream filter of unknown type or with a bad config, with its JSON path.
     #[error(transparent)]
     Filter(#[from] mosn_api::FilterConfigError),
+    /// A config applied at run time adds, removes or reorders listeners (not supported yet).
+    #[error("the listeners changed; a running server takes new clusters and routes only")]
+    Listeners,
 }
 
 impl Snapshot {
@@ -188,6 +193,30 @@ impl Snapshot {
     ///
     /// Errors: a route table that does not compile (unknown cluster, bad regex).
     pub fn build(cfg: &Config) -> Result<Snapshot, SnapshotError> {
+        Snapshot::build_from(cfg, None)
+    }
+
+    /// Compiles a new config to replace `self` while the server runs: the listeners must be the
+    /// same ones (names, in order); a listener whose `stream_filters` config did not change keeps
+    /// its filter instances, so their counters go on. Clusters, hosts (whose ids are stable,
+    /// see `mosn_upstream::cluster::host_id`) and routes are the new config's.
+    ///
+    /// Errors: as [`Snapshot::build`]; [`SnapshotError::Listeners`] when the listeners differ.
+    pub fn rebuild(&self, cfg: &Config) -> Result<Snapshot, SnapshotError> {
+        let same = cfg.server.listeners.len() == self.listeners.len()
+            && cfg
+                .server
+                .listeners
+                .iter()
+                .zip(&self.listeners)
+                .all(|(a, b)| a.name == b.name);
+        if !same {
+            return Err(SnapshotError::Listeners);
+        }
+        Snapshot::build_from(cfg, Some(self))
+    }
+
+    fn build_from(cfg: &Config, old: Option<&Snapshot>) -> Result<Snapshot, SnapshotError> {
         let mut cm = ClusterManager::new(&cfg.clusters)?;
         let registry = mosn_filters::registry();
         let tables = cfg
@@ -197,11 +226,27 @@ impl Snapshot {
             .map(|r| RouteTable::new(r, &registry, &mut |name, meta| cm.resolve(name, meta)))
             .collect::<Result<Vec<_>, _>>()?;
         let mut listeners = Vec::new();
-        for l in &cfg.server.listeners {
-            let mut filters = Vec::new();
-            for f in &l.stream_filters {
-                filters.push(registry.build(&f.kind, &f.type_path, &f.config, &f.path)?);
-            }
+        for (i, l) in cfg.server.listeners.iter().enumerate() {
+            let filters_config = l
+                .stream_filters
+                .iter()
+                .map(|f| format!("{}={}", f.kind, f.config))
+                .collect::<Vec<_>>()
+                .join(";");
+            let kept = old
+                .and_then(|o| o.listeners.get(i))
+                .filter(|o| o.filters_config == filters_config)
+                .map(|o| o.filters.0.clone());
+            let filters = match kept {
+                Some(f) => f,
+                None => {
+                    let mut filters = Vec::new();
+                    for f in &l.stream_filters {
+                        filters.push(registry.build(&f.kind, &f.type_path, &f.config, &f.path)?);
+                    }
+                    filters
+                }
+            };
             let mut compile_tcp = |t: &mosn_config::TcpProxy| -> Result<TcpProxy, SnapshotError> {
                 let none = BTreeMap::new();
                 let mut resolve = |name: &str| {
@@ -255,6 +300,7 @@ impl Snapshot {
             };
             listeners.push(ListenerInfo {
                 filters: FilterChain(filters),
+                filters_config,
                 header_timeout: l
                     .client_header_timeout
                     .unwrap_or(crate::http1::DEFAULT_HEADER_TIMEOUT),

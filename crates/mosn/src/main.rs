@@ -4,6 +4,7 @@
 //! `mosn check -c FILE` validates a config and prints a summary; `mosn version` prints the version.
 //! A bad config exits 1 before anything is bound, with the JSON path of the problem.
 
+mod dubbo_registry;
 mod logging;
 mod summary;
 
@@ -167,6 +168,7 @@ fn run(loaded: &mosn_config::Loaded, args: &RunArgs) -> anyhow::Result<()> {
     for (name, addr) in server.listeners() {
         tracing::info!(listener = %name, address = %addr, "listening");
     }
+    let registry = dubbo_registry::start(loaded, args.config.as_deref(), &server)?;
     let mut raw = loaded.raw.clone();
     mosn_admin::api::redact(&mut raw);
     let state = Arc::new(mosn_admin::AdminState {
@@ -186,6 +188,7 @@ fn run(loaded: &mosn_config::Loaded, args: &RunArgs) -> anyhow::Result<()> {
                 .map_err(|e| e.to_string())
         }),
         stage: AtomicU8::new(mosn_admin::api::STAGE_RUNNING),
+        extensions: registry.iter().map(dubbo_registry::extension).collect(),
     });
     let control = if cfg.admin.is_some() || !cfg.metrics.prometheus.is_empty() {
         let c = mosn_admin::start(
@@ -225,6 +228,10 @@ fn run(loaded: &mosn_config::Loaded, args: &RunArgs) -> anyhow::Result<()> {
             .server
             .graceful_timeout
             .unwrap_or(Duration::from_secs(30));
+        // Consumers stop choosing this proxy before it stops taking calls.
+        if let Some(r) = &registry {
+            dubbo_registry::stop(r);
+        }
         tracing::info!(?grace, "SIGTERM: draining");
         let left = server.shutdown(grace);
         if left > 0 {

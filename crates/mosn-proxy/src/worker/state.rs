@@ -42,6 +42,8 @@ const MAX_DYNAMIC_SUBSETS: usize = 1024;
 pub struct Worker {
     /// Worker number, from 0.
     pub id: usize,
+    /// The server's current config snapshot (replaced at run time by a `Rerouter`).
+    pub config: Arc<arc_swap::ArcSwap<Snapshot>>,
     /// This worker's counters.
     pub stats: Arc<WorkerStats>,
     /// Upstream connection pools.
@@ -75,15 +77,17 @@ impl Drop for Busy<'_> {
 }
 
 impl Worker {
-    /// A worker for the clusters of `snapshot`; `stats` must be sized for it.
+    /// A worker for the clusters of the snapshot in `config`; `stats` must be sized for it.
     pub fn new(
         id: usize,
-        snapshot: &Snapshot,
+        config: Arc<arc_swap::ArcSwap<Snapshot>>,
         stats: Arc<WorkerStats>,
         logs: Arc<AccessLogs>,
     ) -> Self {
+        let snapshot = config.load_full();
         Worker {
             id,
+            config,
             pools: Pools::new(stats.upstream.clone()),
             xpools: Default::default(),
             stats,

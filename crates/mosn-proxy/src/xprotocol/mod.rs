@@ -14,6 +14,9 @@
 //! Timeouts: the route's `timeout` (MOSN's 60 s global default), shortened by the frame's own
 //! timeout field when it has one ([`XProtocol::timeout`]).
 //!
+//! A new config snapshot (new clusters, hosts or routes applied at run time) is taken from the
+//! next request on; requests in flight finish on the one they started with.
+//!
 //! On drain (SIGTERM), the protocol's GoAway (when it has one) tells the client to stop sending
 //! on this connection; requests in flight are answered, then the connection closes.
 
@@ -77,7 +80,7 @@ pub struct XPools {
 /// Serves one downstream connection of protocol `proto` until it closes. `initial` holds bytes
 /// already read (by protocol detection).
 pub async fn serve<P: Served>(accepted: Accepted, proto: P) {
-    let (_conn, ctx, io, initial) = accepted.open();
+    let (_conn, mut ctx, io, initial) = accepted.open();
     let peer = ctx.peer;
     let proto = Rc::new(proto);
     let mut io = Counted::new(io, BytesMut::new(), &ctx);
@@ -95,6 +98,11 @@ pub async fn serve<P: Served>(accepted: Accepted, proto: P) {
                 Ok(Some(frame)) => match proto.kind(&frame) {
                     FrameKind::Heartbeat => proto.encode(&proto.heartbeat_reply(&frame), &mut wbuf),
                     FrameKind::Request | FrameKind::Oneway => {
+                        // New clusters and routes (a registry, a reload) apply from the next
+                        // request on: RPC connections live long.
+                        if let Some(fresh) = ctx.refreshed() {
+                            ctx = Rc::new(fresh);
+                        }
                         streams.push(serve_stream(ctx.clone(), proto.clone(), frame))
                     }
                     // Replies and GoAways from a client carry nothing for the proxy.
