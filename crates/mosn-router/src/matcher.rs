@@ -54,6 +54,10 @@ pub struct HeaderCheck {
 enum ValueMatch {
     Exact(String),
     Regex(Regex),
+    /// MOSN's RPC fast match: `{"name": "service", "value": ".*"}` (not a regex) matches every
+    /// request, with or without the field (`pkg/router/rpc_rule.go`); MOSN's RPC examples use it
+    /// as the catch-all route.
+    Any,
 }
 
 impl HeaderCheck {
@@ -64,6 +68,8 @@ impl HeaderCheck {
             is_method: h.name == "method",
             value: if h.regex {
                 ValueMatch::Regex(whole(&h.value)?)
+            } else if h.name == "service" && h.value == ".*" {
+                ValueMatch::Any
             } else {
                 ValueMatch::Exact(h.value.clone())
             },
@@ -78,9 +84,40 @@ impl HeaderCheck {
             h.get_str(&self.name)
         };
         match (got, &self.value) {
+            (_, ValueMatch::Any) => true,
             (None, _) => false,
             (Some(g), ValueMatch::Exact(v)) => g == v,
             (Some(g), ValueMatch::Regex(r)) => r.is_match(g),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mosn_api::HeaderVec;
+
+    fn check(name: &str, value: &str, regex: bool) -> HeaderCheck {
+        HeaderCheck::new(&HeaderMatcher {
+            name: name.into(),
+            value: value.into(),
+            regex,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn service_dot_star_is_mosn_s_rpc_catch_all() {
+        let mut h = HeaderVec::default();
+        h.set("service", b"com.example.Any");
+        assert!(check("service", ".*", false).matches(&h));
+        assert!(
+            check("service", ".*", false).matches(&HeaderVec::default()),
+            "even without the field"
+        );
+        // Only for `service`, and only the literal `.*`.
+        assert!(!check("group", ".*", false).matches(&h));
+        assert!(!check("service", ".+", false).matches(&h));
+        assert!(check("service", "com.example.Any", false).matches(&h));
     }
 }

@@ -144,7 +144,6 @@ impl Registry {
                     }
                 })
             })?;
-        tracing::info!(%api, "dubbo_registry: API listening");
         Ok(Registry { inner, api, handle })
     }
 

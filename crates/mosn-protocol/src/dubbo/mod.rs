@@ -66,10 +66,11 @@ pub struct Frame {
     pub request_id: u64,
     /// The body, not decoded.
     pub body: Bytes,
-    /// What the request body says, as header fields ([`Frame::read_headers`]): `dubbo`,
-    /// `service`, `version`, `method`, then every string attachment (`interface` and `version`
-    /// overwrite the fields read before them, as in MOSN; `group` comes from here). Empty for
-    /// responses and events. Changing them never changes the body sent on.
+    /// What the request body says, as header fields ([`Frame::read_headers`]): every string
+    /// attachment (`group` comes from there), then `dubbo`, `service` (the `interface`
+    /// attachment when present, as in MOSN, else the service path), `version` (the call's, or
+    /// the attachment's when the call has none) and `method`. Empty for responses and events.
+    /// Changing them never changes the body sent on.
     pub headers: HeaderVec,
     /// Why a request's body could not be read (not hessian2, or malformed); such a request is
     /// answered with an error response and never forwarded.
@@ -141,15 +142,18 @@ impl Frame {
         match Invocation::read(&self.body) {
             Ok(inv) => {
                 let h = &mut self.headers;
-                h.set("dubbo", inv.dubbo_version.as_bytes());
-                h.set("service", inv.service.as_bytes());
-                h.set("version", inv.version.as_bytes());
-                h.set("method", inv.method.as_bytes());
                 for (k, v) in &inv.attachments {
                     h.set(k, v.as_bytes());
                 }
-                if let Some(i) = inv.attachment("interface") {
-                    h.set("service", i.as_bytes());
+                // The call's own fields win over attachments of the same name (sofa-rpc-node
+                // sends a `service` attachment of `interface:version`), except that an
+                // `interface` attachment names the service (MOSN's rule).
+                let service = inv.attachment("interface").unwrap_or(&inv.service);
+                h.set("service", service.as_bytes());
+                h.set("dubbo", inv.dubbo_version.as_bytes());
+                h.set("method", inv.method.as_bytes());
+                if !inv.version.is_empty() || h.get("version").is_none() {
+                    h.set("version", inv.version.as_bytes());
                 }
             }
             Err(e) => self.unreadable = Some(format!("unreadable Dubbo request body: {e}")),

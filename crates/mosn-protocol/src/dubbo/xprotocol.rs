@@ -211,6 +211,22 @@ mod tests {
     }
 
     #[test]
+    fn a_sofa_rpc_node_call_keeps_its_service_over_its_service_attachment() {
+        // Captured from npm dubbo-remoting 2.1.4 under sofa-rpc-node 2.10.0: its attachments
+        // carry `service` = `interface:version` and `group` = `SOFA`.
+        let mut wire = BytesMut::from(
+            &b"\xda\xbb\xc2\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\xb6\x055.3.0\x1bcom.nodejs.test.TestService\x051.0.0\x04echo\x12Ljava/lang/String;\x02hiH\x05dubbo\x055.3.0\x05group\x04SOFA\x04path\x1bcom.nodejs.test.TestService\x07service0!com.nodejs.test.TestService:1.0.0\x07version\x051.0.0Z"[..],
+        );
+        let d = Dubbo::default();
+        let f = d.decode(&mut wire).unwrap().unwrap();
+        assert_eq!(f.get_str("service"), Some("com.nodejs.test.TestService"));
+        assert_eq!(f.get_str("version"), Some("1.0.0"));
+        assert_eq!(f.get_str("method"), Some("echo"));
+        assert_eq!(f.get_str("group"), Some("SOFA"));
+        assert!(wire.is_empty());
+    }
+
+    #[test]
     fn unreadable_requests_are_refused_with_an_error_response() {
         let d = Dubbo::default();
         // Kryo (id 8): framed, but not read.
