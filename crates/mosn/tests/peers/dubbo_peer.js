@@ -95,4 +95,5 @@ const modes = {
   stream: () => stream(args[0], args[1]),
 };
 if (!modes[mode]) fail(`unknown mode ${mode}`);
-modes[mode]().catch(fail);
+// Client modes exit when done: the client's timers would keep Node running for 30 s.
+modes[mode]().then(() => { if (mode !== 'server') process.exit(0); }).catch(fail);
