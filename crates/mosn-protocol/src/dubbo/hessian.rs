@@ -81,10 +81,23 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads `chars` UTF-16 code units of Hessian's UTF-8 (a 4-byte sequence counts as two).
+    /// The lengths are walked byte by byte; the text is checked and copied once at the end.
     fn chars(&mut self, chars: usize, out: &mut Option<&mut String>) -> Result<()> {
+        let rest = &self.buf[self.pos.min(self.buf.len())..];
+        // The common case, ASCII text: one byte per unit, checked at once.
+        if let Some(ascii) = rest.get(..chars).filter(|b| b.is_ascii()) {
+            if let Some(s) = out.as_deref_mut() {
+                s.push_str(std::str::from_utf8(ascii).map_err(|_| HessianError::Utf8)?);
+            }
+            self.pos += chars;
+            return Ok(());
+        }
         let mut left = chars;
+        let mut i = 0;
         while left > 0 {
-            let lead = self.peek()?;
+            let Some(&lead) = rest.get(i) else {
+                return Err(HessianError::Eof);
+            };
             let (len, units) = match lead {
                 0x00..=0x7f => (1, 1),
                 0xc0..=0xdf => (2, 1),
@@ -92,12 +105,14 @@ impl<'a> Reader<'a> {
                 0xf0..=0xf7 => (4, 2),
                 _ => return Err(HessianError::Utf8),
             };
-            let bytes = self.take(len)?;
-            if let Some(s) = out.as_deref_mut() {
-                s.push_str(std::str::from_utf8(bytes).map_err(|_| HessianError::Utf8)?);
-            }
+            i += len;
             left = left.saturating_sub(units);
         }
+        let bytes = rest.get(..i).ok_or(HessianError::Eof)?;
+        if let Some(s) = out.as_deref_mut() {
+            s.push_str(std::str::from_utf8(bytes).map_err(|_| HessianError::Utf8)?);
+        }
+        self.pos += i;
         Ok(())
     }
 

@@ -141,19 +141,42 @@ impl Frame {
         }
         match Invocation::read(&self.body) {
             Ok(inv) => {
-                let h = &mut self.headers;
-                for (k, v) in &inv.attachments {
-                    h.set(k, v.as_bytes());
+                let Invocation {
+                    dubbo_version,
+                    service,
+                    version,
+                    method,
+                    attachments,
+                    ..
+                } = inv;
+                // The strings move into the fields: one allocation each, made by the reader.
+                let h = &mut self.headers.0;
+                h.reserve(attachments.len() + 4);
+                let mut interface = None;
+                let mut attached_version = false;
+                for (mut k, v) in attachments {
+                    k.make_ascii_lowercase();
+                    match k.as_str() {
+                        "interface" if interface.is_none() => interface = Some(v.clone()),
+                        "version" => attached_version = true,
+                        _ => {}
+                    }
+                    h.push((k, v.into_bytes()));
                 }
                 // The call's own fields win over attachments of the same name (sofa-rpc-node
                 // sends a `service` attachment of `interface:version`), except that an
                 // `interface` attachment names the service (MOSN's rule).
-                let service = inv.attachment("interface").unwrap_or(&inv.service);
-                h.set("service", service.as_bytes());
-                h.set("dubbo", inv.dubbo_version.as_bytes());
-                h.set("method", inv.method.as_bytes());
-                if !inv.version.is_empty() || h.get("version").is_none() {
-                    h.set("version", inv.version.as_bytes());
+                let mut own = vec![
+                    ("service", interface.unwrap_or(service)),
+                    ("dubbo", dubbo_version),
+                    ("method", method),
+                ];
+                if !version.is_empty() || !attached_version {
+                    own.push(("version", version));
+                }
+                for (k, v) in own {
+                    h.retain(|(name, _)| name != k);
+                    h.push((k.to_string(), v.into_bytes()));
                 }
             }
             Err(e) => self.unreadable = Some(format!("unreadable Dubbo request body: {e}")),
