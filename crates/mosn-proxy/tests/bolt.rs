@@ -17,7 +17,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// A Bolt server: answers each request with content `<name>:<content>` after the request's
 /// `x-delay-ms` header (so answers come out of order), echoes `service`, answers heartbeats,
@@ -91,47 +90,7 @@ async fn bolt_server(name: &'static str) -> BoltServer {
 }
 
 /// A Bolt client connection.
-struct BoltClient {
-    s: TcpStream,
-    buf: bytes::BytesMut,
-}
-
-impl BoltClient {
-    async fn connect(addr: SocketAddr) -> Self {
-        BoltClient {
-            s: TcpStream::connect(addr).await.unwrap(),
-            buf: bytes::BytesMut::new(),
-        }
-    }
-
-    async fn send(&mut self, f: &Frame) {
-        let mut out = bytes::BytesMut::new();
-        f.encode(&mut out);
-        self.s.write_all(&out).await.unwrap();
-    }
-
-    /// The next frame, within 10 s; `None` when the proxy closed.
-    async fn recv(&mut self) -> Option<Frame> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(f) = decode(&mut self.buf).expect("a Bolt frame from the proxy") {
-                return Some(f);
-            }
-            let n = tokio::time::timeout_at(deadline, self.s.read_buf(&mut self.buf))
-                .await
-                .expect("the proxy answered within 10 s")
-                .unwrap_or(0);
-            if n == 0 {
-                return None;
-            }
-        }
-    }
-
-    async fn call(&mut self, f: &Frame) -> Frame {
-        self.send(f).await;
-        self.recv().await.expect("an answer")
-    }
-}
+type BoltClient = RpcClient<mosn_protocol::bolt::Bolt>;
 
 fn request(id: u32, service: &str, content: &str) -> Frame {
     let mut f = Frame::request(Version::V1, id);

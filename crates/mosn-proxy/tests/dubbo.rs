@@ -19,7 +19,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// A Dubbo provider: answers each two-way call with the string
 /// `<name>:<service>:<method>:<version>:<group>:<arg>` after the call's `x-delay-ms` attachment,
@@ -132,47 +131,7 @@ fn text(f: &Frame) -> String {
 }
 
 /// A Dubbo consumer connection.
-struct Consumer {
-    s: TcpStream,
-    buf: BytesMut,
-}
-
-impl Consumer {
-    async fn connect(addr: SocketAddr) -> Self {
-        Consumer {
-            s: TcpStream::connect(addr).await.unwrap(),
-            buf: BytesMut::new(),
-        }
-    }
-
-    async fn send(&mut self, f: &Frame) {
-        let mut out = BytesMut::new();
-        f.encode(&mut out);
-        self.s.write_all(&out).await.unwrap();
-    }
-
-    /// The next frame, within 10 s; `None` when the proxy closed.
-    async fn recv(&mut self) -> Option<Frame> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(f) = mosn_protocol::dubbo::decode(&mut self.buf).expect("a Dubbo frame") {
-                return Some(f);
-            }
-            let n = tokio::time::timeout_at(deadline, self.s.read_buf(&mut self.buf))
-                .await
-                .expect("the proxy answered within 10 s")
-                .unwrap_or(0);
-            if n == 0 {
-                return None;
-            }
-        }
-    }
-
-    async fn call(&mut self, f: &Frame) -> Frame {
-        self.send(f).await;
-        self.recv().await.expect("an answer")
-    }
-}
+type Consumer = RpcClient<Dubbo>;
 
 fn dubbo_config(protocol: &str, routes: Value, clusters: Value) -> Value {
     json!({
@@ -193,6 +152,15 @@ fn route(headers: &[(&str, &str)], cluster: &str) -> Value {
         .map(|(n, v)| json!({"name": n, "value": v}))
         .collect();
     json!({"match": {"headers": h}, "route": {"cluster_name": cluster}})
+}
+
+/// A Dubbo proxy sending every call to `a`.
+fn all_to(a: &Provider) -> Proxy {
+    proxy(dubbo_config(
+        "dubbo",
+        json!([route(&[], "a")]),
+        json!([cluster("a", &[a.addr])]),
+    ))
 }
 
 const SVC: &str = "org.apache.dubbo.demo.GreetingService";
@@ -259,11 +227,7 @@ async fn calls_are_routed_by_service_version_method_and_group() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_hundred_calls_at_once_on_one_connection_are_each_answered() {
     let a = provider("a").await;
-    let p = proxy(dubbo_config(
-        "dubbo",
-        json!([route(&[], "a")]),
-        json!([cluster("a", &[a.addr])]),
-    ));
+    let p = all_to(&a);
     let mut c = Consumer::connect(p.addr).await;
     let mut want = HashMap::new();
     for i in 0..300u64 {
@@ -299,11 +263,7 @@ async fn three_hundred_calls_at_once_on_one_connection_are_each_answered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_are_answered_by_the_proxy_and_one_way_calls_go_through() {
     let a = provider("a").await;
-    let p = proxy(dubbo_config(
-        "dubbo",
-        json!([route(&[], "a")]),
-        json!([cluster("a", &[a.addr])]),
-    ));
+    let p = all_to(&a);
     let mut c = Consumer::connect(p.addr).await;
     let hb = Dubbo::default().heartbeat(99);
     let r = c.call(&hb).await;

@@ -194,10 +194,7 @@ impl Zk {
         let url = format!(
             "dubbo://{addr}/{SERVICE}?anyhost=true&interface={SERVICE}&methods=echo,plus,who&side=provider"
         );
-        let path = format!(
-            "/dubbo/{SERVICE}/providers/{}",
-            mosn_discovery_escape(&url)
-        );
+        let path = format!("/dubbo/{SERVICE}/providers/{}", mosn_discovery_escape(&url));
         let opts = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
         self.rt
             .block_on(self.client.create(&path, &[], &opts))
@@ -356,7 +353,10 @@ fn registry_publishes_subscribes_and_follows_providers_live() {
         r#"{"err_msg":"subscribe success","err_no":0}"#
     );
     let again = api(api_addr, "sub", SERVICE);
-    assert!(again.contains(r#""err_no":1"#) && again.contains("already registered"), "{again}");
+    assert!(
+        again.contains(r#""err_no":1"#) && again.contains("already registered"),
+        "{again}"
+    );
     let unknown = api(api_addr, "unpub", "com.nodejs.test.Nobody");
     assert!(unknown.contains("has not registered"), "{unknown}");
     let form = curl(&["-XPOST", &format!("http://{api_addr}/sub"), "-d", "x=1"]);
@@ -388,7 +388,10 @@ fn registry_publishes_subscribes_and_follows_providers_live() {
     );
     let seq = client(&["seq", &egress.to_string(), "1.0.0", "200"]);
     assert_eq!(seq.trim(), "OK 200 A:last");
-    assert_eq!(client(&["many", &egress.to_string(), "1.0.0", "300"]).trim(), "OK 300");
+    assert_eq!(
+        client(&["many", &egress.to_string(), "1.0.0", "300"]).trim(),
+        "OK 300"
+    );
     assert_eq!(python_call(egress, "1.0.0", "plus", "[1, 2]"), "3");
     assert_eq!(python_call(egress, "1.0.0", "echo", "['py']"), "A:py");
 
@@ -396,7 +399,10 @@ fn registry_publishes_subscribes_and_follows_providers_live() {
     let (_b, b_addr) = provider("B", "1.0.0");
     let mut s = Stream::start(egress);
     s.run(Duration::from_millis(800));
-    assert!(s.since(Instant::now() - Duration::from_secs(1)).count() > 10, "the stream runs");
+    assert!(
+        s.since(Instant::now() - Duration::from_secs(1)).count() > 10,
+        "the stream runs"
+    );
     let added = Instant::now();
     let b_node = z.add_provider(b_addr);
     s.run(Duration::from_millis(1500));
@@ -405,7 +411,10 @@ fn registry_publishes_subscribes_and_follows_providers_live() {
         .find(|(_, r)| r.as_deref() == Ok("B"))
         .map(|(t, _)| *t - added)
         .expect("provider B took traffic");
-    assert!(first_b <= Duration::from_secs(1), "B took traffic after {first_b:?}");
+    assert!(
+        first_b <= Duration::from_secs(1),
+        "B took traffic after {first_b:?}"
+    );
     // Its node goes away: no traffic to B after 1 s, and no failed call.
     let removed = Instant::now();
     z.delete(&b_node);
@@ -422,19 +431,29 @@ fn registry_publishes_subscribes_and_follows_providers_live() {
     zoo.kill();
     let down = Instant::now();
     s.run(Duration::from_secs(3));
-    assert!(s.since(down).count() > 50, "calls went on without ZooKeeper");
+    assert!(
+        s.since(down).count() > 50,
+        "calls went on without ZooKeeper"
+    );
     assert_eq!(s.failures(), Vec::<String>::new());
     let st = extends(admin);
-    assert_eq!(st["dubbo_registry"]["registries"][0]["connected"], json!(false), "{st}");
+    assert_eq!(
+        st["dubbo_registry"]["registries"][0]["connected"],
+        json!(false),
+        "{st}"
+    );
     assert!(st["dubbo_registry"]["registries"][0]["disconnects"].as_u64() >= Some(1));
     let stats = curl(&[&format!("http://{admin}/api/v1/stats")]);
-    assert!(stats.contains("dubbo_registry"), "the metric set is exported: {stats}");
+    assert!(
+        stats.contains("dubbo_registry"),
+        "the metric set is exported: {stats}"
+    );
 
     // ZooKeeper back: the session and the nodes are back, and new providers are seen.
     zoo.up();
     assert!(
-        eventually(Duration::from_secs(20), || extends(admin)["dubbo_registry"]["registries"][0]
-            ["connected"]
+        eventually(Duration::from_secs(20), || extends(admin)["dubbo_registry"]
+            ["registries"][0]["connected"]
             == json!(true)),
         "the registry reconnected: {}",
         extends(admin)
@@ -463,7 +482,9 @@ fn registry_publishes_subscribes_and_follows_providers_live() {
     mosn.signal("-TERM");
     let term = Instant::now();
     assert!(
-        eventually(Duration::from_secs(3), || !z.children(&providers).contains(&provider_node)
+        eventually(Duration::from_secs(3), || !z
+            .children(&providers)
+            .contains(&provider_node)
             && z.children(&consumers).is_empty()),
         "nodes still there {:?} after SIGTERM",
         term.elapsed()

@@ -595,7 +595,7 @@ fn publish(inner: &Arc<Inner>) {
 pub fn first_non_loopback_ipv4() -> Option<std::net::Ipv4Addr> {
     nix::ifaddrs::getifaddrs().ok()?.find_map(|i| {
         let a = i.address?;
-        let ip = std::net::Ipv4Addr::from(a.as_sockaddr_in()?.ip());
+        let ip = a.as_sockaddr_in()?.ip();
         (!ip.is_loopback()).then_some(ip)
     })
 }

@@ -381,3 +381,54 @@ where
     })
     .await
 }
+
+/// A client connection of an XProtocol (Bolt, Dubbo) speaking the project's own codec.
+pub struct RpcClient<P: mosn_protocol::xprotocol::XProtocol> {
+    proto: P,
+    pub s: tokio::net::TcpStream,
+    buf: bytes::BytesMut,
+}
+
+impl<P: mosn_protocol::xprotocol::XProtocol + Default> RpcClient<P> {
+    pub async fn connect(addr: SocketAddr) -> Self {
+        RpcClient {
+            proto: P::default(),
+            s: tokio::net::TcpStream::connect(addr).await.unwrap(),
+            buf: bytes::BytesMut::new(),
+        }
+    }
+
+    pub async fn send(&mut self, f: &P::Frame) {
+        use tokio::io::AsyncWriteExt;
+        let mut out = bytes::BytesMut::new();
+        self.proto.encode(f, &mut out);
+        self.s.write_all(&out).await.unwrap();
+    }
+
+    /// The next frame, within 10 s; `None` when the proxy closed.
+    pub async fn recv(&mut self) -> Option<P::Frame> {
+        use tokio::io::AsyncReadExt;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(f) = self
+                .proto
+                .decode(&mut self.buf)
+                .expect("a frame from the proxy")
+            {
+                return Some(f);
+            }
+            let n = tokio::time::timeout_at(deadline, self.s.read_buf(&mut self.buf))
+                .await
+                .expect("the proxy answered within 10 s")
+                .unwrap_or(0);
+            if n == 0 {
+                return None;
+            }
+        }
+    }
+
+    pub async fn call(&mut self, f: &P::Frame) -> P::Frame {
+        self.send(f).await;
+        self.recv().await.expect("an answer")
+    }
+}
