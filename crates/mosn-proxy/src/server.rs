@@ -47,6 +47,7 @@ pub enum StartError {
 #[derive(Clone)]
 pub struct Rerouter {
     config: Arc<ArcSwap<Snapshot>>,
+    stats: Vec<Arc<WorkerStats>>,
     lock: Arc<std::sync::Mutex<()>>,
 }
 
@@ -57,6 +58,11 @@ impl Rerouter {
     pub fn apply(&self, cfg: &Config) -> Result<(), SnapshotError> {
         let _one_at_a_time = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let next = self.config.load().rebuild(cfg)?;
+        // New clusters and hosts get counters before any stream can reach them.
+        for w in &self.stats {
+            w.upstream
+                .grow(next.clusters.clusters.len(), next.clusters.host_count);
+        }
         self.config.store(Arc::new(next));
         Ok(())
     }
@@ -242,6 +248,7 @@ impl Server {
     pub fn rerouter(&self) -> Rerouter {
         Rerouter {
             config: self.config.clone(),
+            stats: self.stats.clone(),
             lock: Arc::new(std::sync::Mutex::new(())),
         }
     }

@@ -414,3 +414,53 @@ async fn dubbo_stream_routes_by_virtual_host_and_counts_calls() {
     );
     assert_eq!(find("org.demo.Nobody", "m")[2], ("response_fail_total", 1));
 }
+
+/// New clusters and routes applied to a running server (what the `dubbo_registry` extension
+/// does): an open Dubbo connection routes its next call by them, and the new cluster has its
+/// own upstream counters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_clusters_and_routes_apply_to_open_connections() {
+    let a = provider("a").await;
+    let b = provider("b").await;
+    let p = all_to(&a);
+    let mut c = Consumer::connect(p.addr).await;
+    let r = c.call(&call(1, SVC, "", "greet", &[])).await;
+    assert!(text(&r).starts_with("a:"), "{}", text(&r));
+    let cfg = dubbo_config(
+        "dubbo",
+        json!([route(&[("service", SVC)], "b"), route(&[], "a")]),
+        json!([cluster("a", &[a.addr]), cluster("b", &[b.addr])]),
+    );
+    let loaded = mosn_config::from_value(&cfg).unwrap();
+    p.server.rerouter().apply(&loaded.config).unwrap();
+    let r = c.call(&call(2, SVC, "", "greet", &[])).await;
+    assert!(
+        text(&r).starts_with("b:"),
+        "the open connection took the new route: {}",
+        text(&r)
+    );
+    let r = c.call(&call(3, "org.demo.Other", "", "m", &[])).await;
+    assert!(text(&r).starts_with("a:"));
+    let snap = p.server.snapshot();
+    let bi = snap
+        .clusters
+        .clusters
+        .iter()
+        .position(|c| c.name == "b")
+        .unwrap();
+    let sent_to_b: u64 = p
+        .server
+        .stats()
+        .iter()
+        .filter_map(|w| w.upstream.clusters.get(bi))
+        .map(|s| s.request_total.get())
+        .sum();
+    assert_eq!(sent_to_b, 1, "the new cluster counts its requests");
+    // A config that changes the listeners is refused and changes nothing.
+    let mut other = cfg.clone();
+    other["servers"][0]["listeners"][0]["name"] = json!("renamed");
+    let loaded = mosn_config::from_value(&other).unwrap();
+    assert!(p.server.rerouter().apply(&loaded.config).is_err());
+    let r = c.call(&call(4, SVC, "", "greet", &[])).await;
+    assert!(text(&r).starts_with("b:"));
+}

@@ -41,22 +41,76 @@ pub struct UpstreamStats {
     pub request_duration_time: Histogram,
 }
 
+/// Entries of `T` by index that can grow while readers hold references: chunks of
+/// [`Slots::CHUNK`] entries, each made once and never moved, so clusters and hosts added at run
+/// time (a registry, a reload) get counters without a lock on the data path.
+#[derive(Debug)]
+pub struct Slots<T> {
+    chunks: Box<[std::sync::OnceLock<Box<[T]>>]>,
+}
+
+impl<T: Default> Slots<T> {
+    /// Entries per chunk.
+    pub const CHUNK: usize = 64;
+    /// Most entries a set can hold (65536).
+    pub const MAX: usize = Self::CHUNK * 1024;
+
+    /// A set with at least `n` entries ready.
+    pub fn new(n: usize) -> Self {
+        let s = Slots {
+            chunks: (0..Self::MAX / Self::CHUNK)
+                .map(|_| std::sync::OnceLock::new())
+                .collect(),
+        };
+        s.grow(n);
+        s
+    }
+
+    /// Makes entries `0..n` ready (at most [`Slots::MAX`]).
+    pub fn grow(&self, n: usize) {
+        for c in self.chunks.iter().take(n.div_ceil(Self::CHUNK)) {
+            c.get_or_init(|| (0..Self::CHUNK).map(|_| T::default()).collect());
+        }
+    }
+
+    /// Entry `i`, when it is ready.
+    #[inline]
+    pub fn get(&self, i: usize) -> Option<&T> {
+        self.chunks
+            .get(i / Self::CHUNK)?
+            .get()?
+            .get(i % Self::CHUNK)
+    }
+}
+
+impl<T: Default> Default for Slots<T> {
+    fn default() -> Self {
+        Slots::new(0)
+    }
+}
+
 /// The upstream metrics of one worker: one entry per cluster and per host id.
 #[derive(Debug, Default)]
 pub struct UpstreamStatsSet {
     /// By cluster index.
-    pub clusters: Vec<UpstreamStats>,
+    pub clusters: Slots<UpstreamStats>,
     /// By host id.
-    pub hosts: Vec<UpstreamStats>,
+    pub hosts: Slots<UpstreamStats>,
 }
 
 impl UpstreamStatsSet {
     /// Zeroed stats for `clusters` clusters and `hosts` hosts.
     pub fn new(clusters: usize, hosts: usize) -> Self {
         UpstreamStatsSet {
-            clusters: (0..clusters).map(|_| UpstreamStats::default()).collect(),
-            hosts: (0..hosts).map(|_| UpstreamStats::default()).collect(),
+            clusters: Slots::new(clusters),
+            hosts: Slots::new(hosts),
         }
+    }
+
+    /// Makes room for `clusters` clusters and `hosts` hosts (a new config at run time).
+    pub fn grow(&self, clusters: usize, hosts: usize) {
+        self.clusters.grow(clusters);
+        self.hosts.grow(hosts);
     }
 
     /// Applies `f` to the cluster's and the host's stats.
@@ -68,5 +122,24 @@ impl UpstreamStatsSet {
         if let Some(h) = self.hosts.get(host) {
             f(h);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_grow_without_moving_entries() {
+        let s: Slots<UpstreamStats> = Slots::new(3);
+        assert!(s.get(2).is_some());
+        assert!(s.get(Slots::<UpstreamStats>::CHUNK).is_none());
+        let first = s.get(0).unwrap() as *const UpstreamStats;
+        s.get(0).unwrap().request_total.inc();
+        s.grow(200);
+        assert!(s.get(199).is_some());
+        assert_eq!(s.get(0).unwrap() as *const UpstreamStats, first);
+        assert_eq!(s.get(0).unwrap().request_total.get(), 1);
+        assert!(s.get(Slots::<UpstreamStats>::MAX).is_none());
     }
 }
