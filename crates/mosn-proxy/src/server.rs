@@ -41,9 +41,10 @@ pub enum StartError {
     AccessLog(#[from] AccessLogError),
 }
 
-/// Applies a new config's clusters and routes to a running server ([`Snapshot::rebuild`]): new
-/// streams use them (on XProtocol connections, from the next request; HTTP connections keep the
-/// snapshot they were accepted with until they close), streams in flight finish on the old ones.
+/// Applies a new config's clusters and routes to a running server ([`Snapshot::rebuild`]): every
+/// connection already open routes its next request (HTTP/1), stream (HTTP/2) or call (Bolt,
+/// Dubbo) by them; streams in flight finish on the old ones. `tcp_proxy` connections keep their
+/// upstream.
 #[derive(Clone)]
 pub struct Rerouter {
     config: Arc<ArcSwap<Snapshot>>,

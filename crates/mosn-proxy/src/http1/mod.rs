@@ -240,6 +240,10 @@ impl Downstream {
             head: mut req,
             framing,
         } = parsed;
+        // A new config snapshot (clusters, routes applied at run time) applies from this request.
+        if let Some(fresh) = self.ctx.refreshed() {
+            self.ctx = Rc::new(fresh);
+        }
         let ctx = self.ctx.clone();
         let stats = &ctx.worker.stats;
         if let Some(l) = stats.listeners.get(ctx.listener) {

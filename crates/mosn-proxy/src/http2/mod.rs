@@ -93,6 +93,8 @@ pub async fn serve(accepted: Accepted) {
         draining = true;
     }
     let mut streams = FuturesUnordered::new();
+    // The context new streams start with: a new config snapshot applies from the next stream.
+    let mut current = ctx.clone();
     let mut calm = false;
     let mut calm_deadline = std::pin::pin!(tokio::time::sleep(Duration::from_secs(86400)));
     loop {
@@ -109,7 +111,12 @@ pub async fn serve(accepted: Accepted) {
             biased;
             Some(()) = streams.next(), if !streams.is_empty() => {}
             r = conn.accept() => match r {
-                Some(Ok((req, respond))) => streams.push(serve_stream(ctx.clone(), req, respond)),
+                Some(Ok((req, respond))) => {
+                    if let Some(fresh) = current.refreshed() {
+                        current = Rc::new(fresh);
+                    }
+                    streams.push(serve_stream(current.clone(), req, respond))
+                }
                 Some(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "HTTP/2 connection error");
                     if e.is_go_away() || e.reason().is_some() {
