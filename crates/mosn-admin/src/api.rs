@@ -37,8 +37,9 @@ pub type SetLevel = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 
 /// Everything the admin API reads or changes.
 pub struct AdminState {
-    /// The config as loaded, with `private_key` values redacted.
-    pub config: Json,
+    /// The effective config (as loaded, then as reloaded or extended at run time), with
+    /// `private_key` values redacted; `config_dump` shows it.
+    pub config: Arc<Mutex<Json>>,
     /// The stats of the running server.
     pub stats: mosn_proxy::server::StatsView,
     /// What `metrics.stats_matcher` lets through (Prometheus sinks only).
@@ -194,7 +195,7 @@ fn named<'a>(list: Option<&'a Json>, key: &str, name: &str) -> Option<&'a Json> 
 }
 
 fn config_dump(state: &AdminState, q: &[(String, String)]) -> Answer {
-    let cfg = &state.config;
+    let cfg = &*state.config.lock().unwrap_or_else(|e| e.into_inner());
     let server = get_ci(cfg, "servers").and_then(|s| s.get(0));
     let routers = server.and_then(|s| get_ci(s, "routers"));
     let listeners = server.and_then(|s| get_ci(s, "listeners"));

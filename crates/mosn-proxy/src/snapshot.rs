@@ -165,8 +165,9 @@ pub enum SnapshotError {
     /// A stream filter of unknown type or with a bad config, with its JSON path.
     #[error(transparent)]
     Filter(#[from] mosn_api::FilterConfigError),
-    /// A config applied at run time adds, removes or reorders listeners (not supported yet).
-    #[error("the listeners changed; a running server takes new clusters and routes only")]
+    /// A config applied at run time adds, removes, renames, moves or reorders listeners (not
+    /// supported yet).
+    #[error("the listeners changed (names or addresses); a running server takes clusters, routes and listener settings, not new listeners: restart it")]
     Listeners,
 }
 
@@ -197,7 +198,7 @@ impl Snapshot {
     }
 
     /// Compiles a new config to replace `self` while the server runs: the listeners must be the
-    /// same ones (names, in order); a listener whose `stream_filters` config did not change keeps
+    /// same ones (names and addresses, in order); a listener whose `stream_filters` config did not change keeps
     /// its filter instances, so their counters go on. Clusters, hosts (whose ids are stable,
     /// see `mosn_upstream::cluster::host_id`) and routes are the new config's.
     ///
@@ -209,7 +210,7 @@ impl Snapshot {
                 .listeners
                 .iter()
                 .zip(&self.listeners)
-                .all(|(a, b)| a.name == b.name);
+                .all(|(a, b)| a.name == b.name && a.address == b.address);
         if !same {
             return Err(SnapshotError::Listeners);
         }

@@ -13,21 +13,13 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use mosn_admin::metrics::{MetricSet, Value as MetricValue};
-use mosn_discovery::dubbo::{Registry, Routing, Settings};
+use mosn_discovery::dubbo::{Registry, Settings};
 use serde_json::{json, Value};
-
-/// The proxy side of the registry: the config as loaded plus what the registry learned.
-struct Routes {
-    base: Value,
-    dir: Option<PathBuf>,
-    rerouter: mosn_proxy::server::Rerouter,
-}
 
 /// `base` with the clusters and routes of `services` (see the module doc).
 pub fn with_services(base: &Value, services: &BTreeMap<String, Vec<SocketAddr>>) -> Value {
@@ -95,36 +87,12 @@ pub fn with_services(base: &Value, services: &BTreeMap<String, Vec<SocketAddr>>)
     v
 }
 
-impl Routing for Routes {
-    fn apply(&self, services: &BTreeMap<String, Vec<SocketAddr>>) {
-        let v = with_services(&self.base, services);
-        let applied = mosn_config::from_value(&v)
-            .map_err(|e| e.to_string())
-            .and_then(|mut l| {
-                if let Some(d) = &self.dir {
-                    mosn_config::resolve_paths(&mut l.config, d);
-                }
-                self.rerouter.apply(&l.config).map_err(|e| e.to_string())
-            });
-        match applied {
-            Ok(()) => tracing::info!(
-                services = services.len(),
-                hosts = services.values().map(Vec::len).sum::<usize>(),
-                "dubbo_registry: clusters and routes applied"
-            ),
-            Err(e) => {
-                tracing::error!(error = %e, "dubbo_registry: cannot apply clusters and routes")
-            }
-        }
-    }
-}
-
 /// Starts the registry when the config enables it.
 ///
 /// Errors: the API port cannot be bound, or `server_listener` names no TCP listener.
 pub fn start(
     loaded: &mosn_config::Loaded,
-    config_file: Option<&std::path::Path>,
+    live: Arc<crate::live::Live>,
     server: &mosn_proxy::Server,
 ) -> anyhow::Result<Option<Arc<Registry>>> {
     let Some(d) = &loaded.config.dubbo_registry else {
@@ -158,12 +126,7 @@ pub fn start(
         server_port,
         any_version: d.sub_any_version,
     };
-    let routes = Arc::new(Routes {
-        base: loaded.raw.clone(),
-        dir: config_file.and_then(|p| p.parent()).map(PathBuf::from),
-        rerouter: server.rerouter(),
-    });
-    let r = Registry::start(settings, routes)
+    let r = Registry::start(settings, live)
         .with_context(|| format!("dubbo_registry: cannot listen on port {}", d.api_port))?;
     tracing::info!(address = %r.api_addr(), "dubbo_registry listening");
     Ok(Some(Arc::new(r)))

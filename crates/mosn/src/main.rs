@@ -1,10 +1,13 @@
 //! `mosn`: the mosn-rs command line.
 //!
 //! `mosn start -c FILE` (also `mosn -c FILE`, or `MOSN_CONFIG=FILE mosn`) runs the proxy;
-//! `mosn check -c FILE` validates a config and prints a summary; `mosn version` prints the version.
+//! `mosn check -c FILE` validates a config and prints a summary; `mosn reload -c FILE` validates it
+//! and has the running mosn apply it (SIGUSR2); `mosn stop -c FILE` stops it; `mosn version` prints
+//! the version.
 //! A bad config exits 1 before anything is bound, with the JSON path of the problem.
 
 mod dubbo_registry;
+mod live;
 mod logging;
 mod summary;
 
@@ -53,6 +56,9 @@ enum Command {
     Check(RunArgs),
     /// Stop the mosn started with this config: SIGTERM to the pid in its `pid` file, then wait.
     Stop(RunArgs),
+    /// Validate the config, then have the mosn started with it (by its `pid` file) apply it
+    /// without a restart (SIGUSR2): clusters, routes and listener settings; not new listeners.
+    Reload(RunArgs),
     /// Print the version.
     Version,
 }
@@ -117,6 +123,19 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Some(Command::Start(args)) => start(&args),
+        Some(Command::Reload(args)) => match load(&args) {
+            Ok(l) => match mosn_proxy::Snapshot::build(&l.config)
+                .map_err(anyhow::Error::from)
+                .and_then(|_| reload_remote(&l.config))
+            {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("mosn reload: {e:#}");
+                    ExitCode::from(1)
+                }
+            },
+            Err(code) => code,
+        },
         Some(Command::Stop(args)) => match load(&args) {
             Ok(l) => match stop(&l.config) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -168,11 +187,18 @@ fn run(loaded: &mosn_config::Loaded, args: &RunArgs) -> anyhow::Result<()> {
     for (name, addr) in server.listeners() {
         tracing::info!(listener = %name, address = %addr, "listening");
     }
-    let registry = dubbo_registry::start(loaded, args.config.as_deref(), &server)?;
     let mut raw = loaded.raw.clone();
     mosn_admin::api::redact(&mut raw);
+    let dump = Arc::new(Mutex::new(raw));
+    let live = Arc::new(live::Live::new(
+        loaded,
+        args.config.as_deref(),
+        server.rerouter(),
+        dump.clone(),
+    ));
+    let registry = dubbo_registry::start(loaded, live.clone(), &server)?;
     let state = Arc::new(mosn_admin::AdminState {
-        config: raw,
+        config: dump,
         stats: server.stats_view(),
         matcher: mosn_admin::prometheus::Matcher::new(&cfg.metrics),
         log_path: cfg
@@ -216,6 +242,7 @@ fn run(loaded: &mosn_config::Loaded, args: &RunArgs) -> anyhow::Result<()> {
                 tracing::info!("SIGUSR1: reopening access logs");
                 server.reopen_logs();
             }
+            Signal::Reload => reload(args, &live),
             Signal::Drain => break true,
             Signal::Stop => break false,
         }
@@ -250,9 +277,28 @@ fn run(loaded: &mosn_config::Loaded, args: &RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `mosn stop`: SIGTERM to the pid in the config's `pid` file, then waits for the process to end
-/// (its graceful timeout plus 5 s).
-fn stop(cfg: &mosn_config::Config) -> anyhow::Result<()> {
+/// SIGUSR2: reads the config file again; a valid one is applied, a bad one changes nothing and its
+/// error (with the JSON path) is logged.
+fn reload(args: &RunArgs, live: &live::Live) {
+    let Some(path) = &args.config else {
+        tracing::warn!("SIGUSR2: no config file to reload");
+        return;
+    };
+    match mosn_config::from_file(path) {
+        Ok(l) => match live.reload(&l) {
+            Ok(()) => tracing::info!(file = %path.display(), "SIGUSR2: config reloaded"),
+            Err(e) => {
+                tracing::error!(file = %path.display(), error = %e, "SIGUSR2: config not applied; the running one stays")
+            }
+        },
+        Err(e) => {
+            tracing::error!(file = %path.display(), error = %e, "SIGUSR2: config error; the running one stays")
+        }
+    }
+}
+
+/// The pid in the config's `pid` file.
+fn pid_of(cfg: &mosn_config::Config) -> anyhow::Result<nix::unistd::Pid> {
     let path = cfg
         .pid
         .as_deref()
@@ -262,7 +308,23 @@ fn stop(cfg: &mosn_config::Config) -> anyhow::Result<()> {
         .trim()
         .parse()
         .with_context(|| format!("pid file {path} holds {:?}, not a pid", text.trim()))?;
-    let pid = nix::unistd::Pid::from_raw(pid);
+    Ok(nix::unistd::Pid::from_raw(pid))
+}
+
+/// `mosn reload`: the config was validated (a bad one exits 1 before this); SIGUSR2 to the pid in
+/// its `pid` file, which makes that process read its config file again.
+fn reload_remote(cfg: &mosn_config::Config) -> anyhow::Result<()> {
+    let pid = pid_of(cfg)?;
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR2)
+        .with_context(|| format!("signalling pid {pid}"))?;
+    println!("mosn (pid {pid}) asked to reload its config; the result is in its log");
+    Ok(())
+}
+
+/// `mosn stop`: SIGTERM to the pid in the config's `pid` file, then waits for the process to end
+/// (its graceful timeout plus 5 s).
+fn stop(cfg: &mosn_config::Config) -> anyhow::Result<()> {
+    let pid = pid_of(cfg)?;
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)
         .with_context(|| format!("signalling pid {pid}"))?;
     let wait = cfg
@@ -293,6 +355,8 @@ fn stop(cfg: &mosn_config::Config) -> anyhow::Result<()> {
 enum Signal {
     /// SIGUSR1: reopen the access logs.
     Reopen,
+    /// SIGUSR2: read the config file again and apply it (see `live`).
+    Reload,
     /// SIGTERM: drain, then exit.
     Drain,
     /// SIGINT or SIGQUIT: exit now.
@@ -305,6 +369,7 @@ struct Signals {
     int: tokio::signal::unix::Signal,
     quit: tokio::signal::unix::Signal,
     usr1: tokio::signal::unix::Signal,
+    usr2: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -316,6 +381,7 @@ impl Signals {
             int: signal(SignalKind::interrupt()).context("SIGINT handler")?,
             quit: signal(SignalKind::quit()).context("SIGQUIT handler")?,
             usr1: signal(SignalKind::user_defined1()).context("SIGUSR1 handler")?,
+            usr2: signal(SignalKind::user_defined2()).context("SIGUSR2 handler")?,
         })
     }
 
@@ -323,6 +389,7 @@ impl Signals {
     async fn next(&mut self) -> Signal {
         tokio::select! {
             _ = self.usr1.recv() => Signal::Reopen,
+            _ = self.usr2.recv() => Signal::Reload,
             _ = self.term.recv() => Signal::Drain,
             _ = self.int.recv() => Signal::Stop,
             _ = self.quit.recv() => Signal::Stop,
