@@ -46,6 +46,9 @@ struct RunArgs {
     /// Unknown config keys are errors, not warnings (for CI pipelines).
     #[arg(long)]
     strict: bool,
+    /// Reload the config file when it changes on disk (checked every second), as SIGUSR2 does.
+    #[arg(long)]
+    watch: bool,
 }
 
 #[derive(Subcommand)]
@@ -236,8 +239,19 @@ fn run(loaded: &mosn_config::Loaded, args: &RunArgs) -> anyhow::Result<()> {
         std::fs::write(pid, format!("{}\n", std::process::id()))
             .with_context(|| format!("writing pid file {pid}"))?;
     }
+    let mut stamp = args
+        .config
+        .as_deref()
+        .filter(|_| args.watch)
+        .map(|p| (p.to_path_buf(), file_stamp(p)));
     let graceful = loop {
-        match rt.block_on(signals.next()) {
+        let next = rt.block_on(async {
+            tokio::select! {
+                s = signals.next() => s,
+                _ = changed(&mut stamp) => Signal::Reload,
+            }
+        });
+        match next {
             Signal::Reopen => {
                 tracing::info!("SIGUSR1: reopening access logs");
                 server.reopen_logs();
@@ -293,6 +307,29 @@ fn reload(args: &RunArgs, live: &live::Live) {
         },
         Err(e) => {
             tracing::error!(file = %path.display(), error = %e, "SIGUSR2: config error; the running one stays")
+        }
+    }
+}
+
+/// What tells a file's versions apart: its modification time and length.
+fn file_stamp(p: &std::path::Path) -> Option<(std::time::SystemTime, u64)> {
+    let m = std::fs::metadata(p).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+/// With `--watch`: returns once the watched file's stamp changed (checked every second); never
+/// returns without it.
+async fn changed(watched: &mut Option<(PathBuf, Option<(std::time::SystemTime, u64)>)>) {
+    let Some((path, last)) = watched else {
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = file_stamp(path);
+        if now != *last {
+            *last = now;
+            tracing::info!(file = %path.display(), "config file changed");
+            return;
         }
     }
 }

@@ -2,6 +2,7 @@
 //! mosn (found by its `pid` file) apply it (SIGUSR2). A good file changes the routes of the
 //! running process, `config_dump` shows it; a bad file is refused by `mosn reload` with its JSON
 //! path and, signalled directly, changes nothing; a file that moves a listener is not applied.
+//! With `--watch`, saving the file is enough.
 
 mod common;
 
@@ -87,4 +88,30 @@ fn reload_applies_a_good_file_and_refuses_a_bad_one() {
     assert!(ok, "{out}");
     m.log_line(&["not applied", "listeners changed"]);
     assert_eq!(curl(&[&format!("http://{l}/")]), "from b");
+}
+
+#[test]
+fn watch_reloads_the_file_when_it_changes() {
+    let a = text_upstream("from a").to_string();
+    let b = text_upstream("from b").to_string();
+    let dir = temp_dir("watch");
+    let file = dir.join("mosn.json");
+    let pid = dir.join("mosn.pid").to_string_lossy().into_owned();
+    let port = closed_port().port();
+    let write =
+        |v: &Value| std::fs::write(&file, serde_json::to_string_pretty(v).unwrap()).unwrap();
+    write(&config(&pid, "a", &a, &b, port));
+    let m = spawn_with(&file, &["--watch"]);
+    let l = m.listener("l");
+    assert_eq!(curl(&[&format!("http://{l}/")]), "from a");
+    // A half-written file: logged, nothing changes.
+    std::fs::write(&file, "{\"servers\": [").unwrap();
+    m.log_line(&["config error"]);
+    assert_eq!(curl(&[&format!("http://{l}/")]), "from a");
+    write(&config(&pid, "b", &a, &b, port));
+    assert!(
+        eventually(Duration::from_secs(5), || curl(&[&format!("http://{l}/")])
+            == "from b"),
+        "the saved file took effect"
+    );
 }

@@ -114,9 +114,15 @@ impl Drop for Proc {
 }
 
 pub fn spawn(config: &Path) -> Proc {
+    spawn_with(config, &[])
+}
+
+/// `mosn start -c config` with more arguments (`--watch`, ...).
+pub fn spawn_with(config: &Path, extra: &[&str]) -> Proc {
     let mut child = mosn()
         .args(["start", "-c"])
         .arg(config)
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
