@@ -9,84 +9,34 @@
 mod common;
 use common::*;
 use mosn_api::Headers;
-use mosn_protocol::bolt::{decode, status, Frame, Kind, Version};
+use mosn_protocol::bolt::{status, Frame, Kind, Version};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 /// A Bolt server: answers each request with content `<name>:<content>` after the request's
 /// `x-delay-ms` header (so answers come out of order), echoes `service`, answers heartbeats,
 /// counts oneways, and never answers requests whose content is `silence`.
-struct BoltServer {
-    addr: SocketAddr,
-    oneways: Arc<AtomicUsize>,
-    heartbeats: Arc<AtomicUsize>,
-}
-
-async fn bolt_server(name: &'static str) -> BoltServer {
-    let oneways = Arc::new(AtomicUsize::new(0));
-    let heartbeats = Arc::new(AtomicUsize::new(0));
-    let (o2, h2) = (oneways.clone(), heartbeats.clone());
-    let addr = tcp_server(move |s| {
-        let (oneways, heartbeats) = (o2.clone(), h2.clone());
-        async move {
-            let (mut r, w) = s.into_split();
-            let w = Arc::new(tokio::sync::Mutex::new(w));
-            let mut buf = bytes::BytesMut::new();
-            loop {
-                while let Ok(Some(f)) = decode(&mut buf) {
-                    if f.is_heartbeat() {
-                        heartbeats.fetch_add(1, Ordering::SeqCst);
-                        let mut out = bytes::BytesMut::new();
-                        f.heartbeat_ack().encode(&mut out);
-                        let _ = w.lock().await.write_all(&out).await;
-                        continue;
-                    }
-                    if f.kind == Kind::Oneway {
-                        oneways.fetch_add(1, Ordering::SeqCst);
-                        continue;
-                    }
-                    if &f.content[..] == b"silence" {
-                        continue;
-                    }
-                    let w = w.clone();
-                    tokio::spawn(async move {
-                        let delay = f
-                            .get_str("x-delay-ms")
-                            .and_then(|v| v.parse().ok())
-                            .unwrap_or(0);
-                        tokio::time::sleep(Duration::from_millis(delay)).await;
-                        let mut resp = f.hijack(status::SUCCESS);
-                        resp.class = bytes::Bytes::from_static(
-                            b"com.alipay.sofa.rpc.core.response.SofaResponse",
-                        );
-                        if let Some(s) = f.get("service") {
-                            resp.set("service", s);
-                        }
-                        let mut content = format!("{name}:").into_bytes();
-                        content.extend_from_slice(&f.content);
-                        resp.content = content.into();
-                        let mut out = bytes::BytesMut::new();
-                        resp.encode(&mut out);
-                        let _ = w.lock().await.write_all(&out).await;
-                    });
-                }
-                if r.read_buf(&mut buf).await.unwrap_or(0) == 0 {
-                    return;
-                }
-            }
+async fn bolt_server(name: &'static str) -> RpcServer {
+    rpc_server::<mosn_protocol::bolt::Bolt, _>(move |f: &Frame| {
+        if &f.content[..] == b"silence" {
+            return None;
         }
+        let mut resp = f.hijack(status::SUCCESS);
+        resp.class = bytes::Bytes::from_static(b"com.alipay.sofa.rpc.core.response.SofaResponse");
+        if let Some(s) = f.get("service") {
+            resp.set("service", s);
+        }
+        let mut content = format!("{name}:").into_bytes();
+        content.extend_from_slice(&f.content);
+        resp.content = content.into();
+        Some(resp)
     })
-    .await;
-    BoltServer {
-        addr,
-        oneways,
-        heartbeats,
-    }
+    .await
 }
 
 /// A Bolt client connection.

@@ -14,84 +14,34 @@ use mosn_protocol::dubbo::{status, Dubbo, Frame};
 use mosn_protocol::xprotocol::XProtocol;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+
+use std::sync::atomic::Ordering;
+
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 /// A Dubbo provider: answers each two-way call with the string
 /// `<name>:<service>:<method>:<version>:<group>:<arg>` after the call's `x-delay-ms` attachment,
 /// answers heartbeats, counts one-way calls, and never answers the method `silence`.
-struct Provider {
-    addr: SocketAddr,
-    oneways: Arc<AtomicUsize>,
-    heartbeats: Arc<AtomicUsize>,
-}
-
-async fn provider(name: &'static str) -> Provider {
-    let oneways = Arc::new(AtomicUsize::new(0));
-    let heartbeats = Arc::new(AtomicUsize::new(0));
-    let (o2, h2) = (oneways.clone(), heartbeats.clone());
-    let addr = tcp_server(move |s| {
-        let (oneways, heartbeats) = (o2.clone(), h2.clone());
-        async move {
-            let d = Dubbo::default();
-            let (mut r, w) = s.into_split();
-            let w = Arc::new(tokio::sync::Mutex::new(w));
-            let mut buf = BytesMut::new();
-            loop {
-                while let Ok(Some(f)) = d.decode(&mut buf) {
-                    if f.is_event() {
-                        heartbeats.fetch_add(1, Ordering::SeqCst);
-                        let mut out = BytesMut::new();
-                        f.heartbeat_reply().encode(&mut out);
-                        let _ = w.lock().await.write_all(&out).await;
-                        continue;
-                    }
-                    if !f.is_two_way() {
-                        oneways.fetch_add(1, Ordering::SeqCst);
-                        continue;
-                    }
-                    if f.get_str("method") == Some("silence") {
-                        continue;
-                    }
-                    let w = w.clone();
-                    tokio::spawn(async move {
-                        let delay = f
-                            .get_str("x-delay-ms")
-                            .and_then(|v| v.parse().ok())
-                            .unwrap_or(0);
-                        tokio::time::sleep(Duration::from_millis(delay)).await;
-                        let g = |k| f.get_str(k).unwrap_or("").to_string();
-                        let text = format!(
-                            "{name}:{}:{}:{}:{}:{}",
-                            g("service"),
-                            g("method"),
-                            g("version"),
-                            g("group"),
-                            g("x-arg")
-                        );
-                        let mut body = BytesMut::from(&b"\x91"[..]); // RESPONSE_VALUE
-                        write_string(&mut body, &text);
-                        let resp = Frame::new(0x02, status::OK, f.request_id, body.freeze());
-                        let mut out = BytesMut::new();
-                        resp.encode(&mut out);
-                        let _ = w.lock().await.write_all(&out).await;
-                    });
-                }
-                if r.read_buf(&mut buf).await.unwrap_or(0) == 0 {
-                    return;
-                }
-            }
+async fn provider(name: &'static str) -> RpcServer {
+    rpc_server::<Dubbo, _>(move |f: &Frame| {
+        if f.get_str("method") == Some("silence") {
+            return None;
         }
+        let g = |k| f.get_str(k).unwrap_or("").to_string();
+        let text = format!(
+            "{name}:{}:{}:{}:{}:{}",
+            g("service"),
+            g("method"),
+            g("version"),
+            g("group"),
+            g("x-arg")
+        );
+        let mut body = BytesMut::from(&b"\x91"[..]); // RESPONSE_VALUE
+        write_string(&mut body, &text);
+        Some(Frame::new(0x02, status::OK, f.request_id, body.freeze()))
     })
-    .await;
-    Provider {
-        addr,
-        oneways,
-        heartbeats,
-    }
+    .await
 }
 
 /// A call: `service`, `version`, `method`, one String argument, attachments.
@@ -155,7 +105,7 @@ fn route(headers: &[(&str, &str)], cluster: &str) -> Value {
 }
 
 /// A Dubbo proxy sending every call to `a`.
-fn all_to(a: &Provider) -> Proxy {
+fn all_to(a: &RpcServer) -> Proxy {
     proxy(dubbo_config(
         "dubbo",
         json!([route(&[], "a")]),

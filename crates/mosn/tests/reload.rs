@@ -34,18 +34,43 @@ fn reload_cmd(file: &std::path::Path) -> (bool, String) {
     )
 }
 
+/// Two upstreams answering `from a` and `from b`, a folder with the config file and pid file
+/// paths, and a free port for the listener.
+struct Setup {
+    a: String,
+    b: String,
+    dir: TestDir,
+    file: std::path::PathBuf,
+    pid: String,
+    port: u16,
+}
+
+fn setup(name: &str) -> Setup {
+    let dir = temp_dir(name);
+    Setup {
+        a: text_upstream("from a").to_string(),
+        b: text_upstream("from b").to_string(),
+        file: dir.join("mosn.json"),
+        pid: dir.join("mosn.pid").to_string_lossy().into_owned(),
+        port: closed_port().port(),
+        dir,
+    }
+}
+
 #[test]
 fn reload_applies_a_good_file_and_refuses_a_bad_one() {
-    let a = text_upstream("from a").to_string();
-    let b = text_upstream("from b").to_string();
-    let dir = temp_dir("reload");
-    let file = dir.join("mosn.json");
-    let pid = dir.join("mosn.pid").to_string_lossy().into_owned();
-    let port = closed_port().port();
+    let Setup {
+        a,
+        b,
+        dir: _dir,
+        file,
+        pid,
+        port,
+    } = setup("reload");
     let write =
         |v: &Value| std::fs::write(&file, serde_json::to_string_pretty(v).unwrap()).unwrap();
     write(&config(&pid, "a", &a, &b, port));
-    let m = spawn(&file);
+    let m = spawn_with(&file, &[]);
     let l = m.listener("l");
     let admin = m.log_addr(&["admin listening"]);
     assert!(eventually(Duration::from_secs(5), || std::path::Path::new(
@@ -92,12 +117,14 @@ fn reload_applies_a_good_file_and_refuses_a_bad_one() {
 
 #[test]
 fn watch_reloads_the_file_when_it_changes() {
-    let a = text_upstream("from a").to_string();
-    let b = text_upstream("from b").to_string();
-    let dir = temp_dir("watch");
-    let file = dir.join("mosn.json");
-    let pid = dir.join("mosn.pid").to_string_lossy().into_owned();
-    let port = closed_port().port();
+    let Setup {
+        a,
+        b,
+        dir: _dir,
+        file,
+        pid,
+        port,
+    } = setup("watch");
     let write =
         |v: &Value| std::fs::write(&file, serde_json::to_string_pretty(v).unwrap()).unwrap();
     write(&config(&pid, "a", &a, &b, port));

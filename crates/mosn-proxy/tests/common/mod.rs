@@ -432,3 +432,75 @@ impl<P: mosn_protocol::xprotocol::XProtocol + Default> RpcClient<P> {
         self.recv().await.expect("an answer")
     }
 }
+
+/// An RPC server (Bolt, Dubbo) on the project's own codec: answers heartbeats, counts one-way
+/// calls and heartbeats, and answers each call with `answer(call)` after the call's `x-delay-ms`
+/// field (so answers come out of order); `None` from `answer` leaves the call unanswered.
+pub struct RpcServer {
+    pub addr: SocketAddr,
+    pub oneways: Arc<AtomicUsize>,
+    pub heartbeats: Arc<AtomicUsize>,
+}
+
+pub async fn rpc_server<P, F>(answer: F) -> RpcServer
+where
+    P: mosn_protocol::xprotocol::XProtocol + Default,
+    F: Fn(&P::Frame) -> Option<P::Frame> + Send + Sync + 'static,
+{
+    use mosn_api::Headers;
+    use mosn_protocol::xprotocol::FrameKind;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let oneways = Arc::new(AtomicUsize::new(0));
+    let heartbeats = Arc::new(AtomicUsize::new(0));
+    let (o2, h2) = (oneways.clone(), heartbeats.clone());
+    let answer = Arc::new(answer);
+    let addr = tcp_server(move |s| {
+        let (oneways, heartbeats, answer) = (o2.clone(), h2.clone(), answer.clone());
+        async move {
+            let proto = P::default();
+            let (mut r, w) = s.into_split();
+            let w = Arc::new(tokio::sync::Mutex::new(w));
+            let mut buf = bytes::BytesMut::new();
+            loop {
+                while let Ok(Some(f)) = proto.decode(&mut buf) {
+                    match proto.kind(&f) {
+                        FrameKind::Heartbeat => {
+                            heartbeats.fetch_add(1, Ordering::SeqCst);
+                            let mut out = bytes::BytesMut::new();
+                            proto.encode(&proto.heartbeat_reply(&f), &mut out);
+                            let _ = w.lock().await.write_all(&out).await;
+                            continue;
+                        }
+                        FrameKind::Oneway => {
+                            oneways.fetch_add(1, Ordering::SeqCst);
+                            continue;
+                        }
+                        FrameKind::Request => {}
+                        _ => continue,
+                    }
+                    let delay = f
+                        .get_str("x-delay-ms")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    let Some(resp) = answer(&f) else { continue };
+                    let mut out = bytes::BytesMut::new();
+                    proto.encode(&resp, &mut out);
+                    let w = w.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(delay)).await;
+                        let _ = w.lock().await.write_all(&out).await;
+                    });
+                }
+                if r.read_buf(&mut buf).await.unwrap_or(0) == 0 {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    RpcServer {
+        addr,
+        oneways,
+        heartbeats,
+    }
+}
