@@ -51,22 +51,9 @@ fn request(id: u32, service: &str, content: &str) -> Frame {
     f
 }
 
-fn bolt_config(protocol: &str, routes: Value, clusters: Value) -> Value {
-    json!({
-        "servers": [{"default_log_path": "stderr",
-            "routers": [{"router_config_name": "r", "virtual_hosts": [{"name": "v", "domains": ["*"],
-                "routers": routes}]}],
-            "listeners": [{"name": "l", "address": "127.0.0.1:0", "bind_port": true,
-                "filter_chains": [{"filters": [{"type": "proxy", "config": {
-                    "downstream_protocol": protocol, "upstream_protocol": protocol,
-                    "router_config_name": "r"}}]}]}]}],
-        "cluster_manager": {"clusters": clusters}
-    })
-}
-
 /// A proxy of `protocol` sending every call to the server at `up` (cluster `ca`).
 fn one_cluster_proxy(protocol: &str, up: SocketAddr) -> Proxy {
-    proxy(bolt_config(
+    proxy(rpc_config(
         protocol,
         all_to("ca"),
         json!([cluster("ca", &[up])]),
@@ -86,7 +73,7 @@ fn by_service(service: &str, cluster: &str) -> Value {
 async fn calls_in_sequence_and_routed_by_service() {
     let a = bolt_server("a").await;
     let b = bolt_server("b").await;
-    let p = proxy(bolt_config(
+    let p = proxy(rpc_config(
         "bolt",
         json!([
             by_service("com.example.A:1.0", "ca"),
@@ -182,7 +169,7 @@ async fn heartbeats_are_answered_by_the_proxy_and_oneways_go_through() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_get_bolt_statuses_not_dropped_connections() {
     let a = bolt_server("a").await;
-    let p = proxy(bolt_config(
+    let p = proxy(rpc_config(
         "bolt",
         json!([
             by_service("com.example.Dead:1.0", "dead"),
@@ -223,7 +210,7 @@ async fn an_upstream_that_dies_mid_call_gets_an_error_answer_at_once() {
         let _ = s.read(&mut b).await;
     })
     .await;
-    let p = proxy(bolt_config(
+    let p = proxy(rpc_config(
         "bolt",
         json!([{"match": {"prefix": "/"}, "route": {"cluster_name": "c", "timeout": "30s"}}]),
         json!([cluster("c", &[up])]),
@@ -279,7 +266,7 @@ async fn cluster_keepalive_sends_heartbeats_on_upstream_connections() {
     let a = bolt_server("a").await;
     let mut c = cluster("ca", &[a.addr]);
     c["keepalive"] = json!({"interval": "100ms", "timeout": "1s"});
-    let p = proxy(bolt_config(
+    let p = proxy(rpc_config(
         "bolt",
         json!([{"match": {"prefix": "/"}, "route": {"cluster_name": "ca"}}]),
         json!([c]),
@@ -308,7 +295,7 @@ async fn cluster_keepalive_sends_heartbeats_on_upstream_connections() {
 async fn graceful_shutdown_sends_bolt_goaway_when_enabled_and_answers_calls_in_flight() {
     let up = bolt_server("a").await;
     for enabled in [true, false] {
-        let mut cfg = bolt_config("bolt", all_to("ca"), json!([cluster("ca", &[up.addr])]));
+        let mut cfg = rpc_config("bolt", all_to("ca"), json!([cluster("ca", &[up.addr])]));
         cfg["servers"][0]["listeners"][0]["filter_chains"][0]["filters"][0]["config"]
             ["extend_config"] = json!({"bolt": {"enable_bolt_goaway": enabled}});
         let p = proxy(cfg);
@@ -381,7 +368,7 @@ async fn http_requests_are_transcoded_to_bolt_and_answered_as_http() {
     let (a, b) = (bolt_server("a").await, bolt_server("b").await);
     let mut routes = json!([by_service("svc.A", "ca"), by_service("svc.B", "cb")]);
     routes[0]["route"]["timeout"] = json!("1s");
-    let mut cfg = bolt_config(
+    let mut cfg = rpc_config(
         "Auto",
         routes,
         json!([cluster("ca", &[a.addr]), cluster("cb", &[b.addr])]),
@@ -431,7 +418,7 @@ async fn http_requests_are_transcoded_to_bolt_and_answered_as_http() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_requests_no_transcoder_takes_get_502_on_a_bolt_upstream() {
     let a = bolt_server("a").await;
-    let mut cfg = bolt_config("Http1", all_to("ca"), json!([cluster("ca", &[a.addr])]));
+    let mut cfg = rpc_config("Http1", all_to("ca"), json!([cluster("ca", &[a.addr])]));
     let l = &mut cfg["servers"][0]["listeners"][0];
     l["filter_chains"][0]["filters"][0]["config"]["upstream_protocol"] = json!("bolt");
     l["stream_filters"] = json!([{"type": "transcoder", "config": {"rules": [{

@@ -83,19 +83,6 @@ fn text(f: &Frame) -> String {
 /// A Dubbo consumer connection.
 type Consumer = RpcClient<Dubbo>;
 
-fn dubbo_config(protocol: &str, routes: Value, clusters: Value) -> Value {
-    json!({
-        "servers": [{"default_log_path": "stderr",
-            "routers": [{"router_config_name": "r", "virtual_hosts": [{"name": "v", "domains": ["*"],
-                "routers": routes}]}],
-            "listeners": [{"name": "l", "address": "127.0.0.1:0", "bind_port": true,
-                "filter_chains": [{"filters": [{"type": "proxy", "config": {
-                    "downstream_protocol": protocol, "upstream_protocol": protocol,
-                    "router_config_name": "r"}}]}]}]}],
-        "cluster_manager": {"clusters": clusters}
-    })
-}
-
 fn route(headers: &[(&str, &str)], cluster: &str) -> Value {
     let h: Vec<Value> = headers
         .iter()
@@ -106,7 +93,7 @@ fn route(headers: &[(&str, &str)], cluster: &str) -> Value {
 
 /// A Dubbo proxy sending every call to `a`.
 fn all_to(a: &RpcServer) -> Proxy {
-    proxy(dubbo_config(
+    proxy(rpc_config(
         "dubbo",
         json!([route(&[], "a")]),
         json!([cluster("a", &[a.addr])]),
@@ -122,7 +109,7 @@ async fn calls_are_routed_by_service_version_method_and_group() {
     let slow = provider("m").await;
     let blue = provider("blue").await;
     let other = provider("other").await;
-    let p = proxy(dubbo_config(
+    let p = proxy(rpc_config(
         "dubbo",
         json!([
             route(&[("service", SVC), ("version", "2.0.0")], "v2"),
@@ -242,7 +229,7 @@ async fn heartbeats_are_answered_by_the_proxy_and_one_way_calls_go_through() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_get_dubbo_statuses_and_the_connection_stays() {
     let a = provider("a").await;
-    let p = proxy(dubbo_config(
+    let p = proxy(rpc_config(
         "dubbo",
         json!([
             route(&[("service", "org.demo.Dead")], "dead"),
@@ -304,7 +291,7 @@ async fn auto_serves_dubbo_beside_http() {
 async fn dubbo_stream_routes_by_virtual_host_and_counts_calls() {
     let a = provider("a").await;
     let b = provider("b").await;
-    let mut cfg = dubbo_config(
+    let mut cfg = rpc_config(
         "dubbo",
         json!([]),
         json!([cluster("a", &[a.addr]), cluster("b", &[b.addr])]),
@@ -376,7 +363,7 @@ async fn new_clusters_and_routes_apply_to_open_connections() {
     let mut c = Consumer::connect(p.addr).await;
     let r = c.call(&call(1, SVC, "", "greet", &[])).await;
     assert!(text(&r).starts_with("a:"), "{}", text(&r));
-    let cfg = dubbo_config(
+    let cfg = rpc_config(
         "dubbo",
         json!([route(&[("service", SVC)], "b"), route(&[], "a")]),
         json!([cluster("a", &[a.addr]), cluster("b", &[b.addr])]),

@@ -504,3 +504,18 @@ where
         heartbeats,
     }
 }
+
+/// A config with one listener "l" of `protocol` on both sides (Bolt, Dubbo), a route table `r`
+/// with one virtual host of `routes`, and `clusters`.
+pub fn rpc_config(protocol: &str, routes: Value, clusters: Value) -> Value {
+    json!({
+        "servers": [{"default_log_path": "stderr",
+            "routers": [{"router_config_name": "r", "virtual_hosts": [{"name": "v", "domains": ["*"],
+                "routers": routes}]}],
+            "listeners": [{"name": "l", "address": "127.0.0.1:0", "bind_port": true,
+                "filter_chains": [{"filters": [{"type": "proxy", "config": {
+                    "downstream_protocol": protocol, "upstream_protocol": protocol,
+                    "router_config_name": "r"}}]}]}]}],
+        "cluster_manager": {"clusters": clusters}
+    })
+}
