@@ -15,6 +15,7 @@ mod parse;
 mod roller;
 mod validate;
 mod walk;
+mod xds;
 
 pub use duration::parse_go_duration;
 pub use error::{ConfigError, ConfigWarning};
@@ -22,6 +23,7 @@ pub use features::features;
 pub use model::*;
 pub use roller::Roller;
 pub use walk::closest;
+pub use xds::{Xds, XdsApi, XdsNode};
 
 /// A config that parsed and validated, with the warnings met on the way.
 #[derive(Debug, Clone)]

@@ -24,6 +24,9 @@ pub struct Config {
     pub metrics: Metrics,
     /// `extends[{"type": "dubbo_registry"}]` with `enable: true`.
     pub dubbo_registry: Option<DubboRegistry>,
+    /// `dynamic_resources` (with `static_resources` and `node`): listeners, routes, clusters and
+    /// secrets from an xDS control plane, beside `servers` (MOSN's mixed mode) or alone.
+    pub xds: Option<crate::xds::Xds>,
 }
 
 /// The `dubbo_registry` extension's `config` (MOSN's keys, plus mosn-rs's marked so).
@@ -81,7 +84,7 @@ pub struct Admin {
 }
 
 /// `servers[0]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Server {
     /// `default_log_path`: `stdout`, `stderr` or a file path; `None` means stderr.
     pub default_log_path: Option<String>,
@@ -449,6 +452,9 @@ pub enum PathMatch {
     Exact(String),
     /// `regex`: the whole path must match.
     Regex(String),
+    /// `path_separated_prefix` (Envoy's, a mosn-rs key): the path is this prefix, or starts with it
+    /// followed by `/` (the prefix has no trailing `/`).
+    SeparatedPrefix(String),
 }
 
 /// `match.headers[]`.
@@ -460,6 +466,12 @@ pub struct HeaderMatcher {
     pub value: String,
     /// `regex`.
     pub regex: bool,
+    /// `present_match` (Envoy's, a mosn-rs key): matches when the header is present, whatever its
+    /// value; `value` and `regex` are then unused.
+    pub present: bool,
+    /// `invert_match` (Envoy's, a mosn-rs key): the result is negated, so an absent header then
+    /// matches.
+    pub invert: bool,
 }
 
 /// `routers[]` in a virtual host.

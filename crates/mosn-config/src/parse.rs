@@ -15,19 +15,27 @@ const OBSERVABILITY_LATER: &str = "recognised, not implemented yet; ignored (no 
 
 pub(crate) fn config(root: &Value, ctx: &Ctx) -> Result<Config> {
     let o = Obj::new(root, "")?;
+    let (xds, static_clusters) = if crate::xds::is_bootstrap(&o) {
+        crate::xds::bootstrap(&o, ctx)?
+    } else {
+        (None, Vec::new())
+    };
     o.unsupported(
         &[
-            "dynamic_resources",
-            "static_resources",
             "third_part_codec",
             "wasm_global_plugins",
             "stream_filters",
-            "layered_runtime",
             "cluster_manager_tls",
         ],
-        "xDS, plugins, codecs and global filter chains arrive in later releases",
+        "plugins, codecs and global filter chains arrive in later releases",
     )?;
-    for key in ["tracing", "pprof", "plugin", "node", "close_graceful"] {
+    if xds.is_none() {
+        o.unsupported(
+            &["layered_runtime"],
+            "plugins, codecs and global filter chains arrive in later releases",
+        )?;
+    }
+    for key in ["tracing", "pprof", "plugin", "close_graceful"] {
         if o.get(key).is_some_and(is_set) {
             ctx.warn(&o.key_path(key), OBSERVABILITY_LATER);
         }
@@ -35,6 +43,8 @@ pub(crate) fn config(root: &Value, ctx: &Ctx) -> Result<Config> {
     let dubbo_registry = extends(&o, ctx)?;
     let servers = o.opt_array("servers")?;
     let server = match servers.as_slice() {
+        // An xDS bootstrap alone: the control plane sends the listeners.
+        [] if xds.is_some() => Server::default(),
         [] => {
             return Err(ConfigError::new(
                 o.key_path("servers"),
@@ -49,7 +59,7 @@ pub(crate) fn config(root: &Value, ctx: &Ctx) -> Result<Config> {
             ))
         }
     };
-    let clusters = match o.opt_obj("cluster_manager")? {
+    let mut clusters = match o.opt_obj("cluster_manager")? {
         None => Vec::new(),
         Some(cm) => {
             cm.unsupported(&["clusters_configs"], "clusters from a folder")?;
@@ -93,6 +103,7 @@ pub(crate) fn config(root: &Value, ctx: &Ctx) -> Result<Config> {
         None => Metrics::default(),
         Some(m) => metrics(m, ctx)?,
     };
+    clusters.extend(static_clusters);
     let disable_upgrade = o.opt_bool("disable_upgrade")?.unwrap_or(false);
     let pid = o.opt_str("pid")?.map(str::to_string);
     o.finish(ctx);
@@ -104,6 +115,7 @@ pub(crate) fn config(root: &Value, ctx: &Ctx) -> Result<Config> {
         pid,
         metrics,
         dubbo_registry,
+        xds,
     })
 }
 
@@ -1013,17 +1025,26 @@ fn route(v: &Value, path: &str, ctx: &Ctx) -> Result<Route> {
         "variable and DSL matchers",
     )?;
     let mut path_match = None;
-    for key in ["prefix", "path", "regex"] {
+    for key in ["prefix", "path", "regex", "path_separated_prefix"] {
         if let Some(s) = m.opt_str(key)? {
             if path_match.is_some() {
                 return Err(ConfigError::new(
                     m.key_path(key),
-                    "only one of prefix, path and regex may be set",
+                    "only one of prefix, path, regex and path_separated_prefix may be set",
                 ));
             }
             path_match = Some(match key {
                 "prefix" => PathMatch::Prefix(s.to_string()),
                 "path" => PathMatch::Exact(s.to_string()),
+                "path_separated_prefix" => {
+                    if !s.starts_with('/') || (s.len() > 1 && s.ends_with('/')) {
+                        return Err(ConfigError::new(
+                            m.key_path(key),
+                            format!("{s:?} must start with '/' and not end with '/'"),
+                        ));
+                    }
+                    PathMatch::SeparatedPrefix(s.to_string())
+                }
                 _ => {
                     compile_regex(s, &m.key_path(key))?;
                     PathMatch::Regex(s.to_string())
@@ -1038,6 +1059,8 @@ fn route(v: &Value, path: &str, ctx: &Ctx) -> Result<Route> {
             name: h.req_str("name")?.to_ascii_lowercase(),
             value: h.opt_str("value")?.unwrap_or("").to_string(),
             regex: h.opt_bool("regex")?.unwrap_or(false),
+            present: h.opt_bool("present_match")?.unwrap_or(false),
+            invert: h.opt_bool("invert_match")?.unwrap_or(false),
         };
         if hm.regex {
             compile_regex(&hm.value, &h.key_path("value"))?;

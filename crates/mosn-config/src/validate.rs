@@ -6,7 +6,7 @@ use crate::error::{ConfigError, Result};
 use crate::model::{Config, RouteAction};
 
 pub(crate) fn validate(c: &Config) -> Result<()> {
-    if c.server.listeners.is_empty() {
+    if c.server.listeners.is_empty() && c.xds.is_none() {
         return Err(ConfigError::new(
             "servers[0].listeners",
             "no listener: this config would serve nothing",

@@ -309,6 +309,12 @@ impl<'a> Obj<'a> {
         }
     }
 
+    /// Ends reading an object whose other keys are deliberately not looked at (a part already
+    /// warned about as a whole).
+    pub fn finish_silently(self) {
+        self.finished.set(true);
+    }
+
     /// Warns, with its path, about every key that was not read.
     pub fn finish(self, ctx: &Ctx) {
         self.finished.set(true);

@@ -132,6 +132,8 @@ pub(crate) fn header_match(v: &Value, path: &str) -> Result<mosn_router::matcher
         name: name.to_string(),
         value: o.str("value")?.unwrap_or("").to_string(),
         regex: o.bool("regex")?.unwrap_or(false),
+        present: o.bool("present_match")?.unwrap_or(false),
+        invert: o.bool("invert_match")?.unwrap_or(false),
     };
     mosn_router::matcher::HeaderCheck::new(&m)
         .ok_or_else(|| FilterConfigError::new(o.key_path("value"), "invalid regex"))

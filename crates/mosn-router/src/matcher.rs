@@ -15,6 +15,8 @@ pub enum PathMatcher {
     Exact(String),
     /// Matches when the regex matches the whole path.
     Regex(Regex),
+    /// Matches the prefix itself, or the prefix followed by `/` (Envoy's `path_separated_prefix`).
+    SeparatedPrefix(String),
 }
 
 /// Anchors a config regex so it must match the whole input, as MOSN and Envoy do.
@@ -29,6 +31,7 @@ impl PathMatcher {
             PathMatch::Prefix(s) => PathMatcher::Prefix(s.clone()),
             PathMatch::Exact(s) => PathMatcher::Exact(s.clone()),
             PathMatch::Regex(r) => PathMatcher::Regex(whole(r)?),
+            PathMatch::SeparatedPrefix(s) => PathMatcher::SeparatedPrefix(s.clone()),
         })
     }
 
@@ -38,6 +41,9 @@ impl PathMatcher {
             PathMatcher::Prefix(p) => path.starts_with(p.as_str()),
             PathMatcher::Exact(p) => path == p,
             PathMatcher::Regex(r) => r.is_match(path),
+            PathMatcher::SeparatedPrefix(p) => path
+                .strip_prefix(p.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/')),
         }
     }
 }
@@ -48,6 +54,7 @@ pub struct HeaderCheck {
     name: String,
     is_method: bool,
     value: ValueMatch,
+    invert: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -58,6 +65,8 @@ enum ValueMatch {
     /// request, with or without the field (`pkg/router/rpc_rule.go`); MOSN's RPC examples use it
     /// as the catch-all route.
     Any,
+    /// Envoy's `present_match`: the field is there.
+    Present,
 }
 
 impl HeaderCheck {
@@ -66,7 +75,10 @@ impl HeaderCheck {
         Some(HeaderCheck {
             name: h.name.to_ascii_lowercase(),
             is_method: h.name == "method",
-            value: if h.regex {
+            invert: h.invert,
+            value: if h.present {
+                ValueMatch::Present
+            } else if h.regex {
                 ValueMatch::Regex(whole(&h.value)?)
             } else if h.name == "service" && h.value == ".*" {
                 ValueMatch::Any
@@ -83,12 +95,14 @@ impl HeaderCheck {
         } else {
             h.get_str(&self.name)
         };
-        match (got, &self.value) {
+        let hit = match (got, &self.value) {
             (_, ValueMatch::Any) => true,
             (None, _) => false,
+            (Some(_), ValueMatch::Present) => true,
             (Some(g), ValueMatch::Exact(v)) => g == v,
             (Some(g), ValueMatch::Regex(r)) => r.is_match(g),
-        }
+        };
+        hit != self.invert
     }
 }
 
@@ -102,8 +116,44 @@ mod tests {
             name: name.into(),
             value: value.into(),
             regex,
+            present: false,
+            invert: false,
         })
         .unwrap()
+    }
+
+    #[test]
+    fn present_and_inverted_matchers() {
+        let m = |present, invert, value: &str| {
+            HeaderCheck::new(&HeaderMatcher {
+                name: "x-v".into(),
+                value: value.into(),
+                regex: false,
+                present,
+                invert,
+            })
+            .unwrap()
+        };
+        let mut with = HeaderVec::default();
+        with.set("x-v", b"2");
+        let mut without = HeaderVec::default();
+        without.set("other", b"1");
+        assert!(m(true, false, "").matches(&with));
+        assert!(!m(true, false, "").matches(&without));
+        assert!(!m(true, true, "").matches(&with));
+        assert!(m(true, true, "").matches(&without));
+        assert!(m(false, true, "1").matches(&with));
+        assert!(!m(false, true, "2").matches(&with));
+        assert!(m(false, true, "2").matches(&without));
+    }
+
+    #[test]
+    fn separated_prefix_stops_at_a_segment() {
+        let p = PathMatcher::new(&PathMatch::SeparatedPrefix("/api".into())).unwrap();
+        assert!(p.matches("/api"));
+        assert!(p.matches("/api/v1"));
+        assert!(!p.matches("/apiv1"));
+        assert!(!p.matches("/ap"));
     }
 
     #[test]
