@@ -262,7 +262,10 @@ impl RouteTable {
                         // swaps the whole path (Envoy's `prefix_rewrite`).
                         let prefix_rewrite = f.prefix_rewrite.as_ref().map(|with| {
                             let matched = match &r.path {
-                                Some(mosn_config::PathMatch::Prefix(p)) => Some(p.clone()),
+                                Some(
+                                    mosn_config::PathMatch::Prefix(p)
+                                    | mosn_config::PathMatch::SeparatedPrefix(p),
+                                ) => Some(p.clone()),
                                 _ => None,
                             };
                             (matched, with.clone())

@@ -58,6 +58,7 @@ pub fn summary(c: &Config) -> String {
                     Some(PathMatch::Prefix(p)) => format!("prefix {p}"),
                     Some(PathMatch::Exact(p)) => format!("path {p}"),
                     Some(PathMatch::Regex(p)) => format!("regex {p}"),
+                    Some(PathMatch::SeparatedPrefix(p)) => format!("path_separated_prefix {p}"),
                 };
                 let hs: Vec<String> = rt
                     .headers
