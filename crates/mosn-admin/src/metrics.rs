@@ -174,6 +174,9 @@ pub fn collect(snapshot: &Snapshot, workers: &[Arc<WorkerStats>]) -> Vec<MetricS
         values: downstream(&all),
     });
     for (i, l) in snapshot.listeners.iter().enumerate() {
+        if l.removed_at.is_some() {
+            continue;
+        }
         let sets: Vec<&DownstreamStats> =
             workers.iter().filter_map(|w| w.listeners.get(i)).collect();
         out.push(MetricSet {

@@ -67,11 +67,9 @@ impl ConnCtx {
         if Arc::ptr_eq(&self.snapshot, &current) {
             return None;
         }
-        let name = &self.listener().name;
-        let listener = match current.listeners.get(self.listener) {
-            Some(l) if &l.name == name => self.listener,
-            _ => current.listeners.iter().position(|l| &l.name == name)?,
-        };
+        // Listener slots are stable across snapshots (a removed one stays as a tombstone).
+        let listener = self.listener;
+        current.listeners.get(listener)?;
         Some(ConnCtx {
             worker: self.worker.clone(),
             snapshot: arc_swap::Guard::into_inner(current),
@@ -81,6 +79,30 @@ impl ConnCtx {
             local: self.local,
             id: self.id,
         })
+    }
+
+    /// True when this connection should close after its current request: the server drains,
+    /// or a config applied at run time removed its listener.
+    pub fn draining(&self) -> bool {
+        self.worker.draining.get() || self.removed_at().is_some()
+    }
+
+    /// When the drain that concerns this connection started: the server's, else its listener's
+    /// removal.
+    pub fn drain_started(&self) -> Option<tokio::time::Instant> {
+        self.worker
+            .drain_started
+            .get()
+            .or_else(|| self.removed_at().map(tokio::time::Instant::from_std))
+    }
+
+    fn removed_at(&self) -> Option<std::time::Instant> {
+        self.worker
+            .config
+            .load()
+            .listeners
+            .get(self.listener)
+            .map_or(Some(std::time::Instant::now()), |l| l.removed_at)
     }
 
     /// The listener's compiled config.

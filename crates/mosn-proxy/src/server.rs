@@ -12,7 +12,7 @@ use mosn_config::Config;
 use tokio::sync::watch;
 
 use crate::access_log::{AccessLogError, AccessLogs};
-use crate::snapshot::{Snapshot, SnapshotError};
+use crate::snapshot::{ListenerInfo, Snapshot, SnapshotError};
 use crate::stats::WorkerStats;
 use crate::worker::{accept_loop, Accepting, Worker};
 use mosn_config::ListenAddr;
@@ -41,30 +41,93 @@ pub enum StartError {
     AccessLog(#[from] AccessLogError),
 }
 
-/// Applies a new config's clusters and routes to a running server ([`Snapshot::rebuild`]): every
-/// connection already open routes its next request (HTTP/1), stream (HTTP/2) or call (Bolt,
-/// Dubbo) by them; streams in flight finish on the old ones. `tcp_proxy` connections keep their
-/// upstream.
+/// Applies a new config to a running server ([`Snapshot::rebuild`]): every connection already
+/// open routes its next request (HTTP/1), stream (HTTP/2) or call (Bolt, Dubbo) by the new
+/// clusters and routes; streams in flight finish on the old ones. `tcp_proxy` connections keep
+/// their upstream. New listeners are bound and served by every worker; removed ones stop
+/// accepting and drain (their connections close after the current request).
 #[derive(Clone)]
 pub struct Rerouter {
     config: Arc<ArcSwap<Snapshot>>,
     stats: Vec<Arc<WorkerStats>>,
     lock: Arc<std::sync::Mutex<()>>,
+    workers: Vec<tokio::sync::mpsc::UnboundedSender<WorkerCmd>>,
+    addrs: Arc<std::sync::Mutex<Vec<(String, ListenAddr)>>>,
+}
+
+/// Why a config could not be applied to a running server.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// It does not compile.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    /// A new listener could not be bound.
+    #[error(transparent)]
+    Start(#[from] StartError),
+}
+
+impl ApplyError {
+    /// The listener at fault, when a bind failed.
+    pub fn listener(&self) -> Option<&str> {
+        match self {
+            ApplyError::Start(StartError::Bind { name, .. }) => Some(name),
+            _ => None,
+        }
+    }
 }
 
 impl Rerouter {
-    /// Compiles `cfg` against the running snapshot and publishes it.
+    /// Compiles `cfg` against the running snapshot, binds its new listeners, and publishes it.
     ///
-    /// Errors: see [`Snapshot::rebuild`]; the running snapshot is then unchanged.
-    pub fn apply(&self, cfg: &Config) -> Result<(), SnapshotError> {
+    /// Errors: see [`Snapshot::rebuild`], or a bind error; the running server is then unchanged.
+    pub fn apply(&self, cfg: &Config) -> Result<(), ApplyError> {
         let _one_at_a_time = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        let next = self.config.load().rebuild(cfg)?;
-        // New clusters and hosts get counters before any stream can reach them.
+        let old = self.config.load_full();
+        let next = old.rebuild(cfg)?;
+        let mut bound = Vec::new();
+        for slot in old.listeners.len()..next.listeners.len() {
+            let info = &next.listeners[slot];
+            let (socks, actual) = bind(info, self.workers.len(), false)?;
+            bound.push((slot, socks, info.name.clone(), actual));
+        }
+        // New clusters, hosts and listeners get counters before any stream can reach them.
         for w in &self.stats {
             w.upstream
                 .grow(next.clusters.clusters.len(), next.clusters.host_count);
+            w.listeners.grow(next.listeners.len());
+        }
+        let removed: Vec<usize> = next
+            .listeners
+            .iter()
+            .zip(&old.listeners)
+            .enumerate()
+            .filter(|(_, (n, o))| n.removed_at.is_some() && o.removed_at.is_none())
+            .map(|(i, _)| i)
+            .collect();
+        {
+            let mut addrs = self.addrs.lock().unwrap_or_else(|e| e.into_inner());
+            addrs.retain(|(n, _)| {
+                next.listeners
+                    .iter()
+                    .any(|l| l.removed_at.is_none() && &l.name == n)
+            });
+            for (slot, _, name, actual) in &bound {
+                tracing::info!(listener = name, slot, address = %actual, "listener added");
+                addrs.push((name.clone(), actual.clone()));
+            }
         }
         self.config.store(Arc::new(next));
+        for (slot, socks, _, _) in bound {
+            for (w, sock) in self.workers.iter().zip(socks) {
+                let _ = w.send(WorkerCmd::Listen(slot, sock));
+            }
+        }
+        for slot in removed {
+            tracing::info!(slot, "listener removed; draining");
+            for w in &self.workers {
+                let _ = w.send(WorkerCmd::Close(slot));
+            }
+        }
         Ok(())
     }
 }
@@ -97,7 +160,8 @@ pub enum Bound {
 
 /// A running server. Dropping it stops the workers at once.
 pub struct Server {
-    listeners: Vec<(String, ListenAddr)>,
+    listeners: Arc<std::sync::Mutex<Vec<(String, ListenAddr)>>>,
+    cmds: Vec<tokio::sync::mpsc::UnboundedSender<WorkerCmd>>,
     stats: Vec<Arc<WorkerStats>>,
     shutdown: watch::Sender<bool>,
     threads: Vec<JoinHandle<()>>,
@@ -121,57 +185,19 @@ impl Server {
         let mut addrs = Vec::new();
         // Per worker: (listener index, socket). Virtual listeners (`bind_port: false`) have none.
         let mut sockets: Vec<Vec<(usize, Bound)>> = (0..n).map(|_| Vec::new()).collect();
-        for (li, l) in cfg.server.listeners.iter().enumerate() {
-            if !l.bind_port {
-                addrs.push((l.name.clone(), l.address.clone()));
-                continue;
+        for (li, info) in snapshot.listeners.iter().enumerate() {
+            let (per_worker, actual) = bind(info, n, true)?;
+            for (w, b) in per_worker.into_iter().enumerate() {
+                sockets[w].push((li, b));
             }
-            let transparent = l.original_dst == Some(mosn_config::OriginalDst::Tproxy);
-            let bind_err = |error| StartError::Bind {
-                name: l.name.clone(),
-                address: l.address.clone(),
-                error,
-            };
-            match &l.address {
-                ListenAddr::Tcp(a) => {
-                    mosn_net::holder::ensure_free(*a, false).map_err(bind_err)?;
-                    let first = mosn_net::bind_reuseport_with(*a, transparent).map_err(bind_err)?;
-                    let actual = first.local_addr().map_err(bind_err)?;
-                    sockets[0].push((li, Bound::Tcp(first)));
-                    for s in sockets.iter_mut().skip(1) {
-                        let b =
-                            mosn_net::bind_reuseport_with(actual, transparent).map_err(bind_err)?;
-                        s.push((li, Bound::Tcp(b)));
-                    }
-                    addrs.push((l.name.clone(), ListenAddr::Tcp(actual)));
-                }
-                ListenAddr::Udp(a) => {
-                    mosn_net::holder::ensure_free(*a, true).map_err(bind_err)?;
-                    let first = mosn_net::bind_udp_reuseport(*a).map_err(bind_err)?;
-                    let actual = first.local_addr().map_err(bind_err)?;
-                    let sessions = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-                    sockets[0].push((li, Bound::Udp(first, sessions.clone())));
-                    for s in sockets.iter_mut().skip(1) {
-                        let b = mosn_net::bind_udp_reuseport(actual).map_err(bind_err)?;
-                        s.push((li, Bound::Udp(b, sessions.clone())));
-                    }
-                    addrs.push((l.name.clone(), ListenAddr::Udp(actual)));
-                }
-                ListenAddr::Unix(p) => {
-                    let first = mosn_net::bind_unix(p).map_err(bind_err)?;
-                    for s in sockets.iter_mut().skip(1) {
-                        s.push((li, Bound::Unix(first.try_clone().map_err(bind_err)?)));
-                    }
-                    sockets[0].push((li, Bound::Unix(first)));
-                    addrs.push((l.name.clone(), l.address.clone()));
-                }
-            }
+            addrs.push((info.name.clone(), actual));
         }
         let logs = Arc::new(AccessLogs::open(cfg, &cfg.server.global_log_roller)?);
         let config = Arc::new(ArcSwap::new(snapshot));
         let (tx, rx) = watch::channel(false);
         let mut stats = Vec::new();
         let mut threads = Vec::new();
+        let mut cmds = Vec::new();
         let sizes = {
             let s = config.load();
             (
@@ -186,18 +212,21 @@ impl Server {
             stats.push(st.clone());
             let config = config.clone();
             let rx = rx.clone();
+            let (cmd_tx, cmd_rx) = tokio::sync::mpsc::unbounded_channel();
+            cmds.push(cmd_tx);
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .map_err(|e| StartError::Worker(id, e))?;
             let t = std::thread::Builder::new()
                 .name(format!("mosn-worker-{id}"))
-                .spawn(move || run_worker(id, rt, socks, config, st, logs, rx))
+                .spawn(move || run_worker(id, rt, socks, config, st, logs, rx, cmd_rx))
                 .map_err(|e| StartError::Worker(id, e))?;
             threads.push(t);
         }
         Ok(Server {
-            listeners: addrs,
+            listeners: Arc::new(std::sync::Mutex::new(addrs)),
+            cmds,
             stats,
             shutdown: tx,
             threads,
@@ -213,18 +242,28 @@ impl Server {
 
     /// The bound TCP or UDP address of a listener, by name (`None` for a unix listener).
     pub fn listener_addr(&self, name: &str) -> Option<SocketAddr> {
-        self.listeners
-            .iter()
+        self.listeners()
+            .into_iter()
             .find(|(n, _)| n == name)
             .and_then(|(_, a)| match a {
-                ListenAddr::Tcp(a) | ListenAddr::Udp(a) => Some(*a),
+                ListenAddr::Tcp(a) | ListenAddr::Udp(a) => Some(a),
                 ListenAddr::Unix(_) => None,
             })
     }
 
-    /// `(name, bound address)` of every listener, in config order.
-    pub fn listeners(&self) -> &[(String, ListenAddr)] {
-        &self.listeners
+    /// `(name, bound address)` of every live listener: the config's in order, then those added
+    /// at run time.
+    pub fn listeners(&self) -> Vec<(String, ListenAddr)> {
+        self.listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The live listeners' bound addresses, shared: kept up to date as listeners are added and
+    /// removed at run time.
+    pub fn listener_addrs(&self) -> Arc<std::sync::Mutex<Vec<(String, ListenAddr)>>> {
+        self.listeners.clone()
     }
 
     /// Each worker's counters.
@@ -251,6 +290,8 @@ impl Server {
             config: self.config.clone(),
             stats: self.stats.clone(),
             lock: Arc::new(std::sync::Mutex::new(())),
+            workers: self.cmds.clone(),
+            addrs: self.listeners.clone(),
         }
     }
 
@@ -294,6 +335,76 @@ impl Drop for Server {
     }
 }
 
+/// Binds a listener once per worker (`bind_port: false`: no socket). Returns the sockets, one per
+/// worker (none for a virtual listener), and the bound address (the port the OS chose for port 0).
+///
+/// Errors: [`StartError::Bind`]. With `check_holder`, an address another process holds is
+/// reported with that process (`mosn_net::holder`); at run time the server may hold it itself.
+fn bind(
+    l: &ListenerInfo,
+    workers: usize,
+    check_holder: bool,
+) -> Result<(Vec<Bound>, ListenAddr), StartError> {
+    if !l.bind_port {
+        return Ok((Vec::new(), l.address.clone()));
+    }
+    let transparent = l.original_dst == Some(mosn_net::original_dst::Mode::Tproxy);
+    let bind_err = |error| StartError::Bind {
+        name: l.name.clone(),
+        address: l.address.clone(),
+        error,
+    };
+    let mut out = Vec::with_capacity(workers);
+    let actual = match &l.address {
+        ListenAddr::Tcp(a) => {
+            if check_holder {
+                mosn_net::holder::ensure_free(*a, false).map_err(bind_err)?;
+            }
+            let first = mosn_net::bind_reuseport_with(*a, transparent).map_err(bind_err)?;
+            let actual = first.local_addr().map_err(bind_err)?;
+            out.push(Bound::Tcp(first));
+            for _ in 1..workers {
+                out.push(Bound::Tcp(
+                    mosn_net::bind_reuseport_with(actual, transparent).map_err(bind_err)?,
+                ));
+            }
+            ListenAddr::Tcp(actual)
+        }
+        ListenAddr::Udp(a) => {
+            if check_holder {
+                mosn_net::holder::ensure_free(*a, true).map_err(bind_err)?;
+            }
+            let first = mosn_net::bind_udp_reuseport(*a).map_err(bind_err)?;
+            let actual = first.local_addr().map_err(bind_err)?;
+            let sessions = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            out.push(Bound::Udp(first, sessions.clone()));
+            for _ in 1..workers {
+                let b = mosn_net::bind_udp_reuseport(actual).map_err(bind_err)?;
+                out.push(Bound::Udp(b, sessions.clone()));
+            }
+            ListenAddr::Udp(actual)
+        }
+        ListenAddr::Unix(p) => {
+            let first = mosn_net::bind_unix(p).map_err(bind_err)?;
+            for _ in 1..workers {
+                out.push(Bound::Unix(first.try_clone().map_err(bind_err)?));
+            }
+            out.insert(0, Bound::Unix(first));
+            l.address.clone()
+        }
+    };
+    Ok((out, actual))
+}
+
+/// What the server asks of a running worker.
+pub enum WorkerCmd {
+    /// Serve a listener added at run time, at this slot, on this socket.
+    Listen(usize, Bound),
+    /// Stop accepting on the listener at this slot (removed at run time).
+    Close(usize),
+}
+
+#[allow(clippy::too_many_arguments)]
 fn run_worker(
     id: usize,
     rt: tokio::runtime::Runtime,
@@ -302,11 +413,18 @@ fn run_worker(
     stats: Arc<WorkerStats>,
     logs: Arc<AccessLogs>,
     shutdown: watch::Receiver<bool>,
+    mut cmds: tokio::sync::mpsc::UnboundedReceiver<WorkerCmd>,
 ) {
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
         let worker = Rc::new(Worker::new(id, config.clone(), stats, logs));
-        for (index, s) in sockets {
+        // Each listener socket stops on its own signal: set by a `Close` or by the server's drain.
+        let mut stops: std::collections::HashMap<usize, watch::Sender<bool>> = Default::default();
+        let serve = |index: usize, s: Bound, stops: &mut std::collections::HashMap<usize, watch::Sender<bool>>| {
+            let stop = stops
+                .entry(index)
+                .or_insert_with(|| watch::channel(false).0)
+                .subscribe();
             let l = match s {
                 Bound::Tcp(s) => tokio::net::TcpListener::from_std(s).map(Accepting::Tcp),
                 Bound::Unix(s) => tokio::net::UnixListener::from_std(s).map(Accepting::Unix),
@@ -319,12 +437,12 @@ fn run_worker(
                                 index,
                                 sessions,
                                 config.clone(),
-                                shutdown.clone(),
+                                stop,
                             ));
                         }
                         Err(e) => tracing::error!(worker = id, error = %e, "udp socket unusable"),
                     }
-                    continue;
+                    return;
                 }
             };
             match l {
@@ -334,11 +452,14 @@ fn run_worker(
                         l,
                         index,
                         config.clone(),
-                        shutdown.clone(),
+                        stop,
                     ));
                 }
                 Err(e) => tracing::error!(worker = id, error = %e, "listener socket unusable"),
             }
+        };
+        for (index, s) in sockets {
+            serve(index, s, &mut stops);
         }
         if !worker.local_logs.is_empty() {
             let w = worker.clone();
@@ -351,11 +472,36 @@ fn run_worker(
             });
         }
         // Run until the server's sender is dropped (stop), serving in-flight requests meanwhile;
-        // the first `true` starts the drain.
+        // the first `true` starts the drain. Listeners come and go by command meanwhile.
         let mut rx = shutdown;
-        while rx.changed().await.is_ok() {
-            if *rx.borrow() {
-                worker.start_drain();
+        loop {
+            tokio::select! {
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    if *rx.borrow() {
+                        for s in stops.values() {
+                            let _ = s.send(true);
+                        }
+                        worker.start_drain();
+                    }
+                }
+                Some(cmd) = cmds.recv() => match cmd {
+                    WorkerCmd::Listen(index, s) => {
+                        if worker.draining.get() {
+                            continue;
+                        }
+                        serve(index, s, &mut stops);
+                    }
+                    WorkerCmd::Close(index) => {
+                        if let Some(s) = stops.remove(&index) {
+                            let _ = s.send(true);
+                        }
+                        // Idle connections of that listener look again and close.
+                        worker.drain.notify_waiters();
+                    }
+                },
             }
         }
         worker.local_logs.flush();

@@ -110,6 +110,12 @@ pub struct ListenerInfo {
     pub header_timeout: Duration,
     /// The `stream_filters` config as written, to tell whether a new config changes them.
     pub filters_config: String,
+    /// `bind_port`: false for a virtual listener, reached only by an original-destination hand-off.
+    pub bind_port: bool,
+    /// When a config applied at run time removed this listener: it accepts no more connections,
+    /// and the open ones close after their current request (a tombstone keeps its slot so they
+    /// can finish). `None` while it is live.
+    pub removed_at: Option<std::time::Instant>,
 }
 
 /// A listener's stream filters, in config order.
@@ -165,10 +171,6 @@ pub enum SnapshotError {
     /// A stream filter of unknown type or with a bad config, with its JSON path.
     #[error(transparent)]
     Filter(#[from] mosn_api::FilterConfigError),
-    /// A config applied at run time adds, removes, renames, moves or reorders listeners (not
-    /// supported yet).
-    #[error("the listeners changed (names or addresses); a running server takes clusters, routes and listener settings, not new listeners: restart it")]
-    Listeners,
 }
 
 impl Snapshot {
@@ -182,10 +184,11 @@ impl Snapshot {
         };
         self.listeners
             .iter()
-            .position(|l| tcp(l) == Some(dst))
+            .position(|l| l.removed_at.is_none() && tcp(l) == Some(dst))
             .or_else(|| {
                 self.listeners.iter().position(|l| {
-                    tcp(l).is_some_and(|a| a.ip().is_unspecified() && a.port() == dst.port())
+                    l.removed_at.is_none()
+                        && tcp(l).is_some_and(|a| a.ip().is_unspecified() && a.port() == dst.port())
                 })
             })
     }
@@ -197,24 +200,47 @@ impl Snapshot {
         Snapshot::build_from(cfg, None)
     }
 
-    /// Compiles a new config to replace `self` while the server runs: the listeners must be the
-    /// same ones (names and addresses, in order); a listener whose `stream_filters` config did not change keeps
-    /// its filter instances, so their counters go on. Clusters, hosts (whose ids are stable,
-    /// see `mosn_upstream::cluster::host_id`) and routes are the new config's.
+    /// Compiles a new config to replace `self` while the server runs. Listeners are kept in their
+    /// slots (indices stay valid for open connections): one with the same name, address and
+    /// `bind_port` keeps its slot, and its filter instances when its `stream_filters` config did
+    /// not change (so their counters go on); a new one takes a new slot at the end; a listener
+    /// the config no longer has stays as a tombstone ([`ListenerInfo::removed_at`]). Clusters,
+    /// hosts (whose ids are stable, see `mosn_upstream::cluster::host_id`) and routes are the new
+    /// config's.
     ///
-    /// Errors: as [`Snapshot::build`]; [`SnapshotError::Listeners`] when the listeners differ.
+    /// Errors: as [`Snapshot::build`].
     pub fn rebuild(&self, cfg: &Config) -> Result<Snapshot, SnapshotError> {
-        let same = cfg.server.listeners.len() == self.listeners.len()
-            && cfg
-                .server
-                .listeners
-                .iter()
-                .zip(&self.listeners)
-                .all(|(a, b)| a.name == b.name && a.address == b.address);
-        if !same {
-            return Err(SnapshotError::Listeners);
+        let mut next = Snapshot::build_from(cfg, Some(self))?;
+        let fresh = std::mem::take(&mut next.listeners);
+        let mut slots: Vec<Option<ListenerInfo>> = self.listeners.iter().map(|_| None).collect();
+        let mut added = Vec::new();
+        for info in fresh {
+            let same = self.listeners.iter().enumerate().position(|(i, o)| {
+                o.removed_at.is_none()
+                    && slots[i].is_none()
+                    && o.name == info.name
+                    && o.address == info.address
+                    && o.bind_port == info.bind_port
+            });
+            match same {
+                Some(i) => slots[i] = Some(info),
+                None => added.push(info),
+            }
         }
-        Snapshot::build_from(cfg, Some(self))
+        let now = std::time::Instant::now();
+        next.listeners = slots
+            .into_iter()
+            .zip(&self.listeners)
+            .map(|(s, old)| {
+                s.unwrap_or_else(|| {
+                    let mut t = old.clone();
+                    t.removed_at.get_or_insert(now);
+                    t
+                })
+            })
+            .chain(added)
+            .collect();
+        Ok(next)
     }
 
     fn build_from(cfg: &Config, old: Option<&Snapshot>) -> Result<Snapshot, SnapshotError> {
@@ -227,7 +253,7 @@ impl Snapshot {
             .map(|r| RouteTable::new(r, &registry, &mut |name, meta| cm.resolve(name, meta)))
             .collect::<Result<Vec<_>, _>>()?;
         let mut listeners = Vec::new();
-        for (i, l) in cfg.server.listeners.iter().enumerate() {
+        for l in &cfg.server.listeners {
             let filters_config = l
                 .stream_filters
                 .iter()
@@ -235,7 +261,11 @@ impl Snapshot {
                 .collect::<Vec<_>>()
                 .join(";");
             let kept = old
-                .and_then(|o| o.listeners.get(i))
+                .and_then(|o| {
+                    o.listeners
+                        .iter()
+                        .find(|o| o.removed_at.is_none() && o.name == l.name)
+                })
                 .filter(|o| o.filters_config == filters_config)
                 .map(|o| o.filters.0.clone());
             let filters = match kept {
@@ -307,6 +337,8 @@ impl Snapshot {
                     .unwrap_or(crate::http1::DEFAULT_HEADER_TIMEOUT),
                 tls,
                 inspector: l.inspector,
+                bind_port: l.bind_port,
+                removed_at: None,
                 name: l.name.clone(),
                 kind,
                 idle_timeout: l.connection_idle_timeout,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use mosn_api::metrics::{Counter, Gauge, Histogram};
 use mosn_api::ResponseFlag;
-use mosn_upstream::stats::UpstreamStatsSet;
+use mosn_upstream::stats::{Slots, UpstreamStatsSet};
 
 /// All response flags, in the order of [`WorkerStats::flags`].
 pub const FLAGS: [ResponseFlag; 13] = [
@@ -76,8 +76,8 @@ impl DownstreamStats {
 /// Counters of one worker.
 #[derive(Debug)]
 pub struct WorkerStats {
-    /// Downstream stats by listener index.
-    pub listeners: Vec<DownstreamStats>,
+    /// Downstream stats by listener slot (grown when listeners are added at run time).
+    pub listeners: Slots<DownstreamStats>,
     /// Upstream stats by cluster index and host id.
     pub upstream: Arc<UpstreamStatsSet>,
     /// Requests in flight on this worker (all listeners), watched by a draining shutdown.
@@ -92,7 +92,7 @@ impl WorkerStats {
     /// Zeroed stats for the given numbers of listeners, clusters and hosts.
     pub fn new(listeners: usize, clusters: usize, hosts: usize) -> Self {
         WorkerStats {
-            listeners: (0..listeners).map(|_| DownstreamStats::default()).collect(),
+            listeners: Slots::new(listeners),
             upstream: Arc::new(UpstreamStatsSet::new(clusters, hosts)),
             active_requests: Gauge::default(),
             active_connections: Gauge::default(),

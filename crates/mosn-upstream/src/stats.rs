@@ -73,6 +73,14 @@ impl<T: Default> Slots<T> {
         }
     }
 
+    /// Every ready entry, in index order.
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.chunks
+            .iter()
+            .map_while(|c| c.get())
+            .flat_map(|c| c.iter())
+    }
+
     /// Entry `i`, when it is ready.
     #[inline]
     pub fn get(&self, i: usize) -> Option<&T> {

@@ -99,24 +99,4 @@ impl Status {
             "ignored_filters": i.ignored_filters,
         })
     }
-
-    /// Prometheus text lines (`mosn_xds_connected`, `mosn_xds_updates_total{type,result}`).
-    pub fn prometheus(&self) -> String {
-        use std::fmt::Write;
-        let i = self.with(|i| i.clone());
-        let mut s = String::new();
-        let _ = writeln!(s, "# TYPE mosn_xds_connected gauge");
-        let _ = writeln!(s, "mosn_xds_connected {}", u8::from(i.connected));
-        let _ = writeln!(s, "# TYPE mosn_xds_updates_total counter");
-        for kind in ["lds", "rds", "cds", "eds", "sds"] {
-            for (result, m) in [("ack", &i.acks), ("nack", &i.nacks)] {
-                let _ = writeln!(
-                    s,
-                    "mosn_xds_updates_total{{type=\"{kind}\",result=\"{result}\"}} {}",
-                    m.get(kind).copied().unwrap_or(0)
-                );
-            }
-        }
-        s
-    }
 }

@@ -1,13 +1,14 @@
 //! The config a running server serves, and its changes without a restart: a reload of the config
-//! file (`mosn reload -c FILE`, or SIGUSR2), and what extensions add (the Dubbo registry's
-//! clusters and routes). Both go through the same steps: the new JSON is parsed and validated as
-//! at start, compiled against the running snapshot (`Rerouter`), and only then published; a bad
-//! config changes nothing and its JSON-path error is logged.
+//! file (`mosn reload -c FILE`, or SIGUSR2), what the Dubbo registry adds (clusters and routes),
+//! and what an xDS control plane sends (listeners, routes, clusters). All go through the same
+//! steps: the composed JSON is parsed and validated as at start, compiled against the running
+//! snapshot (`Rerouter`), and only then published; a bad config changes nothing and its JSON-path
+//! error is logged (and, for xDS, NACKed).
 //!
-//! What a running server takes: clusters, hosts, routes, and listeners' stream filters, protocols,
-//! timeouts and TLS (for new connections). Adding, removing, renaming or moving a listener is
-//! refused; `admin`, `metrics`, `pid`, `extends`, `processor` and the error log take effect at the
-//! next start (a warning says so).
+//! What a running server takes: clusters, hosts, routes, listeners added and removed (a removed
+//! one drains), and listeners' stream filters, protocols, timeouts and TLS (for new connections).
+//! Access logs of listeners added at run time, `admin`, `metrics`, `pid`, `extends`, `processor`
+//! and the error log take effect at the next start (a warning says so).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -27,6 +28,7 @@ pub struct Live {
 struct State {
     base: Value,
     services: BTreeMap<String, Vec<SocketAddr>>,
+    xds: Option<mosn_xds::Translated>,
 }
 
 /// Keys whose change needs a restart, as JSON pointers.
@@ -53,6 +55,7 @@ impl Live {
             state: Mutex::new(State {
                 base: loaded.raw.clone(),
                 services: BTreeMap::new(),
+                xds: None,
             }),
             dir: file.and_then(|p| p.parent()).map(PathBuf::from),
             rerouter,
@@ -64,20 +67,31 @@ impl Live {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Parses, compiles and publishes the composition of `base` and `services`.
-    fn apply(
+    /// Parses, compiles and publishes the composition of `base`, `services` and `xds`.
+    fn publish(
         &self,
         base: &Value,
         services: &BTreeMap<String, Vec<SocketAddr>>,
-    ) -> Result<(), String> {
+        xds: Option<&mosn_xds::Translated>,
+    ) -> Result<(), Failure> {
         let v = crate::dubbo_registry::with_services(base, services);
-        let mut loaded = mosn_config::from_value(&v).map_err(|e| e.to_string())?;
+        let (v, origin) = match xds {
+            Some(t) => crate::xds::compose(v, t),
+            None => (v, crate::xds::Origin::default()),
+        };
+        let mut loaded = mosn_config::from_value(&v).map_err(|e| Failure {
+            culprit: origin.culprit(&e.path),
+            message: e.to_string(),
+        })?;
         if let Some(d) = &self.dir {
             mosn_config::resolve_paths(&mut loaded.config, d);
         }
-        self.rerouter
-            .apply(&loaded.config)
-            .map_err(|e| e.to_string())?;
+        self.rerouter.apply(&loaded.config).map_err(|e| Failure {
+            culprit: e
+                .listener()
+                .and_then(|name| origin.listener(name)),
+            message: e.to_string(),
+        })?;
         let mut shown = v;
         mosn_admin::api::redact(&mut shown);
         *self.dump.lock().unwrap_or_else(|e| e.into_inner()) = shown;
@@ -90,7 +104,8 @@ impl Live {
     /// nothing changed then.
     pub fn reload(&self, loaded: &mosn_config::Loaded) -> Result<(), String> {
         let mut st = self.lock();
-        self.apply(&loaded.raw, &st.services)?;
+        self.publish(&loaded.raw, &st.services, st.xds.as_ref())
+            .map_err(|f| f.message)?;
         for key in RESTART_KEYS {
             if st.base.pointer(key) != loaded.raw.pointer(key) {
                 tracing::warn!(
@@ -106,7 +121,7 @@ impl Live {
     /// Takes the registry's services.
     pub fn set_services(&self, services: &BTreeMap<String, Vec<SocketAddr>>) {
         let mut st = self.lock();
-        match self.apply(&st.base, services) {
+        match self.publish(&st.base, services, st.xds.as_ref()) {
             Ok(()) => {
                 st.services = services.clone();
                 tracing::info!(
@@ -116,8 +131,31 @@ impl Live {
                 );
             }
             Err(e) => {
-                tracing::error!(error = %e, "dubbo_registry: cannot apply clusters and routes")
+                tracing::error!(error = %e.message, "dubbo_registry: cannot apply clusters and routes")
             }
+        }
+    }
+}
+
+/// A composed config that did not apply.
+struct Failure {
+    /// The xDS resource at fault, when the error is inside one.
+    culprit: Option<(&'static str, String)>,
+    message: String,
+}
+
+impl mosn_xds::Apply for Live {
+    fn apply(&self, t: &mosn_xds::Translated) -> Result<(), mosn_xds::ApplyError> {
+        let mut st = self.lock();
+        match self.publish(&st.base, &st.services, Some(t)) {
+            Ok(()) => {
+                st.xds = Some(t.clone());
+                Ok(())
+            }
+            Err(f) => Err(mosn_xds::ApplyError {
+                culprit: f.culprit,
+                message: f.message,
+            }),
         }
     }
 }

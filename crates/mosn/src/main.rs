@@ -8,6 +8,7 @@
 
 mod dubbo_registry;
 mod live;
+mod xds;
 mod logging;
 mod summary;
 
@@ -200,6 +201,7 @@ fn run(loaded: &mosn_config::Loaded, args: &RunArgs) -> anyhow::Result<()> {
         dump.clone(),
     ));
     let registry = dubbo_registry::start(loaded, live.clone(), &server)?;
+    let xds = xds::start(loaded, live.clone())?;
     let state = Arc::new(mosn_admin::AdminState {
         config: dump,
         stats: server.stats_view(),
@@ -217,7 +219,11 @@ fn run(loaded: &mosn_config::Loaded, args: &RunArgs) -> anyhow::Result<()> {
                 .map_err(|e| e.to_string())
         }),
         stage: AtomicU8::new(mosn_admin::api::STAGE_RUNNING),
-        extensions: registry.iter().map(dubbo_registry::extension).collect(),
+        extensions: registry
+            .iter()
+            .map(dubbo_registry::extension)
+            .chain(xds.iter().map(|(_, s)| xds::extension(s)))
+            .collect(),
     });
     let control = if cfg.admin.is_some() || !cfg.metrics.prometheus.is_empty() {
         let c = mosn_admin::start(
@@ -285,6 +291,7 @@ fn run(loaded: &mosn_config::Loaded, args: &RunArgs) -> anyhow::Result<()> {
         drop(server);
     }
     drop(control);
+    drop(xds);
     if let Some(pid) = &cfg.pid {
         let _ = std::fs::remove_file(pid);
     }

@@ -112,7 +112,7 @@ impl Downstream {
                 head_started.get_or_insert_with(Instant::now);
             }
             let idle = head_started.is_none();
-            let drain_close = match self.ctx.worker.drain_started.get() {
+            let drain_close = match self.ctx.drain_started() {
                 Some(t) if idle => {
                     let at = t + DRAIN_IDLE_GRACE;
                     if Instant::now() >= at {
@@ -178,7 +178,7 @@ impl Downstream {
             }
             _ => true,
         };
-        let close = !req.keep_alive || unread || self.ctx.worker.draining.get();
+        let close = !req.keep_alive || unread || self.ctx.draining();
         self.write_local(req, &mut head, &reply, close, info).await
     }
 

@@ -88,7 +88,7 @@ pub async fn serve(accepted: Accepted) {
     let mut idle_timer = std::pin::pin!(tokio::time::sleep(Duration::from_secs(86400)));
     let mut idle_armed = false;
     let mut draining = false;
-    if ctx.worker.draining.get() {
+    if ctx.draining() {
         conn.graceful_shutdown();
         draining = true;
     }
@@ -126,9 +126,12 @@ pub async fn serve(accepted: Accepted) {
                 }
                 None => break,
             },
+            // The server drains, or this connection's listener was removed.
             _ = drain, if !draining => {
-                conn.graceful_shutdown();
-                draining = true;
+                if ctx.draining() {
+                    conn.graceful_shutdown();
+                    draining = true;
+                }
             }
             _ = &mut idle_timer, if idle_armed && streams.is_empty() && !draining => {
                 conn.graceful_shutdown();

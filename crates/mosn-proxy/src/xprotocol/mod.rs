@@ -116,7 +116,7 @@ pub async fn serve<P: Served>(accepted: Accepted, proto: P) {
                 }
             }
         }
-        if ctx.worker.draining.get() && !draining {
+        if ctx.draining() && !draining {
             draining = true;
             if let Some(g) = proto.goaway() {
                 proto.encode(&g, &mut wbuf);
