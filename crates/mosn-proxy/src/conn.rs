@@ -67,9 +67,12 @@ impl ConnCtx {
         if Arc::ptr_eq(&self.snapshot, &current) {
             return None;
         }
-        // Listener slots are stable across snapshots (a removed one stays as a tombstone).
+        // Listener slots are stable across snapshots. A removed listener's connections stay on
+        // the snapshot they had (its tombstone's route table index means nothing in the new one).
         let listener = self.listener;
-        current.listeners.get(listener)?;
+        if current.listeners.get(listener)?.removed_at.is_some() {
+            return None;
+        }
         Some(ConnCtx {
             worker: self.worker.clone(),
             snapshot: arc_swap::Guard::into_inner(current),

@@ -1,6 +1,6 @@
 //! New clusters and routes applied to a running server (`Server::rerouter`, what a registry or a
 //! config reload uses): connections already open route their next request by them, on HTTP/1
-//! keep-alive and on HTTP/2; a config that changes the listeners is refused and changes nothing.
+//! keep-alive and on HTTP/2; listeners added and removed at run time.
 
 mod common;
 use common::*;
@@ -64,17 +64,36 @@ async fn open_http1_and_http2_connections_take_new_routes_from_their_next_reques
                 "the same HTTP/2 connection"
             );
         }
-        // A config with other listeners is refused; the running one stays.
-        let mut other = with_clusters(all_to("a", protocol), clusters.clone());
-        other["servers"][0]["listeners"][0]["name"] = json!("other");
-        let other = mosn_config::from_value(&other).unwrap().config;
-        let e = p.server.rerouter().apply(&other).unwrap_err();
-        assert!(e.to_string().contains("listeners"), "{e}");
-        let now = if protocol == "Http1" {
-            get(p.addr, "/", &[]).await.text()
-        } else {
-            String::from_utf8(h2_get(p.addr, "/").await.1).unwrap()
-        };
-        assert_eq!(now, "b");
     }
 }
+
+/// A listener renamed by a new config is a new listener: it is bound and serves the new routes,
+/// while the old one stops accepting and its open keep-alive connection gets its next response
+/// (still routed as before) with `Connection: close`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listeners_are_added_and_removed_at_run_time_and_the_removed_one_drains() {
+    let a = named("a").await;
+    let b = named("b").await;
+    let clusters = json!([cluster("a", &[a.addr]), cluster("b", &[b.addr])]);
+    let p = proxy(with_clusters(all_to("a", "Http1"), clusters.clone()));
+    let mut c = Client::connect(p.addr).await;
+    assert_eq!(c.get("/").await.text(), "a");
+    let mut other = with_clusters(all_to("b", "Http1"), clusters.clone());
+    other["servers"][0]["listeners"][0]["name"] = json!("other");
+    let other = mosn_config::from_value(&other).unwrap().config;
+    p.server.rerouter().apply(&other).unwrap();
+    let added = p.server.listener_addr("other").expect("the new listener is bound");
+    assert_ne!(added, p.addr);
+    assert_eq!(get(added, "/", &[]).await.text(), "b");
+    assert!(p.server.listener_addr("l").is_none(), "the old one is gone from the list");
+    let last = c.get("/").await;
+    assert_eq!(last.text(), "a", "a removed listener's connection keeps its routes");
+    assert_eq!(last.header("connection"), Some("close"));
+    // The old address stops accepting (polled: each worker closes its socket on its own).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while tokio::net::TcpStream::connect(p.addr).await.is_ok() {
+        assert!(std::time::Instant::now() < deadline, "the removed listener still accepts");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+

@@ -1,7 +1,8 @@
 //! Config reload without a restart: `mosn reload -c FILE` validates the file and has the running
 //! mosn (found by its `pid` file) apply it (SIGUSR2). A good file changes the routes of the
 //! running process, `config_dump` shows it; a bad file is refused by `mosn reload` with its JSON
-//! path and, signalled directly, changes nothing; a file that moves a listener is not applied.
+//! path and, signalled directly, changes nothing; a file that moves a listener binds the new
+//! address and drains the old one.
 //! With `--watch`, saving the file is enough.
 
 mod common;
@@ -107,12 +108,21 @@ fn reload_applies_a_good_file_and_refuses_a_bad_one() {
     m.log_line(&["config error", "lb_type"]);
     assert_eq!(curl(&[&format!("http://{l}/")]), "from b");
 
-    // A file that moves the listener is not applied: that needs a restart.
-    write(&config(&pid, "a", &a, &b, closed_port().port()));
+    // A file that moves the listener: the new address is bound and serves, the old one stops
+    // accepting (its open connections drain).
+    let moved = closed_port();
+    write(&config(&pid, "a", &a, &b, moved.port()));
     let (ok, out) = reload_cmd(&file);
     assert!(ok, "{out}");
-    m.log_line(&["not applied", "listeners changed"]);
-    assert_eq!(curl(&[&format!("http://{l}/")]), "from b");
+    assert!(
+        eventually(Duration::from_secs(5), || curl(&[&format!("http://{moved}/")])
+            == "from a"),
+        "the moved listener serves"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || std::net::TcpStream::connect(l).is_err()),
+        "the old address stops accepting"
+    );
 }
 
 #[test]

@@ -35,6 +35,9 @@ pub async fn accept_loop(
     config: Arc<ArcSwap<Snapshot>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // The last snapshot in which this listener was live: a connection accepted after a config
+    // removed it (before this loop saw its stop) is served by it, then closes.
+    let mut live = config.load_full();
     loop {
         let accepted = tokio::select! {
             r = accept(&listener) => r,
@@ -49,7 +52,17 @@ pub async fn accept_loop(
                 continue;
             }
         };
-        let snapshot = config.load_full();
+        let current = config.load_full();
+        let snapshot = if current
+            .listeners
+            .get(index)
+            .is_some_and(|l| l.removed_at.is_none())
+        {
+            live = current.clone();
+            current
+        } else {
+            live.clone()
+        };
         let w = worker.clone();
         tokio::task::spawn_local(async move {
             let (index, conn) = hand_off(&snapshot, index, conn);
