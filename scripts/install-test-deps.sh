@@ -6,6 +6,7 @@
 #   is kept from starting);
 # - a Python venv in target/peers/venv with grpcio (gRPC peers), h2 (hand-built HTTP/2 frames
 #   for the flood tests) and dubbo-ssl-python (a Dubbo consumer). Tests find it there;
+# - a Python venv in target/peers/venv-xds with xds-protos and grpcio (the xDS tests' ADS server);
 # - npm peers in target/peers/{sofa,dubbo}: sofa-rpc-node, sofa-bolt-node, dubbo-remoting.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +37,12 @@ pins=(grpcio==1.85.1 grpcio-tools==1.85.1 h2==4.3.0 dubbo-ssl-python==0.9.6)
 if ! "$venv/bin/python" -c 'import grpc, grpc_tools, h2, dubbo_ssl' >/dev/null 2>&1; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q "${pins[@]}"
+fi
+# xDS: an ADS server on PyPI's xds-protos (Envoy's generated API) + grpcio, in its own venv.
+xds=target/peers/venv-xds
+if ! "$xds/bin/python" -c 'import grpc; from envoy.service.discovery.v3 import ads_pb2_grpc' >/dev/null 2>&1; then
+  python3 -m venv "$xds"
+  "$xds/bin/pip" install -q xds-protos==1.85.0 grpcio==1.85.1
 fi
 # SOFARPC peers (npm): a real SOFARPC server and client in direct mode, for the Bolt interop suite.
 # The npm packages are pure JS (no native builds).

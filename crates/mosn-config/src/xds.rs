@@ -180,11 +180,14 @@ pub(crate) fn bootstrap(o: &Obj<'_>, ctx: &Ctx) -> Result<(Option<Xds>, Vec<Clus
             let server = find(&cluster).ok_or_else(|| {
                 ConfigError::new(
                     format!("{sp}.envoy_grpc.cluster_name"),
-                    format!("{cluster:?} is not a cluster with an address in static_resources.clusters"),
+                    format!(
+                        "{cluster:?} is not a cluster with an address in static_resources.clusters"
+                    ),
                 )
             })?;
-            let node_on_first_message_only =
-                a.opt_bool("set_node_on_first_message_only")?.unwrap_or(false);
+            let node_on_first_message_only = a
+                .opt_bool("set_node_on_first_message_only")?
+                .unwrap_or(false);
             a.ignored(&["transport_api_version", "rate_limit_settings"]);
             a.finish(ctx);
             d.finish(ctx);
@@ -223,9 +226,9 @@ pub(crate) fn envoy_address(v: &Value, path: &str, ctx: &Ctx) -> Result<HostAddr
                 format!("{host:?} is not an IP address (mosn-rs resolves no names here)"),
             )
         })?;
-        let port = s.opt_u64("port_value", 65535)?.ok_or_else(|| {
-            ConfigError::new(s.key_path("port_value"), "is required")
-        })?;
+        let port = s
+            .opt_u64("port_value", 65535)?
+            .ok_or_else(|| ConfigError::new(s.key_path("port_value"), "is required"))?;
         s.ignored(&["protocol", "ipv4_compat", "resolver_name"]);
         s.finish(ctx);
         HostAddr::Tcp(std::net::SocketAddr::new(ip, port as u16))
@@ -307,25 +310,25 @@ fn static_cluster(v: &Value, path: &str, ctx: &Ctx) -> Result<StaticCluster> {
         ));
     };
     let cluster = Cluster {
-            name: name.clone(),
-            lb,
-            hosts: hosts
-                .into_iter()
-                .map(|address| crate::model::Host {
-                    address,
-                    weight: 1,
-                    metadata: Default::default(),
-                    tls_disable: false,
-                })
-                .collect(),
-            connect_timeout: connect_timeout.unwrap_or(std::time::Duration::from_secs(3)),
-            idle_timeout: None,
-            circuit_breakers: Default::default(),
-            max_request_per_conn: None,
-            original_dst: false,
-            tls: None,
-            subset_fallback: Default::default(),
-            keepalive: None,
+        name: name.clone(),
+        lb,
+        hosts: hosts
+            .into_iter()
+            .map(|address| crate::model::Host {
+                address,
+                weight: 1,
+                metadata: Default::default(),
+                tls_disable: false,
+            })
+            .collect(),
+        connect_timeout: connect_timeout.unwrap_or(std::time::Duration::from_secs(3)),
+        idle_timeout: None,
+        circuit_breakers: Default::default(),
+        max_request_per_conn: None,
+        original_dst: false,
+        tls: None,
+        subset_fallback: Default::default(),
+        keepalive: None,
     };
     Ok((name, Some(first), Some(cluster)))
 }

@@ -112,7 +112,7 @@ impl Rerouter {
                     .any(|l| l.removed_at.is_none() && &l.name == n)
             });
             for (slot, _, name, actual) in &bound {
-                tracing::info!(listener = name, slot, address = %actual, "listener added");
+                tracing::info!(listener = %name, slot, address = %actual, "listener added");
                 addrs.push((name.clone(), actual.clone()));
             }
         }
@@ -420,44 +420,49 @@ fn run_worker(
         let worker = Rc::new(Worker::new(id, config.clone(), stats, logs));
         // Each listener socket stops on its own signal: set by a `Close` or by the server's drain.
         let mut stops: std::collections::HashMap<usize, watch::Sender<bool>> = Default::default();
-        let serve = |index: usize, s: Bound, stops: &mut std::collections::HashMap<usize, watch::Sender<bool>>| {
-            let stop = stops
-                .entry(index)
-                .or_insert_with(|| watch::channel(false).0)
-                .subscribe();
-            let l = match s {
-                Bound::Tcp(s) => tokio::net::TcpListener::from_std(s).map(Accepting::Tcp),
-                Bound::Unix(s) => tokio::net::UnixListener::from_std(s).map(Accepting::Unix),
-                Bound::Udp(s, sessions) => {
-                    match tokio::net::UdpSocket::from_std(s) {
-                        Ok(s) => {
-                            tokio::task::spawn_local(crate::udp::serve(
-                                worker.clone(),
-                                std::rc::Rc::new(s),
-                                index,
-                                sessions,
-                                config.clone(),
-                                stop,
-                            ));
+        let serve =
+            |index: usize,
+             s: Bound,
+             stops: &mut std::collections::HashMap<usize, watch::Sender<bool>>| {
+                let stop = stops
+                    .entry(index)
+                    .or_insert_with(|| watch::channel(false).0)
+                    .subscribe();
+                let l = match s {
+                    Bound::Tcp(s) => tokio::net::TcpListener::from_std(s).map(Accepting::Tcp),
+                    Bound::Unix(s) => tokio::net::UnixListener::from_std(s).map(Accepting::Unix),
+                    Bound::Udp(s, sessions) => {
+                        match tokio::net::UdpSocket::from_std(s) {
+                            Ok(s) => {
+                                tokio::task::spawn_local(crate::udp::serve(
+                                    worker.clone(),
+                                    std::rc::Rc::new(s),
+                                    index,
+                                    sessions,
+                                    config.clone(),
+                                    stop,
+                                ));
+                            }
+                            Err(e) => {
+                                tracing::error!(worker = id, error = %e, "udp socket unusable")
+                            }
                         }
-                        Err(e) => tracing::error!(worker = id, error = %e, "udp socket unusable"),
+                        return;
                     }
-                    return;
+                };
+                match l {
+                    Ok(l) => {
+                        tokio::task::spawn_local(accept_loop(
+                            worker.clone(),
+                            l,
+                            index,
+                            config.clone(),
+                            stop,
+                        ));
+                    }
+                    Err(e) => tracing::error!(worker = id, error = %e, "listener socket unusable"),
                 }
             };
-            match l {
-                Ok(l) => {
-                    tokio::task::spawn_local(accept_loop(
-                        worker.clone(),
-                        l,
-                        index,
-                        config.clone(),
-                        stop,
-                    ));
-                }
-                Err(e) => tracing::error!(worker = id, error = %e, "listener socket unusable"),
-            }
-        };
         for (index, s) in sockets {
             serve(index, s, &mut stops);
         }

@@ -82,18 +82,30 @@ async fn listeners_are_added_and_removed_at_run_time_and_the_removed_one_drains(
     other["servers"][0]["listeners"][0]["name"] = json!("other");
     let other = mosn_config::from_value(&other).unwrap().config;
     p.server.rerouter().apply(&other).unwrap();
-    let added = p.server.listener_addr("other").expect("the new listener is bound");
+    let added = p
+        .server
+        .listener_addr("other")
+        .expect("the new listener is bound");
     assert_ne!(added, p.addr);
     assert_eq!(get(added, "/", &[]).await.text(), "b");
-    assert!(p.server.listener_addr("l").is_none(), "the old one is gone from the list");
+    assert!(
+        p.server.listener_addr("l").is_none(),
+        "the old one is gone from the list"
+    );
     let last = c.get("/").await;
-    assert_eq!(last.text(), "a", "a removed listener's connection keeps its routes");
+    assert_eq!(
+        last.text(),
+        "a",
+        "a removed listener's connection keeps its routes"
+    );
     assert_eq!(last.header("connection"), Some("close"));
     // The old address stops accepting (polled: each worker closes its socket on its own).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while tokio::net::TcpStream::connect(p.addr).await.is_ok() {
-        assert!(std::time::Instant::now() < deadline, "the removed listener still accepts");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the removed listener still accepts"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
-

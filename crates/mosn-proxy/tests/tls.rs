@@ -173,7 +173,9 @@ async fn server_tls_and_mtls() {
     );
     let failed = || {
         mosn_proxy::stats::sum(p.server.stats(), |w| {
-            w.listeners.get(0).map_or(0, |l| l.tls_handshake_failed.get())
+            w.listeners
+                .get(0)
+                .map_or(0, |l| l.tls_handshake_failed.get())
         })
     };
     assert!(

@@ -77,7 +77,10 @@ async fn dns_style_queries_sessions_and_idle_timeout() {
     // After idle_timeout without datagrams, both sessions end; a new query opens a new one.
     let active = || {
         mosn_proxy::stats::sum(p.server.stats(), |w| {
-            w.listeners.get(0).map_or(0, |l| l.connection_active.get()).max(0) as u64
+            w.listeners
+                .get(0)
+                .map_or(0, |l| l.connection_active.get())
+                .max(0) as u64
         })
     };
     assert!(
@@ -106,7 +109,9 @@ async fn sessions_are_capped_per_listener_and_refusals_counted() {
     let p = proxy_workers(cfg, 2);
     let overflow = || {
         mosn_proxy::stats::sum(p.server.stats(), |w| {
-            w.listeners.get(0).map_or(0, |l| l.udp_session_overflow.get())
+            w.listeners
+                .get(0)
+                .map_or(0, |l| l.udp_session_overflow.get())
         })
     };
     let a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -136,7 +141,10 @@ async fn sessions_are_capped_per_listener_and_refusals_counted() {
     ask(&a, p.addr, "a2").await;
     let active = || {
         mosn_proxy::stats::sum(p.server.stats(), |w| {
-            w.listeners.get(0).map_or(0, |l| l.connection_active.get()).max(0) as u64
+            w.listeners
+                .get(0)
+                .map_or(0, |l| l.connection_active.get())
+                .max(0) as u64
         })
     };
     assert!(eventually(Duration::from_secs(5), || active() == 0).await);

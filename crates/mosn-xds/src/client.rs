@@ -349,7 +349,10 @@ async fn sotw(
         };
         n += 1;
         let Some(t) = static_type(&resp.type_url) else {
-            tracing::warn!(type_url = resp.type_url, "xds: a type not asked for; ignored");
+            tracing::warn!(
+                type_url = resp.type_url,
+                "xds: a type not asked for; ignored"
+            );
             continue;
         };
         nonces.insert(t, resp.nonce.clone());
@@ -381,9 +384,16 @@ async fn sotw(
         match nack {
             None => {
                 s.versions.insert(t, resp.version_info.clone());
-                s.status
-                    .acked(types::short(t), &resp.version_info, s.accepted.of(t).count());
-                tracing::info!(r#type = types::short(t), version = resp.version_info, "xds: ACK");
+                s.status.acked(
+                    types::short(t),
+                    &resp.version_info,
+                    s.accepted.of(t).count(),
+                );
+                tracing::info!(
+                    r#type = types::short(t),
+                    version = resp.version_info,
+                    "xds: ACK"
+                );
                 send(DiscoveryRequest {
                     type_url: t.into(),
                     version_info: resp.version_info.clone(),
@@ -394,7 +404,12 @@ async fn sotw(
             }
             Some(msg) => {
                 s.status.nacked(types::short(t), &msg);
-                tracing::warn!(r#type = types::short(t), version = resp.version_info, error = msg, "xds: NACK");
+                tracing::warn!(
+                    r#type = types::short(t),
+                    version = resp.version_info,
+                    error = msg,
+                    "xds: NACK"
+                );
                 send(DiscoveryRequest {
                     type_url: t.into(),
                     version_info: s.versions.get(t).cloned().unwrap_or_default(),
@@ -480,7 +495,10 @@ async fn delta(
         };
         n += 1;
         let Some(t) = static_type(&resp.type_url) else {
-            tracing::warn!(type_url = resp.type_url, "xds: a type not asked for; ignored");
+            tracing::warn!(
+                type_url = resp.type_url,
+                "xds: a type not asked for; ignored"
+            );
             continue;
         };
         let items: Vec<(String, Entry)> = resp
@@ -507,9 +525,16 @@ async fn delta(
         let nack = s.consider(t, &incoming, |c| c.update(t, items, &removed));
         match nack {
             None => {
-                s.status
-                    .acked(types::short(t), &resp.system_version_info, s.accepted.of(t).count());
-                tracing::info!(r#type = types::short(t), version = resp.system_version_info, "xds: ACK");
+                s.status.acked(
+                    types::short(t),
+                    &resp.system_version_info,
+                    s.accepted.of(t).count(),
+                );
+                tracing::info!(
+                    r#type = types::short(t),
+                    version = resp.system_version_info,
+                    "xds: ACK"
+                );
                 send(DeltaDiscoveryRequest {
                     type_url: t.into(),
                     response_nonce: resp.nonce.clone(),

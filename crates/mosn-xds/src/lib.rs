@@ -39,7 +39,6 @@ pub mod types {
     }
 }
 
-
 pub use client::{spawn, Apply, ApplyError, Handle};
 pub use status::Status;
 pub use store::Store;

@@ -87,9 +87,7 @@ impl Live {
             mosn_config::resolve_paths(&mut loaded.config, d);
         }
         self.rerouter.apply(&loaded.config).map_err(|e| Failure {
-            culprit: e
-                .listener()
-                .and_then(|name| origin.listener(name)),
+            culprit: e.listener().and_then(|name| origin.listener(name)),
             message: e.to_string(),
         })?;
         let mut shown = v;

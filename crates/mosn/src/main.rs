@@ -8,9 +8,9 @@
 
 mod dubbo_registry;
 mod live;
-mod xds;
 mod logging;
 mod summary;
+mod xds;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

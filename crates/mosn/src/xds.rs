@@ -28,9 +28,17 @@ impl Origin {
             rest.split(']').next()?.parse().ok()
         };
         for (prefix, (first, names), ty) in [
-            ("servers[0].listeners[", &self.listeners, mosn_xds::types::LISTENER),
+            (
+                "servers[0].listeners[",
+                &self.listeners,
+                mosn_xds::types::LISTENER,
+            ),
             ("servers[0].routers[", &self.routers, mosn_xds::types::ROUTE),
-            ("cluster_manager.clusters[", &self.clusters, mosn_xds::types::CLUSTER),
+            (
+                "cluster_manager.clusters[",
+                &self.clusters,
+                mosn_xds::types::CLUSTER,
+            ),
         ] {
             if let Some(i) = index(prefix) {
                 return i

@@ -115,12 +115,14 @@ fn reload_applies_a_good_file_and_refuses_a_bad_one() {
     let (ok, out) = reload_cmd(&file);
     assert!(ok, "{out}");
     assert!(
-        eventually(Duration::from_secs(5), || curl(&[&format!("http://{moved}/")])
-            == "from a"),
+        eventually(Duration::from_secs(5), || curl(&[&format!(
+            "http://{moved}/"
+        )]) == "from a"),
         "the moved listener serves"
     );
     assert!(
-        eventually(Duration::from_secs(5), || std::net::TcpStream::connect(l).is_err()),
+        eventually(Duration::from_secs(5), || std::net::TcpStream::connect(l)
+            .is_err()),
         "the old address stops accepting"
     );
 }

@@ -80,7 +80,11 @@ pub(crate) fn translate(
     if let Some(t) = duration(&c.connect_timeout).filter(|t| t != "0ms") {
         o.insert("connect_timeout".into(), json!(t));
     }
-    if let Some(n) = c.max_requests_per_connection.as_ref().filter(|n| n.value > 0) {
+    if let Some(n) = c
+        .max_requests_per_connection
+        .as_ref()
+        .filter(|n| n.value > 0)
+    {
         o.insert("max_request_per_conn".into(), json!(n.value));
     }
     if let Some(t) = c
@@ -119,7 +123,11 @@ pub(crate) fn translate(
                 Some(ts) => match upstream_tls(ts, store) {
                     Ok(v) => v,
                     Err(TlsError::Waiting(secret)) => {
-                        tracing::debug!(cluster = name, secret, "host waits for an SDS secret; left out");
+                        tracing::debug!(
+                            cluster = name,
+                            secret,
+                            "host waits for an SDS secret; left out"
+                        );
                         continue;
                     }
                     Err(TlsError::Bad(m)) => return Err(format!("transport_socket: {m}")),
@@ -142,7 +150,10 @@ pub(crate) fn translate(
             h.insert("weight".into(), json!(w.clamp(1, 128)));
             let meta = flat_metadata(&lb);
             if !meta.is_empty() {
-                h.insert("metadata".into(), json!({"filter_metadata": {"mosn.lb": meta}}));
+                h.insert(
+                    "metadata".into(),
+                    json!({"filter_metadata": {"mosn.lb": meta}}),
+                );
             }
             match tls_value {
                 Some(t) => {

@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 
 use envoy_types::pb::envoy::extensions::filters::common::fault::v3::fault_delay::FaultDelaySecifier;
-use envoy_types::pb::envoy::extensions::filters::http::fault::v3::{fault_abort::ErrorType, HttpFault};
+use envoy_types::pb::envoy::extensions::filters::http::fault::v3::{
+    fault_abort::ErrorType, HttpFault,
+};
 use envoy_types::pb::envoy::r#type::v3::FractionalPercent;
 use envoy_types::pb::google::protobuf::Any;
 use serde_json::{json, Map, Value};

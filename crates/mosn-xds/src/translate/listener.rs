@@ -15,7 +15,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use envoy_types::pb::envoy::config::listener::v3::{filter, FilterChain, FilterChainMatch, Listener};
+use envoy_types::pb::envoy::config::listener::v3::{
+    filter, FilterChain, FilterChainMatch, Listener,
+};
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     http_connection_manager::RouteSpecifier, HttpConnectionManager,
 };
@@ -30,7 +32,8 @@ use super::{address, decode, duration, filters, route};
 use crate::store::Store;
 
 const HCM: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
-const TCP_PROXY: &str = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
+const TCP_PROXY: &str =
+    "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
 const DOWNSTREAM_TLS: &str =
     "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext";
 
@@ -45,7 +48,9 @@ enum Chain {
     Tcp(Map<String, Value>),
 }
 
-fn any_of(f: &envoy_types::pb::envoy::config::listener::v3::Filter) -> Option<&envoy_types::pb::google::protobuf::Any> {
+fn any_of(
+    f: &envoy_types::pb::envoy::config::listener::v3::Filter,
+) -> Option<&envoy_types::pb::google::protobuf::Any> {
     match &f.config_type {
         Some(filter::ConfigType::TypedConfig(a)) => Some(a),
         _ => None,
@@ -68,7 +73,11 @@ pub(crate) fn rds_names(l: &Listener, out: &mut BTreeSet<String>) {
 }
 
 /// The routers and clusters a translated listener refers to.
-pub(crate) fn references(l: &Value, routers: &mut BTreeSet<String>, clusters: &mut BTreeSet<String>) {
+pub(crate) fn references(
+    l: &Value,
+    routers: &mut BTreeSet<String>,
+    clusters: &mut BTreeSet<String>,
+) {
     for c in l["filter_chains"].as_array().into_iter().flatten() {
         for f in c["filters"].as_array().into_iter().flatten() {
             let cfg = &f["config"];
@@ -140,7 +149,8 @@ fn chain(
                 }
             }
             TCP_PROXY => {
-                let t: TcpProxy = decode(any, TCP_PROXY).map_err(|e| format!("filters[{i}]: {e}"))?;
+                let t: TcpProxy =
+                    decode(any, TCP_PROXY).map_err(|e| format!("filters[{i}]: {e}"))?;
                 let mut o = Map::new();
                 match &t.cluster_specifier {
                     Some(ClusterSpecifier::Cluster(c)) => {
@@ -172,7 +182,8 @@ fn chain(
             }
         });
     }
-    terminal.ok_or_else(|| "filters: no terminal filter (http_connection_manager or tcp_proxy)".into())
+    terminal
+        .ok_or_else(|| "filters: no terminal filter (http_connection_manager or tcp_proxy)".into())
 }
 
 /// True when a chain match only asks for plaintext HTTP (what Istio's HTTP chains say), which
@@ -234,7 +245,10 @@ fn downstream_tls(c: &FilterChain, store: &Store) -> Result<Option<Value>, Strin
     }
     let d: DownstreamTlsContext = decode(any, DOWNSTREAM_TLS)?;
     let common = d.common_tls_context.unwrap_or_default();
-    let require = d.require_client_certificate.as_ref().is_some_and(|b| b.value);
+    let require = d
+        .require_client_certificate
+        .as_ref()
+        .is_some_and(|b| b.value);
     match tls::context(store, &common, "", Some(require)) {
         Ok(v) => Ok(Some(v)),
         Err(TlsError::Waiting(s)) => Err(format!(
@@ -313,8 +327,14 @@ pub(crate) fn translate(
     }
     let mut inline = Vec::new();
     let mut network = Vec::new();
-    let http: Vec<_> = chains.iter().filter(|(_, _, k)| matches!(k, Chain::Http { .. })).collect();
-    let tcp: Vec<_> = chains.iter().filter(|(_, _, k)| matches!(k, Chain::Tcp(_))).collect();
+    let http: Vec<_> = chains
+        .iter()
+        .filter(|(_, _, k)| matches!(k, Chain::Http { .. }))
+        .collect();
+    let tcp: Vec<_> = chains
+        .iter()
+        .filter(|(_, _, k)| matches!(k, Chain::Tcp(_)))
+        .collect();
     let mut stream_filters = Vec::new();
     let mut tls_ctx = None;
     match (http.as_slice(), tcp.as_slice()) {

@@ -82,10 +82,7 @@ pub(crate) fn decode<M: Message + Default>(
     want: &str,
 ) -> Result<M, String> {
     if any.type_url != want {
-        return Err(format!(
-            "has type {:?}, expected {want:?}",
-            any.type_url
-        ));
+        return Err(format!("has type {:?}, expected {want:?}", any.type_url));
     }
     M::decode(any.value.as_slice()).map_err(|e| format!("does not decode: {e}"))
 }
@@ -153,7 +150,9 @@ pub fn translate(store: &Store) -> Translated {
         }
     }
     for (name, e) in store.of(types::CLUSTER) {
-        match decode(&e.body, types::CLUSTER).and_then(|c| cluster::translate(name, &c, &endpoints, store)) {
+        match decode(&e.body, types::CLUSTER)
+            .and_then(|c| cluster::translate(name, &c, &endpoints, store))
+        {
             Ok(c) => clusters.push((name.to_string(), c)),
             Err(m) => reject(types::CLUSTER, name, m),
         }
@@ -206,8 +205,12 @@ pub(crate) fn duration(d: &Option<envoy_types::pb::google::protobuf::Duration>) 
 }
 
 /// An Envoy address as MOSN writes it: `ip:port`, or `unix:/path` for a pipe.
-pub(crate) fn address(a: &Option<envoy_types::pb::envoy::config::core::v3::Address>) -> Result<String, String> {
-    use envoy_types::pb::envoy::config::core::v3::{address::Address as A, socket_address::PortSpecifier};
+pub(crate) fn address(
+    a: &Option<envoy_types::pb::envoy::config::core::v3::Address>,
+) -> Result<String, String> {
+    use envoy_types::pb::envoy::config::core::v3::{
+        address::Address as A, socket_address::PortSpecifier,
+    };
     match a.as_ref().and_then(|a| a.address.as_ref()) {
         Some(A::SocketAddress(s)) => {
             let ip: std::net::IpAddr = s

@@ -4,9 +4,8 @@ use std::collections::BTreeSet;
 
 use envoy_types::pb::envoy::config::route::v3::{
     header_matcher::HeaderMatchSpecifier, redirect_action, route::Action,
-    route_action::ClusterSpecifier, route_action::HostRewriteSpecifier,
-    route_match::PathSpecifier, HeaderMatcher, Route, RouteAction, RouteConfiguration,
-    VirtualHost,
+    route_action::ClusterSpecifier, route_action::HostRewriteSpecifier, route_match::PathSpecifier,
+    HeaderMatcher, Route, RouteAction, RouteConfiguration, VirtualHost,
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher::MatchPattern, StringMatcher};
 use serde_json::{json, Map, Value};
@@ -42,7 +41,11 @@ pub(crate) fn references(r: &Value, clusters: &mut BTreeSet<String>) {
             if let Some(c) = rt["route"]["cluster_name"].as_str() {
                 clusters.insert(c.to_string());
             }
-            for w in rt["route"]["weighted_clusters"].as_array().into_iter().flatten() {
+            for w in rt["route"]["weighted_clusters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
                 if let Some(c) = w["cluster"]["name"].as_str() {
                     clusters.insert(c.to_string());
                 }
@@ -73,10 +76,15 @@ fn virtual_host(vh: &VirtualHost) -> Result<Value, String> {
 fn route(r: &Route) -> Result<Value, String> {
     let m = r.r#match.as_ref().ok_or("match: is required")?;
     if !m.query_parameters.is_empty() {
-        return Err("match.query_parameters: query-parameter matching is not supported by mosn-rs yet".into());
+        return Err(
+            "match.query_parameters: query-parameter matching is not supported by mosn-rs yet"
+                .into(),
+        );
     }
     if m.grpc.is_some() || m.tls_context.is_some() || !m.cookies.is_empty() {
-        return Err("match: grpc, tls_context and cookie matchers are not supported by mosn-rs yet".into());
+        return Err(
+            "match: grpc, tls_context and cookie matchers are not supported by mosn-rs yet".into(),
+        );
     }
     let case_insensitive = m.case_sensitive.as_ref().is_some_and(|b| !b.value);
     let mut mo = Map::new();
@@ -100,7 +108,9 @@ fn route(r: &Route) -> Result<Value, String> {
             mo.insert("path_separated_prefix".into(), json!(p));
         }
         Some(_) => {
-            return Err("match: CONNECT and path-template matchers are not supported by mosn-rs yet".into())
+            return Err(
+                "match: CONNECT and path-template matchers are not supported by mosn-rs yet".into(),
+            )
         }
         None => return Err("match: a path specifier is required".into()),
     }
@@ -175,7 +185,10 @@ fn route(r: &Route) -> Result<Value, String> {
                 }
                 None => {}
                 Some(_) => {
-                    return Err("redirect: prefix and regex rewrites are not supported by mosn-rs yet".into())
+                    return Err(
+                        "redirect: prefix and regex rewrites are not supported by mosn-rs yet"
+                            .into(),
+                    )
                 }
             }
             if rd.port_redirect != 0 {
@@ -184,7 +197,9 @@ fn route(r: &Route) -> Result<Value, String> {
             out.insert("redirect".into(), Value::Object(ro));
         }
         Some(_) => {
-            return Err("action: filter and non-forwarding actions are not supported by mosn-rs".into())
+            return Err(
+                "action: filter and non-forwarding actions are not supported by mosn-rs".into(),
+            )
         }
         None => return Err("action: is required".into()),
     }
@@ -216,7 +231,10 @@ fn forward(a: &RouteAction) -> Result<Map<String, Value>, String> {
             ro.insert("weighted_clusters".into(), Value::Array(list));
         }
         Some(_) => {
-            return Err("cluster_header and cluster specifier plugins are not supported by mosn-rs yet".into())
+            return Err(
+                "cluster_header and cluster specifier plugins are not supported by mosn-rs yet"
+                    .into(),
+            )
         }
         None => return Err("cluster: is required".into()),
     }
@@ -227,7 +245,11 @@ fn forward(a: &RouteAction) -> Result<Map<String, Value>, String> {
         ro.insert("prefix_rewrite".into(), json!(a.prefix_rewrite));
     }
     if let Some(rr) = &a.regex_rewrite {
-        let pattern = rr.pattern.as_ref().map(|p| p.regex.clone()).unwrap_or_default();
+        let pattern = rr
+            .pattern
+            .as_ref()
+            .map(|p| p.regex.clone())
+            .unwrap_or_default();
         ro.insert(
             "regex_rewrite".into(),
             json!({"pattern": {"regex": pattern}, "substitution": rr.substitution}),
@@ -281,17 +303,27 @@ fn forward(a: &RouteAction) -> Result<Map<String, Value>, String> {
 /// `invert_match`.
 fn header(h: &HeaderMatcher) -> Result<Value, String> {
     // Envoy's pseudo-header `:method` is MOSN's `method`.
-    let name = if h.name == ":method" { "method" } else { h.name.as_str() };
+    let name = if h.name == ":method" {
+        "method"
+    } else {
+        h.name.as_str()
+    };
     let (value, regex, present) = match &h.header_match_specifier {
         Some(HeaderMatchSpecifier::ExactMatch(v)) => (v.clone(), false, false),
         Some(HeaderMatchSpecifier::SafeRegexMatch(r)) => (r.regex.clone(), true, false),
         Some(HeaderMatchSpecifier::PresentMatch(true)) => (String::new(), false, true),
         Some(HeaderMatchSpecifier::PresentMatch(false)) => {
             // present_match: false matches when the header is absent.
-            return Ok(json!({"name": name, "present_match": true, "invert_match": !h.invert_match}));
+            return Ok(
+                json!({"name": name, "present_match": true, "invert_match": !h.invert_match}),
+            );
         }
-        Some(HeaderMatchSpecifier::PrefixMatch(p)) => (format!("{}.*", regex::escape(p)), true, false),
-        Some(HeaderMatchSpecifier::SuffixMatch(p)) => (format!(".*{}", regex::escape(p)), true, false),
+        Some(HeaderMatchSpecifier::PrefixMatch(p)) => {
+            (format!("{}.*", regex::escape(p)), true, false)
+        }
+        Some(HeaderMatchSpecifier::SuffixMatch(p)) => {
+            (format!(".*{}", regex::escape(p)), true, false)
+        }
         Some(HeaderMatchSpecifier::ContainsMatch(p)) => {
             (format!(".*{}.*", regex::escape(p)), true, false)
         }

@@ -1,0 +1,602 @@
+//! xDS from a real ADS server (PyPI xds-protos + grpcio, `tests/peers/ads_server.py`) serving
+//! Istio-generated resources (`tests/data/istio`), over delta (on a unix socket, as istio-agent
+//! serves it) and state of the world (on TCP), to mosn-rs started on Istio's own bootstrap.
+//!
+//! Rewrites of the Istio data, all here: listener addresses become `127.0.0.1:0` with
+//! `bind_to_port: true` (no iptables redirection in this test), endpoint addresses become test
+//! upstreams, and endpoints lose their `tlsMode: istio` metadata (the upstreams are plain HTTP
+//! servers, not sidecars), so Istio's `tlsMode-disabled` transport socket applies to them.
+//!
+//! Shown: requests reach the upstreams the routes name; scripted updates (a weight change, a
+//! removed endpoint, a new route and cluster, a removed listener) take effect within 1 s under a
+//! keep-alive load that sees no failed request; a resource with an error is NACKed with a message
+//! naming it while the previous config keeps serving; a control plane that restarts mid-load
+//! fails no request.
+
+mod common;
+use common::*;
+
+use std::io::{BufRead, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const LDS: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
+const RDS: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
+const CDS: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+const EDS: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+
+const PRODUCTPAGE: &str = "outbound|9080||productpage.default.svc.cluster.local";
+const REVIEWS_V1: &str = "outbound|9080|v1|reviews.default.svc.cluster.local";
+const REVIEWS_V2: &str = "outbound|9080|v2|reviews.default.svc.cluster.local";
+const DETAILS: &str = "outbound|9080||details.default.svc.cluster.local";
+const KUBERNETES: &str = "outbound|443||kubernetes.default.svc.cluster.local";
+
+fn istio(file: &str) -> Value {
+    let p = repo().join("tests/data/istio").join(file);
+    serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap()
+}
+
+fn xds_python() -> PathBuf {
+    let p = repo().join("target/peers/venv-xds/bin/python");
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/install-test-deps.sh",
+        p.display()
+    );
+    p
+}
+
+/// An Istio listener from the sidecar dump, bound on a test port.
+fn listener(name: &str) -> Value {
+    let dump = istio("authz_listeners_configdump.json");
+    let mut l = dump["configs"][0]["dynamic_listeners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == name)
+        .unwrap()["active_state"]["listener"]
+        .clone();
+    l["address"] = json!({"socket_address": {"address": "127.0.0.1", "port_value": 0}});
+    l["bind_to_port"] = json!(true);
+    l
+}
+
+/// Istio's outbound cluster (auto-mTLS transport socket matches, LEAST_REQUEST, circuit
+/// breakers, metadata) renamed.
+fn cluster(name: &str) -> Value {
+    let d = istio("describe_http_config.json");
+    let mut c = d["configs"][1]["dynamic_active_clusters"][0]["cluster"].clone();
+    c["name"] = json!(name);
+    c["eds_cluster_config"]["service_name"] = json!(name);
+    c
+}
+
+/// A ClusterLoadAssignment from the sidecar dump (`from`), renamed, with its endpoints' addresses
+/// replaced by `hosts` (its first endpoint repeated as needed) and no `tlsMode` metadata.
+fn assignment(from: &str, name: &str, hosts: &[SocketAddr]) -> Value {
+    let d = istio("endpoint_configdump.json");
+    let mut a = d["configs"][0]["dynamic_endpoint_configs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["endpoint_config"]["cluster_name"] == from)
+        .unwrap_or_else(|| panic!("{from} is not in the dump"))["endpoint_config"]
+        .clone();
+    a["cluster_name"] = json!(name);
+    let template = a["endpoints"][0]["lb_endpoints"][0].clone();
+    let eps: Vec<Value> = hosts
+        .iter()
+        .map(|h| {
+            let mut e = template.clone();
+            e["endpoint"]["address"] =
+                json!({"socket_address": {"address": h.ip().to_string(), "port_value": h.port()}});
+            if let Some(fm) = e["metadata"]["filter_metadata"].as_object_mut() {
+                fm.remove("envoy.transport_socket_match");
+            }
+            e
+        })
+        .collect();
+    a["endpoints"] =
+        json!([{"locality": a["endpoints"][0]["locality"].clone(), "lb_endpoints": eps}]);
+    a
+}
+
+/// The test's upstreams.
+struct World {
+    productpage: Vec<SocketAddr>,
+    reviews_v1: SocketAddr,
+    reviews_v2: SocketAddr,
+    details: SocketAddr,
+    kubernetes: SocketAddr,
+}
+
+/// What the control plane serves, in steps.
+#[derive(Clone)]
+struct Plan {
+    version: u32,
+    /// Weights of reviews v1 and v2.
+    weights: (u32, u32),
+    /// How many productpage endpoints are served.
+    productpage: usize,
+    /// The `/details` route and its cluster.
+    details: bool,
+    /// The TCP listener `10.96.0.1_443`.
+    tcp_listener: bool,
+    /// A route with a regex that does not compile.
+    bad_regex: bool,
+}
+
+fn route_config(w: &Plan) -> Value {
+    let d = istio("describe_http_config.json");
+    let mut rc = d["configs"][0]["dynamic_route_configs"][0]["route_config"].clone();
+    // The sidecar's listener asks for RDS "9080".
+    rc["name"] = json!("9080");
+    let vh = &mut rc["virtual_hosts"][0];
+    let routes = vh["routes"].as_array_mut().unwrap();
+    let mut extra = vec![
+        json!({"match": {"prefix": "/reviews", "headers": [{"name": "end-user", "string_match": {"exact": "jason"}}]},
+               "route": {"cluster": REVIEWS_V2, "timeout": "0s"}}),
+        json!({"match": {"prefix": "/reviews"},
+               "route": {"weighted_clusters": {"clusters": [
+                   {"name": REVIEWS_V1, "weight": w.weights.0}, {"name": REVIEWS_V2, "weight": w.weights.1}]},
+                   "timeout": "0s",
+                   "retry_policy": {"retry_on": "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes",
+                                    "num_retries": 2, "retriable_status_codes": [503]}}}),
+    ];
+    if w.details {
+        extra.push(json!({"match": {"path_separated_prefix": "/details"}, "route": {"cluster": DETAILS, "timeout": "0s"}}));
+    }
+    if w.bad_regex {
+        extra.push(
+            json!({"match": {"safe_regex": {"regex": "/broken(["}}, "route": {"cluster": DETAILS}}),
+        );
+    }
+    for (i, r) in extra.into_iter().enumerate() {
+        routes.insert(i, r);
+    }
+    rc
+}
+
+fn state(world: &World, w: &Plan) -> Value {
+    let mut listeners = vec![listener("0.0.0.0_9080")];
+    if w.tcp_listener {
+        listeners.push(listener("10.96.0.1_443"));
+    }
+    let mut clusters = vec![
+        cluster(PRODUCTPAGE),
+        cluster(REVIEWS_V1),
+        cluster(REVIEWS_V2),
+        cluster(KUBERNETES),
+        json!({"name": "PassthroughCluster", "type": "ORIGINAL_DST", "lb_policy": "CLUSTER_PROVIDED", "connect_timeout": "10s"}),
+    ];
+    let mut endpoints = vec![
+        assignment(
+            PRODUCTPAGE,
+            PRODUCTPAGE,
+            &world.productpage[..w.productpage],
+        ),
+        assignment(
+            "outbound|9080||reviews.default.svc.cluster.local",
+            REVIEWS_V1,
+            &[world.reviews_v1],
+        ),
+        assignment(
+            "outbound|9080||reviews.default.svc.cluster.local",
+            REVIEWS_V2,
+            &[world.reviews_v2],
+        ),
+        assignment(KUBERNETES, KUBERNETES, &[world.kubernetes]),
+    ];
+    if w.details {
+        clusters.push(cluster(DETAILS));
+        endpoints.push(assignment(DETAILS, DETAILS, &[world.details]));
+    }
+    json!({"version": format!("v{}", w.version), "resources": {
+        LDS: listeners, RDS: [route_config(w)], CDS: clusters, EDS: endpoints}})
+}
+
+/// Writes the control plane's state atomically (the server reloads on rename).
+fn publish(dir: &Path, s: &Value) {
+    let tmp = dir.join("state.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec(s).unwrap()).unwrap();
+    std::fs::rename(&tmp, dir.join("state.json")).unwrap();
+}
+
+fn ads_server(dir: &Path, unix: Option<&Path>, port: Option<u16>) -> (Killed, u16) {
+    let mut cmd = Command::new(xds_python());
+    cmd.arg(repo().join("crates/mosn/tests/peers/ads_server.py"))
+        .arg(dir.join("state.json"))
+        .arg(dir.join("requests.jsonl"));
+    if let Some(u) = unix {
+        cmd.env("ADS_UNIX", u);
+    }
+    if let Some(p) = port {
+        cmd.env("ADS_PORT", p.to_string());
+    }
+    let (k, a) = peer_on_port(cmd);
+    (k, a.port())
+}
+
+/// The ADS server's request log.
+fn requests(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("requests.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Istio's bootstrap (pilot-agent's golden output), pointed at the test's ADS server.
+fn bootstrap(api: &str, server: Value) -> Value {
+    let mut b = istio("bootstrap_default_golden.json");
+    b["dynamic_resources"]["ads_config"]["api_type"] = json!(api);
+    b["admin"]["address"]["socket_address"]["port_value"] = json!(0);
+    for c in b["static_resources"]["clusters"].as_array_mut().unwrap() {
+        if c["name"] == "xds-grpc" {
+            c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"] =
+                server.clone();
+        }
+    }
+    b
+}
+
+/// A TCP echo upstream.
+fn echo_upstream() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let a = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 || s.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    a
+}
+
+/// One keep-alive HTTP/1.1 connection; reconnects after a response that said `close`.
+struct KeepAlive {
+    addr: SocketAddr,
+    conn: Option<std::io::BufReader<TcpStream>>,
+}
+
+impl KeepAlive {
+    fn new(addr: SocketAddr) -> Self {
+        KeepAlive { addr, conn: None }
+    }
+
+    /// `(status, body)`, or an error for a request that failed (no complete response).
+    fn get(&mut self, path: &str, headers: &str) -> Result<(u16, String), String> {
+        if self.conn.is_none() {
+            let s = TcpStream::connect(self.addr).map_err(|e| format!("connect: {e}"))?;
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            self.conn = Some(std::io::BufReader::new(s));
+        }
+        let c = self.conn.as_mut().unwrap();
+        let req = format!("GET {path} HTTP/1.1\r\nhost: productpage:9080\r\n{headers}\r\n");
+        c.get_mut()
+            .write_all(req.as_bytes())
+            .map_err(|e| format!("write: {e}"))?;
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            let n = c.read_line(&mut line).map_err(|e| format!("read: {e}"))?;
+            if n == 0 {
+                self.conn = None;
+                return Err("closed before the response".into());
+            }
+            if line == "\r\n" {
+                break;
+            }
+            head.push_str(&line);
+        }
+        let lower = head.to_ascii_lowercase();
+        let status: u16 = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or("bad status line")?;
+        let len: usize = lower
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| format!("no content-length in {head:?}"))?;
+        let mut body = vec![0u8; len];
+        c.read_exact(&mut body).map_err(|e| format!("body: {e}"))?;
+        if lower.contains("connection: close") {
+            self.conn = None;
+        }
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    }
+}
+
+/// Keep-alive clients requesting `/productpage` and `/reviews` until stopped.
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    failed: Arc<std::sync::Mutex<Vec<String>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(addr: SocketAddr, clients: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let threads = (0..clients)
+            .map(|i| {
+                let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+                std::thread::spawn(move || {
+                    let mut c = KeepAlive::new(addr);
+                    let paths = ["/productpage", "/reviews"];
+                    let mut n = i;
+                    while !stop.load(Ordering::Relaxed) {
+                        n += 1;
+                        let path = paths[n % 2];
+                        match c.get(path, "") {
+                            Ok((200, _)) => {
+                                ok.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Ok((s, b)) => failed.lock().unwrap().push(format!("{path}: {s} {b}")),
+                            Err(e) => {
+                                c.conn = None;
+                                failed.lock().unwrap().push(format!("{path}: {e}"))
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            ok,
+            failed,
+            threads,
+        }
+    }
+
+    fn finish(self) -> (u64, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            t.join().unwrap();
+        }
+        (
+            self.ok.load(Ordering::Relaxed),
+            self.failed.lock().unwrap().clone(),
+        )
+    }
+}
+
+/// Polls `f` for up to `limit`; returns how long it took (panics past the limit).
+fn within(limit: Duration, what: &str, mut f: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    start.elapsed()
+}
+
+fn bodies(addr: SocketAddr, path: &str, headers: &str, n: usize) -> Vec<String> {
+    let mut c = KeepAlive::new(addr);
+    (0..n)
+        .map(|_| c.get(path, headers).map(|r| r.1).unwrap_or_default())
+        .collect()
+}
+
+fn scenario(api: &str) {
+    let dir = temp_dir(&format!("xds-{}", api.to_ascii_lowercase()));
+    let world = World {
+        productpage: vec![
+            text_upstream("productpage-1"),
+            text_upstream("productpage-2"),
+        ],
+        reviews_v1: text_upstream("reviews-v1"),
+        reviews_v2: text_upstream("reviews-v2"),
+        details: text_upstream("details"),
+        kubernetes: echo_upstream(),
+    };
+    let mut plan = Plan {
+        version: 1,
+        weights: (100, 0),
+        productpage: 2,
+        details: false,
+        tcp_listener: true,
+        bad_regex: false,
+    };
+    publish(&*dir, &state(&world, &plan));
+    // Delta on a unix socket (istio-agent's `XDS` pipe); state of the world on TCP.
+    let unix = dir.join("XDS");
+    let delta = api == "DELTA_GRPC";
+    let (mut ads, port) = ads_server(&*dir, delta.then_some(unix.as_path()), None);
+    let server = if delta {
+        json!({"pipe": {"path": unix.to_str().unwrap()}})
+    } else {
+        json!({"socket_address": {"address": "127.0.0.1", "port_value": port}})
+    };
+    let cfg = dir.join("bootstrap.json");
+    std::fs::write(
+        &cfg,
+        serde_json::to_vec_pretty(&bootstrap(api, server)).unwrap(),
+    )
+    .unwrap();
+    let m = spawn(&cfg);
+    let admin = m.log_addr(&["admin listening"]);
+    let http = m.log_addr(&["listener added", "listener=0.0.0.0_9080 "]);
+    let tcp = m.log_addr(&["listener added", "listener=10.96.0.1_443 "]);
+
+    // The routes' upstreams answer: an exact path, a prefix, a header match (string_match) and
+    // weighted clusters; TCP through tcp_proxy.
+    within(Duration::from_secs(5), "first routes", || {
+        bodies(http, "/productpage", "", 1)[0].starts_with("productpage-")
+    });
+    let pp = bodies(http, "/productpage", "", 20);
+    assert!(
+        pp.iter().any(|b| b == "productpage-1") && pp.iter().any(|b| b == "productpage-2"),
+        "{pp:?}"
+    );
+    assert!(bodies(http, "/static/x.css", "", 3)
+        .iter()
+        .all(|b| b.starts_with("productpage-")));
+    assert!(bodies(http, "/reviews/1", "", 10)
+        .iter()
+        .all(|b| b == "reviews-v1"));
+    assert!(bodies(http, "/reviews/1", "end-user: jason\r\n", 5)
+        .iter()
+        .all(|b| b == "reviews-v2"));
+    assert_eq!(KeepAlive::new(http).get("/nope", "").unwrap().0, 404);
+    let mut t = TcpStream::connect(tcp).unwrap();
+    t.write_all(b"ping").unwrap();
+    let mut got = [0u8; 4];
+    t.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"ping");
+    drop(t);
+
+    // The node goes on the stream's first request only (Istio's bootstrap says so).
+    let reqs = requests(&*dir);
+    assert_eq!(reqs[0]["node"], json!(true), "{:?}", reqs[0]);
+    assert!(reqs[1..].iter().all(|r| r["node"] == json!(false)));
+    assert!(
+        reqs.iter().all(|r| r["error"].is_null()),
+        "no NACK yet: {reqs:?}"
+    );
+
+    let load = Load::start(http, 4);
+    std::thread::sleep(Duration::from_millis(200));
+    let mut took = Vec::new();
+
+    // A weight change: reviews v1 → v2.
+    plan.version += 1;
+    plan.weights = (0, 100);
+    publish(&*dir, &state(&world, &plan));
+    took.push(within(Duration::from_secs(1), "weight change", || {
+        bodies(http, "/reviews", "", 4)
+            .iter()
+            .all(|b| b == "reviews-v2")
+    }));
+
+    // A removed endpoint: productpage-2 goes.
+    plan.version += 1;
+    plan.productpage = 1;
+    publish(&*dir, &state(&world, &plan));
+    took.push(within(Duration::from_secs(1), "removed endpoint", || {
+        bodies(http, "/productpage", "", 6)
+            .iter()
+            .all(|b| b == "productpage-1")
+    }));
+
+    // A new route and cluster (path_separated_prefix).
+    plan.version += 1;
+    plan.details = true;
+    publish(&*dir, &state(&world, &plan));
+    took.push(within(Duration::from_secs(1), "new route", || {
+        bodies(http, "/details/7", "", 1)[0] == "details"
+    }));
+    assert_ne!(bodies(http, "/detailsx", "", 1)[0], "details");
+
+    // A removed listener stops accepting.
+    plan.version += 1;
+    plan.tcp_listener = false;
+    publish(&*dir, &state(&world, &plan));
+    took.push(within(Duration::from_secs(1), "removed listener", || {
+        TcpStream::connect(tcp).is_err()
+    }));
+
+    // A bad resource: NACKed with its name and the field; the previous config keeps serving.
+    plan.version += 1;
+    plan.bad_regex = true;
+    publish(&*dir, &state(&world, &plan));
+    let nack = || {
+        requests(&*dir)
+            .into_iter()
+            .find_map(|r| r["error"].as_str().map(str::to_string))
+    };
+    within(Duration::from_secs(2), "NACK", || nack().is_some());
+    let msg = nack().unwrap();
+    assert!(msg.contains("\"9080\"") && msg.contains("regex"), "{msg}");
+    assert_eq!(bodies(http, "/details/1", "", 1)[0], "details");
+    let status = curl(&[&format!("http://{admin}/api/v1/extends")]);
+    let status: Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["xds"]["connected"], json!(true), "{status}");
+    assert_eq!(status["xds"]["types"]["rds"]["nacks"], json!(1), "{status}");
+    plan.bad_regex = false;
+    plan.version += 1;
+    publish(&*dir, &state(&world, &plan));
+
+    // The control plane restarts mid-load: nothing fails meanwhile.
+    let before = requests(&*dir).len();
+    drop(ads);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        bodies(http, "/details/1", "", 1)[0],
+        "details",
+        "served while disconnected"
+    );
+    (ads, _) = ads_server(
+        &*dir,
+        delta.then_some(unix.as_path()),
+        (!delta).then_some(port),
+    );
+    within(Duration::from_secs(10), "reconnect", || {
+        requests(&*dir)[before..]
+            .iter()
+            .any(|r| r["node"] == json!(true))
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let (ok, failed) = load.finish();
+    drop(ads);
+    assert!(
+        failed.is_empty(),
+        "{} failed of {}: {:?}",
+        failed.len(),
+        ok + failed.len() as u64,
+        &failed[..failed.len().min(10)]
+    );
+    assert!(ok > 1000, "only {ok} requests");
+    eprintln!("{api}: {ok} requests under load, 0 failed; updates took {took:?}");
+}
+
+#[test]
+fn delta_ads_drives_listeners_routes_clusters_and_endpoints() {
+    scenario("DELTA_GRPC");
+}
+
+#[test]
+fn state_of_the_world_ads_drives_listeners_routes_clusters_and_endpoints() {
+    scenario("GRPC");
+}
+
+/// pilot-agent's generated bootstraps are accepted (with warnings for what mosn-rs leaves out).
+#[test]
+fn istio_bootstraps_are_accepted() {
+    for f in ["default", "authsds", "runningsds"] {
+        let p = repo().join(format!("tests/data/istio/bootstrap_{f}_golden.json"));
+        let out = mosn().args(["check", "-c"]).arg(&p).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{f}: {err}");
+        assert!(err.contains("static_resources.listeners[0]"), "{f}: {err}");
+    }
+    // An unsupported part is named by its JSON path.
+    let mut b = istio("bootstrap_default_golden.json");
+    b["dynamic_resources"]["ads_config"]["api_type"] = json!("REST");
+    let f = write_temp("bad-bootstrap.json", &b.to_string());
+    let out = mosn().args(["check", "-c"]).arg(&*f).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("dynamic_resources.ads_config.api_type"),
+        "{err}"
+    );
+}
