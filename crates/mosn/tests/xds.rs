@@ -416,11 +416,11 @@ fn scenario(api: &str) {
         tcp_listener: true,
         bad_regex: false,
     };
-    publish(&*dir, &state(&world, &plan));
+    publish(&dir, &state(&world, &plan));
     // Delta on a unix socket (istio-agent's `XDS` pipe); state of the world on TCP.
     let unix = dir.join("XDS");
     let delta = api == "DELTA_GRPC";
-    let (mut ads, port) = ads_server(&*dir, delta.then_some(unix.as_path()), None);
+    let (mut ads, port) = ads_server(&dir, delta.then_some(unix.as_path()), None);
     let server = if delta {
         json!({"pipe": {"path": unix.to_str().unwrap()}})
     } else {
@@ -465,7 +465,7 @@ fn scenario(api: &str) {
     drop(t);
 
     // The node goes on the stream's first request only (Istio's bootstrap says so).
-    let reqs = requests(&*dir);
+    let reqs = requests(&dir);
     assert_eq!(reqs[0]["node"], json!(true), "{:?}", reqs[0]);
     assert!(reqs[1..].iter().all(|r| r["node"] == json!(false)));
     assert!(
@@ -480,7 +480,7 @@ fn scenario(api: &str) {
     // A weight change: reviews v1 → v2.
     plan.version += 1;
     plan.weights = (0, 100);
-    publish(&*dir, &state(&world, &plan));
+    publish(&dir, &state(&world, &plan));
     took.push(within(Duration::from_secs(1), "weight change", || {
         bodies(http, "/reviews", "", 4)
             .iter()
@@ -490,7 +490,7 @@ fn scenario(api: &str) {
     // A removed endpoint: productpage-2 goes.
     plan.version += 1;
     plan.productpage = 1;
-    publish(&*dir, &state(&world, &plan));
+    publish(&dir, &state(&world, &plan));
     took.push(within(Duration::from_secs(1), "removed endpoint", || {
         bodies(http, "/productpage", "", 6)
             .iter()
@@ -500,7 +500,7 @@ fn scenario(api: &str) {
     // A new route and cluster (path_separated_prefix).
     plan.version += 1;
     plan.details = true;
-    publish(&*dir, &state(&world, &plan));
+    publish(&dir, &state(&world, &plan));
     took.push(within(Duration::from_secs(1), "new route", || {
         bodies(http, "/details/7", "", 1)[0] == "details"
     }));
@@ -509,7 +509,7 @@ fn scenario(api: &str) {
     // A removed listener stops accepting.
     plan.version += 1;
     plan.tcp_listener = false;
-    publish(&*dir, &state(&world, &plan));
+    publish(&dir, &state(&world, &plan));
     took.push(within(Duration::from_secs(1), "removed listener", || {
         TcpStream::connect(tcp).is_err()
     }));
@@ -517,9 +517,9 @@ fn scenario(api: &str) {
     // A bad resource: NACKed with its name and the field; the previous config keeps serving.
     plan.version += 1;
     plan.bad_regex = true;
-    publish(&*dir, &state(&world, &plan));
+    publish(&dir, &state(&world, &plan));
     let nack = || {
-        requests(&*dir)
+        requests(&dir)
             .into_iter()
             .find_map(|r| r["error"].as_str().map(str::to_string))
     };
@@ -533,10 +533,10 @@ fn scenario(api: &str) {
     assert_eq!(status["xds"]["types"]["rds"]["nacks"], json!(1), "{status}");
     plan.bad_regex = false;
     plan.version += 1;
-    publish(&*dir, &state(&world, &plan));
+    publish(&dir, &state(&world, &plan));
 
     // The control plane restarts mid-load: nothing fails meanwhile.
-    let before = requests(&*dir).len();
+    let before = requests(&dir).len();
     drop(ads);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(
@@ -545,12 +545,12 @@ fn scenario(api: &str) {
         "served while disconnected"
     );
     (ads, _) = ads_server(
-        &*dir,
+        &dir,
         delta.then_some(unix.as_path()),
         (!delta).then_some(port),
     );
     within(Duration::from_secs(10), "reconnect", || {
-        requests(&*dir)[before..]
+        requests(&dir)[before..]
             .iter()
             .any(|r| r["node"] == json!(true))
     });
