@@ -241,6 +241,10 @@ pub struct TlsContext {
     pub ecdh_curves: Vec<String>,
     /// `alpn`, split on `,` (`h2`, `http/1.1`).
     pub alpn: Vec<String>,
+    /// `subject_alt_names` (a mosn-rs key; Envoy's `match_subject_alt_names` with `exact`): a
+    /// cluster's upstream certificate must carry one of these URI or DNS names (Istio's SPIFFE
+    /// identities), checked instead of the host name. Empty: the usual `server_name` check.
+    pub subject_alt_names: Vec<String>,
 }
 
 /// How a transparent-proxy listener learns a connection's original destination.

@@ -639,6 +639,7 @@ fn tls_context(tls: Obj<'_>, ctx: &Ctx) -> Result<Option<TlsContext>> {
         cipher_suites: list("cipher_suites", ':')?,
         ecdh_curves: list("ecdh_curves", ',')?,
         alpn: list("alpn", ',')?,
+        subject_alt_names: list("subject_alt_names", ',')?,
     };
     tls.finish(ctx);
     Ok(on.then_some(t))

@@ -254,6 +254,24 @@ fn transport_socket_for<'a>(c: &'a Cluster, e: &LbEndpoint) -> Option<&'a Transp
     }
 }
 
+/// The SDS secrets a cluster's TLS transport sockets name.
+pub(crate) fn secret_names(c: &Cluster, out: &mut std::collections::BTreeSet<String>) {
+    let sockets = c.transport_socket.iter().chain(
+        c.transport_socket_matches
+            .iter()
+            .filter_map(|m| m.transport_socket.as_ref()),
+    );
+    for ts in sockets {
+        if let Some(transport_socket::ConfigType::TypedConfig(any)) = &ts.config_type {
+            if let Ok(u) = decode::<UpstreamTlsContext>(any, UPSTREAM_TLS) {
+                if let Some(common) = &u.common_tls_context {
+                    tls::secret_names(common, out);
+                }
+            }
+        }
+    }
+}
+
 /// `None` for a plaintext socket (`raw_buffer`), the MOSN `tls_context` for TLS.
 fn upstream_tls(ts: &TransportSocket, store: &Store) -> Result<Option<Value>, TlsError> {
     let Some(transport_socket::ConfigType::TypedConfig(any)) = &ts.config_type else {

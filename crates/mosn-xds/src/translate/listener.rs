@@ -72,6 +72,24 @@ pub(crate) fn rds_names(l: &Listener, out: &mut BTreeSet<String>) {
     }
 }
 
+/// The SDS secrets a listener's TLS contexts name.
+pub(crate) fn secret_names(l: &Listener, out: &mut BTreeSet<String>) {
+    use envoy_types::pb::envoy::config::core::v3::transport_socket::ConfigType;
+    for c in l.filter_chains.iter().chain(l.default_filter_chain.iter()) {
+        if let Some(ConfigType::TypedConfig(any)) = c
+            .transport_socket
+            .as_ref()
+            .and_then(|t| t.config_type.as_ref())
+        {
+            if let Ok(d) = decode::<DownstreamTlsContext>(any, DOWNSTREAM_TLS) {
+                if let Some(common) = &d.common_tls_context {
+                    tls::secret_names(common, out);
+                }
+            }
+        }
+    }
+}
+
 /// The routers and clusters a translated listener refers to.
 pub(crate) fn references(
     l: &Value,
@@ -251,9 +269,7 @@ fn downstream_tls(c: &FilterChain, store: &Store) -> Result<Option<Value>, Strin
         .is_some_and(|b| b.value);
     match tls::context(store, &common, "", Some(require)) {
         Ok(v) => Ok(Some(v)),
-        Err(TlsError::Waiting(s)) => Err(format!(
-            "transport_socket: SDS secret {s:?} has not arrived"
-        )),
+        Err(TlsError::Waiting(s)) => Err(format!("{}{s:?}", super::WAITING)),
         Err(TlsError::Bad(m)) => Err(format!("transport_socket: {m}")),
     }
 }

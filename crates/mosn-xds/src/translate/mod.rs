@@ -62,6 +62,8 @@ pub struct Translated {
     pub clusters: Vec<(String, Value)>,
     /// Resources that could not be translated.
     pub rejected: Vec<Rejection>,
+    /// Listeners left out until the SDS secrets they name arrive.
+    pub warming: Vec<String>,
     /// Filters accepted without effect (Istio's telemetry and peer-metadata filters, ...), by
     /// name, counted over every listener.
     pub ignored_filters: BTreeMap<String, u64>,
@@ -74,7 +76,13 @@ pub struct Wanted {
     pub routes: BTreeSet<String>,
     /// EDS service names the clusters use.
     pub endpoints: BTreeSet<String>,
+    /// SDS secrets the listeners and clusters use.
+    pub secrets: BTreeSet<String>,
 }
+
+/// How a listener error says it waits for an SDS secret rather than being wrong: it is then
+/// left out until the secret arrives (Envoy's warming), not rejected.
+pub(crate) const WAITING: &str = "waiting for SDS secret ";
 
 /// Decodes an `Any` whose type URL must be `want`.
 pub(crate) fn decode<M: Message + Default>(
@@ -93,6 +101,7 @@ pub fn wanted(store: &Store) -> Wanted {
     for (_, e) in store.of(types::LISTENER) {
         if let Ok(l) = decode(&e.body, types::LISTENER) {
             listener::rds_names(&l, &mut w.routes);
+            listener::secret_names(&l, &mut w.secrets);
         }
     }
     for (name, e) in store.of(types::CLUSTER) {
@@ -100,6 +109,7 @@ pub fn wanted(store: &Store) -> Wanted {
             if let Some(s) = cluster::eds_name(name, &c) {
                 w.endpoints.insert(s);
             }
+            cluster::secret_names(&c, &mut w.secrets);
         }
     }
     w
@@ -108,8 +118,10 @@ pub fn wanted(store: &Store) -> Wanted {
 /// Translates every resource of `store`.
 pub fn translate(store: &Store) -> Translated {
     let mut out = Translated::default();
+    let mut rejected = Vec::new();
+    let mut warming = Vec::new();
     let mut reject = |type_url, name: &str, message: String| {
-        out.rejected.push(Rejection {
+        rejected.push(Rejection {
             type_url,
             name: name.to_string(),
             message,
@@ -126,6 +138,10 @@ pub fn translate(store: &Store) -> Translated {
             Ok((l, inline)) => {
                 listeners.push((name.to_string(), l));
                 routers.extend(inline.into_iter().map(|r| (name.to_string(), r)));
+            }
+            Err(m) if m.contains(WAITING) => {
+                tracing::debug!(listener = name, why = m, "listener waits for a secret");
+                warming.push(name.to_string());
             }
             Err(m) => reject(types::LISTENER, name, m),
         }
@@ -185,6 +201,8 @@ pub fn translate(store: &Store) -> Translated {
     for name in missing {
         clusters.push((name.clone(), json!({"name": name, "hosts": []})));
     }
+    out.rejected = rejected;
+    out.warming = warming;
     out.listeners = listeners;
     out.routers = routers;
     out.clusters = clusters;

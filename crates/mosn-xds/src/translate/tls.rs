@@ -90,6 +90,52 @@ fn validation(
     }
 }
 
+/// The exact names of `match_subject_alt_names` and `match_typed_subject_alt_names` (Istio's SPIFFE
+/// identities).
+///
+/// Errors: a prefix, suffix or regex SAN matcher (mosn-rs matches exact names).
+#[allow(deprecated)]
+fn san_names(v: &CertificateValidationContext) -> Result<Vec<String>, TlsError> {
+    use envoy_types::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
+    let exact =
+        |m: &envoy_types::pb::envoy::r#type::matcher::v3::StringMatcher| match &m.match_pattern {
+            Some(MatchPattern::Exact(s)) if !m.ignore_case => Ok(s.clone()),
+            _ => Err(TlsError::Bad(
+                "match_subject_alt_names: only exact names are supported by mosn-rs".into(),
+            )),
+        };
+    let mut out = Vec::new();
+    for m in &v.match_subject_alt_names {
+        out.push(exact(m)?);
+    }
+    for m in &v.match_typed_subject_alt_names {
+        if let Some(m) = &m.matcher {
+            out.push(exact(m)?);
+        }
+    }
+    Ok(out)
+}
+
+/// The SDS secret names a common TLS context refers to.
+pub(crate) fn secret_names(c: &CommonTlsContext, out: &mut std::collections::BTreeSet<String>) {
+    out.extend(
+        c.tls_certificate_sds_secret_configs
+            .iter()
+            .map(|s| s.name.clone()),
+    );
+    match &c.validation_context_type {
+        Some(ValidationContextType::ValidationContextSdsSecretConfig(s)) => {
+            out.insert(s.name.clone());
+        }
+        Some(ValidationContextType::CombinedValidationContext(cv)) => {
+            if let Some(s) = &cv.validation_context_sds_secret_config {
+                out.insert(s.name.clone());
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Envoy's `TLSv1_2`-style enum values (0 auto, 1 TLSv1_0, ... 4 TLSv1_3) as MOSN's strings.
 fn version(v: i32) -> Option<&'static str> {
     match v {
@@ -121,6 +167,10 @@ pub(crate) fn context(
         Some(v) => {
             if let Some(ca) = data(&v.trusted_ca)? {
                 o.insert("ca_cert".into(), json!(ca));
+            }
+            let names = san_names(&v)?;
+            if !names.is_empty() {
+                o.insert("subject_alt_names".into(), json!(names));
             }
         }
         // No validation context: Envoy does not verify the peer.
