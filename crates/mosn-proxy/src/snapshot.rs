@@ -102,6 +102,10 @@ pub struct ListenerInfo {
     pub original_dst: Option<mosn_net::original_dst::Mode>,
     /// TLS on this listener.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The same TLS config without ALPN, for a client whose ALPN offer shares nothing with the
+    /// listener's (Envoy then selects no protocol rather than failing the handshake, which
+    /// Istio's `istio-peer-exchange` offers rely on); `None` when the listener has no ALPN.
+    pub tls_no_alpn: Option<Arc<rustls::ServerConfig>>,
     /// `inspector`: TLS and plaintext on one port.
     pub inspector: bool,
     /// `stream_filters`, built, in config order.
@@ -329,7 +333,16 @@ impl Snapshot {
             } else {
                 Some(mosn_net::tls::server_config(&l.tls)?)
             };
+            let tls_no_alpn = tls
+                .as_ref()
+                .filter(|t| !t.alpn_protocols.is_empty())
+                .map(|t| {
+                    let mut c = (**t).clone();
+                    c.alpn_protocols.clear();
+                    Arc::new(c)
+                });
             listeners.push(ListenerInfo {
+                tls_no_alpn,
                 filters: FilterChain(filters),
                 filters_config,
                 header_timeout: l

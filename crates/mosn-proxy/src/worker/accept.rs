@@ -119,7 +119,24 @@ async fn dispatch(w: Rc<Worker>, snapshot: Arc<Snapshot>, index: usize, conn: Ac
             _ => return,
         }
     }
-    let accept = tokio_rustls::TlsAcceptor::from(cfg.clone()).accept(s);
+    let accept = async {
+        let start =
+            tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), s).await?;
+        // ALPN offered that shares nothing with ours: select none rather than fail (Envoy's way).
+        let offered: Option<Vec<&[u8]>> = start.client_hello().alpn().map(|a| a.collect());
+        let cfg = match (&info.tls_no_alpn, offered) {
+            (Some(no_alpn), Some(offered))
+                if !cfg
+                    .alpn_protocols
+                    .iter()
+                    .any(|ours| offered.contains(&ours.as_slice())) =>
+            {
+                no_alpn.clone()
+            }
+            _ => cfg.clone(),
+        };
+        start.into_stream(cfg).await
+    };
     let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, accept).await {
         Ok(Ok(t)) => t,
         Ok(Err(e)) => {

@@ -1,5 +1,6 @@
 """A small xDS v3 ADS server for the xDS tests, on PyPI's xds-protos (Envoy's generated API) and
-grpcio: state of the world (StreamAggregatedResources) and delta (DeltaAggregatedResources).
+grpcio: state of the world (StreamAggregatedResources) and delta (DeltaAggregatedResources), and
+SDS (SecretDiscoveryService.StreamSecrets, state of the world, as istio-agent serves it).
 
 Usage: ads_server.py STATE_FILE LOG_FILE
   STATE_FILE  JSON {"version": "...", "resources": {TYPE_URL: [resource in Envoy's proto JSON]}}.
@@ -29,6 +30,7 @@ from concurrent import futures
 import grpc
 from google.protobuf import any_pb2, json_format, symbol_database
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from envoy.service.secret.v3 import sds_pb2_grpc
 
 STATE, LOG = sys.argv[1], sys.argv[2]
 WILDCARD = {
@@ -130,54 +132,64 @@ def record(**kw):
 streams = iter(range(1, 1 << 30))
 
 
+def sotw(request_iterator, context, api):
+    """A state-of-the-world stream (ADS, or SDS as istio-agent serves it)."""
+    sid = next(streams)
+    wanted = {}  # type -> names ([] = all)
+    out = queue.Queue()
+    n = [0]
+
+    def reader():
+        for req in request_iterator:
+            record(stream=sid, api=api, type=req.type_url, version_info=req.version_info,
+                   nonce=req.response_nonce, node=req.HasField("node"),
+                   error=req.error_detail.message if req.HasField("error_detail") else None,
+                   names=list(req.resource_names))
+            first = req.type_url not in wanted
+            changed = wanted.get(req.type_url) != list(req.resource_names)
+            wanted[req.type_url] = list(req.resource_names)
+            if first or changed:
+                out.put(req.type_url)
+        out.put(None)
+
+    def respond(t):
+        with cond:
+            have = state["resources"].get(t, {})
+            version = state["version"]
+        names = wanted.get(t) or []
+        n[0] += 1
+        resp = discovery_pb2.DiscoveryResponse(version_info=version, type_url=t, nonce=f"{sid}-{n[0]}")
+        for name, (body, _) in sorted(have.items()):
+            if t in WILDCARD or name in names:
+                resp.resources.append(body)
+        return resp
+
+    threading.Thread(target=reader, daemon=True).start()
+    seen = state["stamp"]
+    while context.is_active():
+        try:
+            t = out.get(timeout=0.05)
+        except queue.Empty:
+            with cond:
+                stamp = state["stamp"]
+            if stamp != seen:
+                seen = stamp
+                for t in list(wanted):
+                    yield respond(t)
+            continue
+        if t is None:
+            return
+        yield respond(t)
+
+
+class SDS(sds_pb2_grpc.SecretDiscoveryServiceServicer):
+    def StreamSecrets(self, request_iterator, context):
+        yield from sotw(request_iterator, context, "sds")
+
+
 class ADS(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
     def StreamAggregatedResources(self, request_iterator, context):
-        sid = next(streams)
-        wanted = {}  # type -> names ([] = all)
-        out = queue.Queue()
-        n = [0]
-
-        def reader():
-            for req in request_iterator:
-                record(stream=sid, api="sotw", type=req.type_url, version_info=req.version_info,
-                       nonce=req.response_nonce, node=req.HasField("node"),
-                       error=req.error_detail.message if req.HasField("error_detail") else None,
-                       names=list(req.resource_names))
-                first = req.type_url not in wanted
-                changed = wanted.get(req.type_url) != list(req.resource_names)
-                wanted[req.type_url] = list(req.resource_names)
-                if first or changed:
-                    out.put(req.type_url)
-            out.put(None)
-
-        def respond(t):
-            with cond:
-                have = state["resources"].get(t, {})
-                version = state["version"]
-            names = wanted.get(t) or []
-            n[0] += 1
-            resp = discovery_pb2.DiscoveryResponse(version_info=version, type_url=t, nonce=f"{sid}-{n[0]}")
-            for name, (body, _) in sorted(have.items()):
-                if t in WILDCARD or name in names:
-                    resp.resources.append(body)
-            return resp
-
-        threading.Thread(target=reader, daemon=True).start()
-        seen = state["stamp"]
-        while context.is_active():
-            try:
-                t = out.get(timeout=0.05)
-            except queue.Empty:
-                with cond:
-                    stamp = state["stamp"]
-                if stamp != seen:
-                    seen = stamp
-                    for t in list(wanted):
-                        yield respond(t)
-                continue
-            if t is None:
-                return
-            yield respond(t)
+        yield from sotw(request_iterator, context, "sotw")
 
     def DeltaAggregatedResources(self, request_iterator, context):
         sid = next(streams)
@@ -254,6 +266,7 @@ def main():
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16),
                          options=[("grpc.max_send_message_length", 64 << 20)])
     ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(ADS(), server)
+    sds_pb2_grpc.add_SecretDiscoveryServiceServicer_to_server(SDS(), server)
     unix = os.environ.get("ADS_UNIX")
     if unix:
         if os.path.exists(unix):
