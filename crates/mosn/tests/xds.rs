@@ -14,15 +14,12 @@
 //! fails no request.
 
 mod common;
+use common::xds::*;
 use common::*;
 
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -36,21 +33,6 @@ const REVIEWS_V1: &str = "outbound|9080|v1|reviews.default.svc.cluster.local";
 const REVIEWS_V2: &str = "outbound|9080|v2|reviews.default.svc.cluster.local";
 const DETAILS: &str = "outbound|9080||details.default.svc.cluster.local";
 const KUBERNETES: &str = "outbound|443||kubernetes.default.svc.cluster.local";
-
-fn istio(file: &str) -> Value {
-    let p = repo().join("tests/data/istio").join(file);
-    serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap()
-}
-
-fn xds_python() -> PathBuf {
-    let p = repo().join("target/peers/venv-xds/bin/python");
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/install-test-deps.sh",
-        p.display()
-    );
-    p
-}
 
 /// An Istio listener from the sidecar dump, bound on a test port.
 fn listener(name: &str) -> Value {
@@ -199,201 +181,6 @@ fn state(world: &World, w: &Plan) -> Value {
     }
     json!({"version": format!("v{}", w.version), "resources": {
         LDS: listeners, RDS: [route_config(w)], CDS: clusters, EDS: endpoints}})
-}
-
-/// Writes the control plane's state atomically (the server reloads on rename).
-fn publish(dir: &Path, s: &Value) {
-    let tmp = dir.join("state.json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec(s).unwrap()).unwrap();
-    std::fs::rename(&tmp, dir.join("state.json")).unwrap();
-}
-
-fn ads_server(dir: &Path, unix: Option<&Path>, port: Option<u16>) -> (Killed, u16) {
-    let mut cmd = Command::new(xds_python());
-    cmd.arg(repo().join("crates/mosn/tests/peers/ads_server.py"))
-        .arg(dir.join("state.json"))
-        .arg(dir.join("requests.jsonl"));
-    if let Some(u) = unix {
-        cmd.env("ADS_UNIX", u);
-    }
-    if let Some(p) = port {
-        cmd.env("ADS_PORT", p.to_string());
-    }
-    let (k, a) = peer_on_port(cmd);
-    (k, a.port())
-}
-
-/// The ADS server's request log.
-fn requests(dir: &Path) -> Vec<Value> {
-    std::fs::read_to_string(dir.join("requests.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-/// Istio's bootstrap (pilot-agent's golden output), pointed at the test's ADS server.
-fn bootstrap(api: &str, server: Value) -> Value {
-    let mut b = istio("bootstrap_default_golden.json");
-    b["dynamic_resources"]["ads_config"]["api_type"] = json!(api);
-    b["admin"]["address"]["socket_address"]["port_value"] = json!(0);
-    for c in b["static_resources"]["clusters"].as_array_mut().unwrap() {
-        if c["name"] == "xds-grpc" {
-            c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"] =
-                server.clone();
-        }
-    }
-    b
-}
-
-/// A TCP echo upstream.
-fn echo_upstream() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let a = l.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { return };
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = s.read(&mut buf) {
-                    if n == 0 || s.write_all(&buf[..n]).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    a
-}
-
-/// One keep-alive HTTP/1.1 connection; reconnects after a response that said `close`.
-struct KeepAlive {
-    addr: SocketAddr,
-    conn: Option<std::io::BufReader<TcpStream>>,
-}
-
-impl KeepAlive {
-    fn new(addr: SocketAddr) -> Self {
-        KeepAlive { addr, conn: None }
-    }
-
-    /// `(status, body)`, or an error for a request that failed (no complete response).
-    fn get(&mut self, path: &str, headers: &str) -> Result<(u16, String), String> {
-        if self.conn.is_none() {
-            let s = TcpStream::connect(self.addr).map_err(|e| format!("connect: {e}"))?;
-            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-            self.conn = Some(std::io::BufReader::new(s));
-        }
-        let c = self.conn.as_mut().unwrap();
-        let req = format!("GET {path} HTTP/1.1\r\nhost: productpage:9080\r\n{headers}\r\n");
-        c.get_mut()
-            .write_all(req.as_bytes())
-            .map_err(|e| format!("write: {e}"))?;
-        let mut head = String::new();
-        loop {
-            let mut line = String::new();
-            let n = c.read_line(&mut line).map_err(|e| format!("read: {e}"))?;
-            if n == 0 {
-                self.conn = None;
-                return Err("closed before the response".into());
-            }
-            if line == "\r\n" {
-                break;
-            }
-            head.push_str(&line);
-        }
-        let lower = head.to_ascii_lowercase();
-        let status: u16 = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or("bad status line")?;
-        let len: usize = lower
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .and_then(|v| v.trim().parse().ok())
-            .ok_or_else(|| format!("no content-length in {head:?}"))?;
-        let mut body = vec![0u8; len];
-        c.read_exact(&mut body).map_err(|e| format!("body: {e}"))?;
-        if lower.contains("connection: close") {
-            self.conn = None;
-        }
-        Ok((status, String::from_utf8_lossy(&body).into_owned()))
-    }
-}
-
-/// Keep-alive clients requesting `/productpage` and `/reviews` until stopped.
-struct Load {
-    stop: Arc<AtomicBool>,
-    ok: Arc<AtomicU64>,
-    failed: Arc<std::sync::Mutex<Vec<String>>>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(addr: SocketAddr, clients: usize) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let ok = Arc::new(AtomicU64::new(0));
-        let failed = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let threads = (0..clients)
-            .map(|i| {
-                let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
-                std::thread::spawn(move || {
-                    let mut c = KeepAlive::new(addr);
-                    let paths = ["/productpage", "/reviews"];
-                    let mut n = i;
-                    while !stop.load(Ordering::Relaxed) {
-                        n += 1;
-                        let path = paths[n % 2];
-                        match c.get(path, "") {
-                            Ok((200, _)) => {
-                                ok.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Ok((s, b)) => failed.lock().unwrap().push(format!("{path}: {s} {b}")),
-                            Err(e) => {
-                                c.conn = None;
-                                failed.lock().unwrap().push(format!("{path}: {e}"))
-                            }
-                        }
-                    }
-                })
-            })
-            .collect();
-        Load {
-            stop,
-            ok,
-            failed,
-            threads,
-        }
-    }
-
-    fn finish(self) -> (u64, Vec<String>) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads {
-            t.join().unwrap();
-        }
-        (
-            self.ok.load(Ordering::Relaxed),
-            self.failed.lock().unwrap().clone(),
-        )
-    }
-}
-
-/// Polls `f` for up to `limit`; returns how long it took (panics past the limit).
-fn within(limit: Duration, what: &str, mut f: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    start.elapsed()
-}
-
-fn bodies(addr: SocketAddr, path: &str, headers: &str, n: usize) -> Vec<String> {
-    let mut c = KeepAlive::new(addr);
-    (0..n)
-        .map(|_| c.get(path, headers).map(|r| r.1).unwrap_or_default())
-        .collect()
 }
 
 fn scenario(api: &str) {

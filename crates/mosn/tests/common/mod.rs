@@ -2,6 +2,8 @@
 //! ports, call curl.
 #![allow(dead_code)]
 
+pub mod xds;
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};

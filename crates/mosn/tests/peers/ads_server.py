@@ -132,6 +132,14 @@ def record(**kw):
 streams = iter(range(1, 1 << 30))
 
 
+def quietly(requests):
+    """The requests of a stream, ending quietly when the client goes away."""
+    try:
+        yield from requests
+    except grpc.RpcError:
+        return
+
+
 def sotw(request_iterator, context, api):
     """A state-of-the-world stream (ADS, or SDS as istio-agent serves it)."""
     sid = next(streams)
@@ -140,7 +148,7 @@ def sotw(request_iterator, context, api):
     n = [0]
 
     def reader():
-        for req in request_iterator:
+        for req in quietly(request_iterator):
             record(stream=sid, api=api, type=req.type_url, version_info=req.version_info,
                    nonce=req.response_nonce, node=req.HasField("node"),
                    error=req.error_detail.message if req.HasField("error_detail") else None,
@@ -199,7 +207,7 @@ class ADS(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         n = [0]
 
         def reader():
-            for req in request_iterator:
+            for req in quietly(request_iterator):
                 record(stream=sid, api="delta", type=req.type_url, nonce=req.response_nonce,
                        node=req.HasField("node"),
                        error=req.error_detail.message if req.HasField("error_detail") else None,
