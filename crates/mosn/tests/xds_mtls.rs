@@ -20,9 +20,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, SanType,
-};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, SanType};
 use serde_json::{json, Value};
 
 const LDS: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
@@ -40,7 +38,8 @@ const WRONG_ID: &str = "outbound|9080|v2|productpage.default.svc.cluster.local";
 fn ca() -> CertifiedIssuer<'static, KeyPair> {
     let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.distinguished_name.push(DnType::CommonName, "cluster.local");
+    p.distinguished_name
+        .push(DnType::CommonName, "cluster.local");
     CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap()
 }
 
@@ -112,8 +111,9 @@ fn client_state(cert: &(String, String), ca_pem: &str, server: SocketAddr) -> Va
     let mut wrong = good.clone();
     wrong["name"] = json!(WRONG_ID);
     wrong["eds_cluster_config"]["service_name"] = json!(WRONG_ID);
-    wrong["transport_socket_matches"][0]["transport_socket"]["typed_config"]["common_tls_context"]
-        ["combined_validation_context"]["default_validation_context"]["match_subject_alt_names"] =
+    wrong["transport_socket_matches"][0]["transport_socket"]["typed_config"]
+        ["common_tls_context"]["combined_validation_context"]["default_validation_context"]
+        ["match_subject_alt_names"] =
         json!([{"exact": "spiffe://cluster.local/ns/default/sa/nobody"}]);
     let endpoint = |name: &str| {
         json!({"cluster_name": name, "endpoints": [{"lb_endpoints": [{
@@ -187,9 +187,15 @@ fn openssl_get(
     let ca = dir.join("ca.pem");
     std::fs::write(&ca, ca_pem).unwrap();
     let mut cmd = Command::new("openssl");
-    cmd.args(["s_client", "-connect", &addr.to_string(), "-quiet", "-verify_return_error"])
-        .arg("-CAfile")
-        .arg(&ca);
+    cmd.args([
+        "s_client",
+        "-connect",
+        &addr.to_string(),
+        "-quiet",
+        "-verify_return_error",
+    ])
+    .arg("-CAfile")
+    .arg(&ca);
     if let Some(c) = client {
         let (cert, key) = (dir.join("g.pem"), dir.join("g.key"));
         std::fs::write(&cert, &c.0).unwrap();
@@ -268,7 +274,12 @@ fn mtls_between_two_instances_with_sds_certificates_and_a_rotation_under_load() 
     });
     std::thread::sleep(Duration::from_millis(300));
     let (ok, failed) = load.finish();
-    assert!(failed.is_empty(), "{} failed: {:?}", failed.len(), &failed[..failed.len().min(5)]);
+    assert!(
+        failed.is_empty(),
+        "{} failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
     assert!(ok > 200, "only {ok} requests");
     eprintln!("mTLS over SDS: {ok} requests through a certificate rotation, 0 failed");
     drop(client);

@@ -223,3 +223,162 @@ pub fn bodies(addr: SocketAddr, path: &str, headers: &str, n: usize) -> Vec<Stri
         .collect()
 }
 
+pub const LDS: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
+pub const RDS: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
+pub const CDS: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+pub const EDS: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+
+pub const PRODUCTPAGE: &str = "outbound|9080||productpage.default.svc.cluster.local";
+pub const REVIEWS_V1: &str = "outbound|9080|v1|reviews.default.svc.cluster.local";
+pub const REVIEWS_V2: &str = "outbound|9080|v2|reviews.default.svc.cluster.local";
+pub const DETAILS: &str = "outbound|9080||details.default.svc.cluster.local";
+pub const KUBERNETES: &str = "outbound|443||kubernetes.default.svc.cluster.local";
+
+/// An Istio listener from the sidecar dump, bound on a test port.
+pub fn listener(name: &str) -> Value {
+    let dump = istio("authz_listeners_configdump.json");
+    let mut l = dump["configs"][0]["dynamic_listeners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == name)
+        .unwrap()["active_state"]["listener"]
+        .clone();
+    l["address"] = json!({"socket_address": {"address": "127.0.0.1", "port_value": 0}});
+    l["bind_to_port"] = json!(true);
+    l
+}
+
+/// Istio's outbound cluster (auto-mTLS transport socket matches, LEAST_REQUEST, circuit
+/// breakers, metadata) renamed.
+pub fn cluster(name: &str) -> Value {
+    let d = istio("describe_http_config.json");
+    let mut c = d["configs"][1]["dynamic_active_clusters"][0]["cluster"].clone();
+    c["name"] = json!(name);
+    c["eds_cluster_config"]["service_name"] = json!(name);
+    c
+}
+
+/// A ClusterLoadAssignment from the sidecar dump (`from`), renamed, with its endpoints' addresses
+/// replaced by `hosts` (its first endpoint repeated as needed) and no `tlsMode` metadata.
+pub fn assignment(from: &str, name: &str, hosts: &[SocketAddr]) -> Value {
+    let d = istio("endpoint_configdump.json");
+    let mut a = d["configs"][0]["dynamic_endpoint_configs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["endpoint_config"]["cluster_name"] == from)
+        .unwrap_or_else(|| panic!("{from} is not in the dump"))["endpoint_config"]
+        .clone();
+    a["cluster_name"] = json!(name);
+    let template = a["endpoints"][0]["lb_endpoints"][0].clone();
+    let eps: Vec<Value> = hosts
+        .iter()
+        .map(|h| {
+            let mut e = template.clone();
+            e["endpoint"]["address"] =
+                json!({"socket_address": {"address": h.ip().to_string(), "port_value": h.port()}});
+            if let Some(fm) = e["metadata"]["filter_metadata"].as_object_mut() {
+                fm.remove("envoy.transport_socket_match");
+            }
+            e
+        })
+        .collect();
+    a["endpoints"] =
+        json!([{"locality": a["endpoints"][0]["locality"].clone(), "lb_endpoints": eps}]);
+    a
+}
+
+/// The test's upstreams.
+pub struct World {
+    pub productpage: Vec<SocketAddr>,
+    pub reviews_v1: SocketAddr,
+    pub reviews_v2: SocketAddr,
+    pub details: SocketAddr,
+    pub kubernetes: SocketAddr,
+}
+
+/// What the control plane serves, in steps.
+#[derive(Clone)]
+pub struct Plan {
+    pub version: u32,
+    /// Weights of reviews v1 and v2.
+    pub weights: (u32, u32),
+    /// How many productpage endpoints are served.
+    pub productpage: usize,
+    /// The `/details` route and its cluster.
+    pub details: bool,
+    /// The TCP listener `10.96.0.1_443`.
+    pub tcp_listener: bool,
+    /// A route with a regex that does not compile.
+    pub bad_regex: bool,
+}
+
+pub fn route_config(w: &Plan) -> Value {
+    let d = istio("describe_http_config.json");
+    let mut rc = d["configs"][0]["dynamic_route_configs"][0]["route_config"].clone();
+    // The sidecar's listener asks for RDS "9080".
+    rc["name"] = json!("9080");
+    let vh = &mut rc["virtual_hosts"][0];
+    let routes = vh["routes"].as_array_mut().unwrap();
+    let mut extra = vec![
+        json!({"match": {"prefix": "/reviews", "headers": [{"name": "end-user", "string_match": {"exact": "jason"}}]},
+               "route": {"cluster": REVIEWS_V2, "timeout": "0s"}}),
+        json!({"match": {"prefix": "/reviews"},
+               "route": {"weighted_clusters": {"clusters": [
+                   {"name": REVIEWS_V1, "weight": w.weights.0}, {"name": REVIEWS_V2, "weight": w.weights.1}]},
+                   "timeout": "0s",
+                   "retry_policy": {"retry_on": "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes",
+                                    "num_retries": 2, "retriable_status_codes": [503]}}}),
+    ];
+    if w.details {
+        extra.push(json!({"match": {"path_separated_prefix": "/details"}, "route": {"cluster": DETAILS, "timeout": "0s"}}));
+    }
+    if w.bad_regex {
+        extra.push(
+            json!({"match": {"safe_regex": {"regex": "/broken(["}}, "route": {"cluster": DETAILS}}),
+        );
+    }
+    for (i, r) in extra.into_iter().enumerate() {
+        routes.insert(i, r);
+    }
+    rc
+}
+
+pub fn state(world: &World, w: &Plan) -> Value {
+    let mut listeners = vec![listener("0.0.0.0_9080")];
+    if w.tcp_listener {
+        listeners.push(listener("10.96.0.1_443"));
+    }
+    let mut clusters = vec![
+        cluster(PRODUCTPAGE),
+        cluster(REVIEWS_V1),
+        cluster(REVIEWS_V2),
+        cluster(KUBERNETES),
+        json!({"name": "PassthroughCluster", "type": "ORIGINAL_DST", "lb_policy": "CLUSTER_PROVIDED", "connect_timeout": "10s"}),
+    ];
+    let mut endpoints = vec![
+        assignment(
+            PRODUCTPAGE,
+            PRODUCTPAGE,
+            &world.productpage[..w.productpage],
+        ),
+        assignment(
+            "outbound|9080||reviews.default.svc.cluster.local",
+            REVIEWS_V1,
+            &[world.reviews_v1],
+        ),
+        assignment(
+            "outbound|9080||reviews.default.svc.cluster.local",
+            REVIEWS_V2,
+            &[world.reviews_v2],
+        ),
+        assignment(KUBERNETES, KUBERNETES, &[world.kubernetes]),
+    ];
+    if w.details {
+        clusters.push(cluster(DETAILS));
+        endpoints.push(assignment(DETAILS, DETAILS, &[world.details]));
+    }
+    json!({"version": format!("v{}", w.version), "resources": {
+        LDS: listeners, RDS: [route_config(w)], CDS: clusters, EDS: endpoints}})
+}
