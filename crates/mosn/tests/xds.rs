@@ -227,3 +227,99 @@ fn istio_bootstraps_are_accepted() {
         "{err}"
     );
 }
+
+/// Hostile or malformed ADS responses: a resource of the wrong type, bytes that are no protobuf,
+/// a listener with an address that is no IP, a huge cluster (50 000 endpoints). Each bad one is
+/// NACKed by name, the huge one is taken, and the proxy keeps serving throughout.
+#[test]
+fn malformed_and_hostile_ads_responses_are_nacked_and_never_crash() {
+    let dir = temp_dir("xds-hostile");
+    let world = World {
+        productpage: vec![
+            text_upstream("productpage-1"),
+            text_upstream("productpage-2"),
+        ],
+        reviews_v1: text_upstream("reviews-v1"),
+        reviews_v2: text_upstream("reviews-v2"),
+        details: text_upstream("details"),
+        kubernetes: echo_upstream(),
+    };
+    let plan = Plan {
+        version: 1,
+        weights: (100, 0),
+        productpage: 1,
+        details: false,
+        tcp_listener: false,
+        bad_regex: false,
+    };
+    publish(&dir, &state(&world, &plan));
+    let (_ads, port) = ads_server(&dir, None, None);
+    let cfg = dir.join("bootstrap.json");
+    let addr = json!({"socket_address": {"address": "127.0.0.1", "port_value": port}});
+    std::fs::write(&cfg, bootstrap("GRPC", addr).to_string()).unwrap();
+    let mut m = spawn(&cfg);
+    let admin = m.log_addr(&["admin listening"]);
+    let http = m.log_addr(&["listener added", "listener=0.0.0.0_9080 "]);
+    within(Duration::from_secs(5), "first routes", || {
+        bodies(http, "/productpage", "", 1)[0] == "productpage-1"
+    });
+
+    let mut s = state(
+        &world,
+        &Plan {
+            version: 2,
+            ..plan.clone()
+        },
+    );
+    let raw = |name: &str, type_url: &str, bytes: &[u8]| {
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        json!({"@raw": {"name": name, "type_url": type_url, "hex": hex}})
+    };
+    let lds = s["resources"][LDS].as_array_mut().unwrap();
+    // A Cluster where a Listener belongs (field 1, the name, reads "wrong-type").
+    lds.push(raw("wrong-type", CDS, b"\x0a\x0awrong-type"));
+    // A listener on an address that is no IP.
+    lds.push(json!({"name": "bad-address", "address": {"socket_address": {"address": "not-an-ip", "port_value": 1}},
+        "filter_chains": [{"filters": []}]}));
+    // Bytes that are no protobuf, as a route config.
+    s["resources"][RDS]
+        .as_array_mut()
+        .unwrap()
+        .push(raw("garbage", RDS, &[0xff; 64]));
+    // A huge cluster: 50 000 endpoints.
+    let eps: Vec<Value> = (0..50_000u32)
+        .map(|i| {
+            json!({"endpoint": {"address": {"socket_address": {
+            "address": format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255), "port_value": 80}}}})
+        })
+        .collect();
+    s["resources"][CDS].as_array_mut().unwrap().push(json!({"name": "huge", "type": "STATIC",
+        "connect_timeout": "1s", "load_assignment": {"cluster_name": "huge", "endpoints": [{"lb_endpoints": eps}]}}));
+    publish(&dir, &s);
+    let nacks = || -> Vec<String> {
+        requests(&dir)
+            .into_iter()
+            .filter_map(|r| r["error"].as_str().map(str::to_string))
+            .collect()
+    };
+    within(Duration::from_secs(20), "NACKs for LDS", || {
+        nacks().iter().any(|n| n.contains("wrong-type"))
+    });
+    let all = nacks().join("\n");
+    assert!(
+        all.contains("wrong-type") && all.contains("has type"),
+        "{all}"
+    );
+    assert!(
+        all.contains("bad-address") && all.contains("not-an-ip"),
+        "{all}"
+    );
+    // The proxy is alive and serves as before; the huge cluster was taken.
+    assert!(m.child.try_wait().unwrap().is_none(), "mosn-rs exited");
+    assert_eq!(bodies(http, "/productpage", "", 1)[0], "productpage-1");
+    within(Duration::from_secs(20), "the huge cluster", || {
+        let v: Value =
+            serde_json::from_str(&curl(&[&format!("http://{admin}/api/v1/extends")])).unwrap();
+        v["xds"]["types"]["cds"]["resources"].as_u64() == Some(6)
+    });
+}

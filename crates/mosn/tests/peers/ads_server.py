@@ -3,7 +3,8 @@ grpcio: state of the world (StreamAggregatedResources) and delta (DeltaAggregate
 SDS (SecretDiscoveryService.StreamSecrets, state of the world, as istio-agent serves it).
 
 Usage: ads_server.py STATE_FILE LOG_FILE
-  STATE_FILE  JSON {"version": "...", "resources": {TYPE_URL: [resource in Envoy's proto JSON]}}.
+  STATE_FILE  JSON {"version": "...", "resources": {TYPE_URL: [resource in Envoy's proto JSON]}};
+              {"@raw": {"name", "type_url", "hex"}} sends those bytes as the resource.
               It is re-read when it changes (write a new file and rename it over the old one);
               every stream then gets the new state.
   LOG_FILE    every request received, one JSON object per line: stream, api, type, version_info,
@@ -85,13 +86,15 @@ def wrap_unknown(v):
 
 
 def pack(type_url, obj):
+    if "@raw" in obj:  # bytes as given, for hostile-input tests: {"@raw": {"type_url", "hex"}}
+        return any_pb2.Any(type_url=obj["@raw"]["type_url"], value=bytes.fromhex(obj["@raw"]["hex"]))
     a = any_pb2.Any()
     json_format.ParseDict(wrap_unknown({"@type": type_url, **obj}), a)
     return a
 
 
 def name_of(obj):
-    return obj.get("name") or obj.get("cluster_name")
+    return obj.get("name") or obj.get("cluster_name") or obj.get("@raw", {}).get("name")
 
 
 def load():
