@@ -65,7 +65,11 @@ pub fn features() -> Vec<(&'static str, bool)> {
         )),
     ));
     let mut xds = with_listener(proxy("Http1", "Http1"), json!({}));
-    xds["dynamic_resources"] = json!({"ads_config": {"api_type": "GRPC"}});
+    xds["dynamic_resources"] = json!({"ads_config": {"api_type": "DELTA_GRPC",
+        "grpc_services": [{"envoy_grpc": {"cluster_name": "xds-grpc"}}]}});
+    xds["static_resources"] = json!({"clusters": [{"name": "xds-grpc", "type": "STATIC",
+        "load_assignment": {"endpoints": [{"lb_endpoints": [{"endpoint": {"address":
+            {"pipe": {"path": "/tmp/XDS"}}}}]}]}}]});
     out.push(("xds", accepts(&xds)));
     let mut prom = with_listener(proxy("Http1", "Http1"), json!({}));
     prom["metrics"] = json!({"sinks": [{"type": "prometheus", "config": {"port": 0}}]});
@@ -88,5 +92,6 @@ mod tests {
         assert!(f["http1"] && f["tls"] && f["tcp_proxy"] && f["udp_proxy"]);
         assert!(f["stream_filters"] && f["prometheus"] && f["access_log"]);
         assert!(f["http2"] && f["auto"] && f["bolt"] && f["dubbo"]);
+        assert!(f["xds"]);
     }
 }

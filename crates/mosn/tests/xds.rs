@@ -323,3 +323,25 @@ fn malformed_and_hostile_ads_responses_are_nacked_and_never_crash() {
         v["xds"]["types"]["cds"]["resources"].as_u64() == Some(6)
     });
 }
+
+/// `examples/xds` as its README runs it (its fixed ports: 18000, 2055, 2056, 34911).
+#[test]
+fn the_xds_example_serves() {
+    let dir = temp_dir("xds-example");
+    std::fs::copy(
+        repo().join("examples/xds/resources.json"),
+        dir.join("state.json"),
+    )
+    .unwrap();
+    let (_ads, _) = ads_server(&dir, None, Some(18000));
+    let m = spawn(&repo().join("examples/xds/bootstrap.json"));
+    m.log_line(&["listener added", "listener=front "]);
+    let front: std::net::SocketAddr = "127.0.0.1:2055".parse().unwrap();
+    within(Duration::from_secs(10), "the example's answer", || {
+        try_http(front, "GET", "/", &[], "").is_some_and(|r| r.body == "Hello from xDS!\n")
+    });
+    let v: Value =
+        serde_json::from_str(&curl(&["http://127.0.0.1:34911/api/v1/extends"])).unwrap();
+    assert_eq!(v["xds"]["connected"], json!(true), "{v}");
+    assert_eq!(v["xds"]["types"]["eds"]["resources"], json!(1), "{v}");
+}
