@@ -196,6 +196,39 @@ pub struct Listener {
     /// `client_header_timeout`: how long a request head may take from its first byte (default
     /// 60 s, nginx's).
     pub client_header_timeout: Option<Duration>,
+    /// `original_dst` listener filter with `hand_off: false` (mosn-rs): the original destination
+    /// only becomes the connection's local address (for `filter_chain_match`), and the connection
+    /// is not handed to the listener of that address (Envoy's `original_dst` listener filter,
+    /// as opposed to `use_original_dst`). MOSN hands off in both cases (the default).
+    pub original_dst_hand_off: bool,
+    /// `parent_listener` (mosn-rs): this listener is one filter chain of the named listener, taking
+    /// the connections its `filter_chain_match` selects (Envoy's filter-chain matching). It must
+    /// have `bind_port: false`.
+    pub parent: Option<String>,
+    /// `filter_chain_match` (mosn-rs, Envoy's `FilterChainMatch`), with `parent_listener`.
+    pub chain_match: Option<ChainMatch>,
+}
+
+/// Which connections of a parent listener a child listener takes (Envoy's `FilterChainMatch`):
+/// every set field must match; empty fields match all. Among children, the most specific match
+/// wins, field by field in this order, as in Envoy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChainMatch {
+    /// `destination_port`: the connection's (original) destination port.
+    pub destination_port: Option<u16>,
+    /// `prefix_ranges`: the (original) destination address is in one of them.
+    pub prefix_ranges: Vec<Cidr>,
+    /// `server_names`: the TLS SNI is one of them (`*.example.com` covers subdomains).
+    pub server_names: Vec<String>,
+    /// `transport_protocol`: `tls` (a TLS ClientHello arrived) or `raw_buffer`.
+    pub transport_protocol: Option<String>,
+    /// `application_protocols`: the TLS ALPN offer, or for plaintext what the first bytes show
+    /// (`http/1.1`, `h2c`), holds one of them.
+    pub application_protocols: Vec<String>,
+    /// `source_prefix_ranges`: the client's address is in one of them.
+    pub source_prefix_ranges: Vec<Cidr>,
+    /// `source_ports`: the client's port is one of them.
+    pub source_ports: Vec<u16>,
 }
 
 /// One `stream_filters[]` entry, kept as JSON for the filter registry.

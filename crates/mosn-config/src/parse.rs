@@ -334,6 +334,8 @@ fn listener(v: &Value, path: &str, ctx: &Ctx) -> Result<Listener> {
             ))
         }
     };
+    let explicit_hand_off = original_dst.is_some();
+    let mut original_dst_hand_off = true;
     for (fp, fv) in o.opt_array("listener_filters")? {
         let f = Obj::new(fv, &fp)?;
         let ty = f.req_str("type")?;
@@ -347,6 +349,9 @@ fn listener(v: &Value, path: &str, ctx: &Ctx) -> Result<Listener> {
             Some(c) => {
                 let m = c.opt_str("type")?.unwrap_or("redirect");
                 let r = original_dst_mode(m, &c.key_path("type"))?;
+                if c.opt_bool("hand_off")? == Some(false) && !explicit_hand_off {
+                    original_dst_hand_off = false;
+                }
                 c.finish(ctx);
                 r
             }
@@ -390,6 +395,17 @@ fn listener(v: &Value, path: &str, ctx: &Ctx) -> Result<Listener> {
     };
     let unix = network == "unix";
     let bind_port = o.opt_bool("bind_port")?.unwrap_or(true);
+    let parent = o.opt_str("parent_listener")?.map(str::to_string);
+    let chain_match = match o.opt_obj("filter_chain_match")? {
+        None => None,
+        Some(m) => Some(chain_match(m, ctx)?),
+    };
+    if parent.is_some() && bind_port {
+        return Err(ConfigError::new(
+            o.key_path("bind_port"),
+            "must be false on a listener with \"parent_listener\" (it takes its parent's connections)",
+        ));
+    }
     let address = if unix {
         let p = o.req_str("address")?;
         let p = p.strip_prefix("unix:").unwrap_or(p);
@@ -584,9 +600,48 @@ fn listener(v: &Value, path: &str, ctx: &Ctx) -> Result<Listener> {
         client_header_timeout: o
             .opt_duration("client_header_timeout")?
             .filter(|d| !d.is_zero()),
+        original_dst_hand_off,
+        parent,
+        chain_match,
     };
     o.finish(ctx);
     Ok(l)
+}
+
+/// `filter_chain_match` (Envoy's `FilterChainMatch` keys).
+fn chain_match(m: Obj<'_>, ctx: &Ctx) -> Result<ChainMatch> {
+    let port = |k: &str| -> Result<Option<u16>> { Ok(m.opt_u64(k, 65535)?.map(|p| p as u16)) };
+    let out = ChainMatch {
+        destination_port: port("destination_port")?,
+        prefix_ranges: cidrs(&m, &["prefix_ranges"], ctx)?,
+        server_names: m.opt_str_array("server_names")?,
+        transport_protocol: m
+            .opt_str("transport_protocol")?
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
+        application_protocols: m.opt_str_array("application_protocols")?,
+        source_prefix_ranges: cidrs(&m, &["source_prefix_ranges"], ctx)?,
+        source_ports: m
+            .opt_array("source_ports")?
+            .into_iter()
+            .map(|(p, v)| {
+                v.as_u64()
+                    .filter(|n| *n <= 65535)
+                    .map(|n| n as u16)
+                    .ok_or_else(|| ConfigError::new(p, "expected a port number"))
+            })
+            .collect::<Result<Vec<_>>>()?,
+    };
+    if let Some(t) = &out.transport_protocol {
+        if t != "tls" && t != "raw_buffer" {
+            return Err(ConfigError::new(
+                m.key_path("transport_protocol"),
+                format!("{t:?} is not \"tls\" or \"raw_buffer\""),
+            ));
+        }
+    }
+    m.finish(ctx);
+    Ok(out)
 }
 
 /// Reads a `tls_context`; `None` when `status` is false or absent (TLS off).

@@ -67,10 +67,35 @@ pub(crate) fn validate(c: &Config) -> Result<()> {
     let mut addrs: HashMap<&crate::ListenAddr, usize> = HashMap::new();
     let mut names: HashMap<&str, usize> = HashMap::new();
     for (li, l) in c.server.listeners.iter().enumerate() {
+        let Some(parent) = &l.parent else { continue };
+        let p = c.server.listeners.iter().find(|x| &x.name == parent);
+        match p {
+            None => {
+                return Err(ConfigError::new(
+                    format!("servers[0].listeners[{li}].parent_listener"),
+                    format!("{parent:?} is not a listener"),
+                ))
+            }
+            Some(x) if x.parent.is_some() => {
+                return Err(ConfigError::new(
+                    format!("servers[0].listeners[{li}].parent_listener"),
+                    format!("{parent:?} is itself a child listener; chains nest one level only"),
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    for (li, l) in c.server.listeners.iter().enumerate() {
         let lp = format!("servers[0].listeners[{li}]");
         // Port 0 asks for any free port: two such listeners never collide.
         let any_port = matches!(l.address, crate::ListenAddr::Tcp(a) | crate::ListenAddr::Udp(a) if a.port() == 0);
-        if let Some(prev) = addrs.insert(&l.address, li).filter(|_| !any_port) {
+        // A child listener (one filter chain of its parent) shares its parent's address.
+        let child = l.parent.is_some();
+        if let Some(prev) = (!child)
+            .then(|| addrs.insert(&l.address, li))
+            .flatten()
+            .filter(|_| !any_port)
+        {
             return Err(ConfigError::new(
                 format!("{lp}.address"),
                 format!(

@@ -116,10 +116,40 @@ pub struct ListenerInfo {
     pub filters_config: String,
     /// `bind_port`: false for a virtual listener, reached only by an original-destination hand-off.
     pub bind_port: bool,
+    /// `original_dst_hand_off`: with `original_dst`, hand the connection to the listener of its
+    /// original destination (else only take that address as its local one).
+    pub original_dst_hand_off: bool,
+    /// `parent_listener`: this listener is a filter chain of that one.
+    pub parent: Option<String>,
+    /// `filter_chain_match`, on a child listener.
+    pub chain_match: Option<mosn_config::ChainMatch>,
+    /// The slots of this listener's live children (filter chains), in config order.
+    pub children: Vec<usize>,
     /// When a config applied at run time removed this listener: it accepts no more connections,
     /// and the open ones close after their current request (a tombstone keeps its slot so they
     /// can finish). `None` while it is live.
     pub removed_at: Option<std::time::Instant>,
+}
+
+/// Fills each live listener's `children` with the slots of the live listeners naming it as parent.
+fn link_children(listeners: &mut [ListenerInfo]) {
+    for l in listeners.iter_mut() {
+        l.children.clear();
+    }
+    for i in 0..listeners.len() {
+        let Some(parent) = listeners[i].parent.clone() else {
+            continue;
+        };
+        if listeners[i].removed_at.is_some() {
+            continue;
+        }
+        if let Some(p) = listeners
+            .iter()
+            .position(|p| p.removed_at.is_none() && p.parent.is_none() && p.name == parent)
+        {
+            listeners[p].children.push(i);
+        }
+    }
 }
 
 /// A listener's stream filters, in config order.
@@ -188,10 +218,11 @@ impl Snapshot {
         };
         self.listeners
             .iter()
-            .position(|l| l.removed_at.is_none() && tcp(l) == Some(dst))
+            .position(|l| l.removed_at.is_none() && l.parent.is_none() && tcp(l) == Some(dst))
             .or_else(|| {
                 self.listeners.iter().position(|l| {
                     l.removed_at.is_none()
+                        && l.parent.is_none()
                         && tcp(l).is_some_and(|a| a.ip().is_unspecified() && a.port() == dst.port())
                 })
             })
@@ -244,6 +275,7 @@ impl Snapshot {
             })
             .chain(added)
             .collect();
+        link_children(&mut next.listeners);
         Ok(next)
     }
 
@@ -352,6 +384,10 @@ impl Snapshot {
                 inspector: l.inspector,
                 bind_port: l.bind_port,
                 removed_at: None,
+                original_dst_hand_off: l.original_dst_hand_off,
+                parent: l.parent.clone(),
+                chain_match: l.chain_match.clone(),
+                children: Vec::new(),
                 name: l.name.clone(),
                 kind,
                 idle_timeout: l.connection_idle_timeout,
@@ -362,6 +398,7 @@ impl Snapshot {
                 }),
             });
         }
+        link_children(&mut listeners);
         Ok(Snapshot {
             tables,
             clusters: Arc::new(cm),

@@ -408,3 +408,68 @@ async fn upstream_mtls_presents_the_cluster_client_certificate() {
         "the upstream requires a client certificate"
     );
 }
+
+/// A listener whose filter chains are child listeners (`parent_listener` +
+/// `filter_chain_match`, Envoy's matching): TLS with a given SNI, other TLS, plaintext HTTP (by
+/// its first bytes: HTTP/1 or h2c), and any other plaintext each go to their chain on one port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filter_chains_are_chosen_by_tls_sni_alpn_and_first_bytes() {
+    let ca = Ca::new("chains");
+    let (cert, key, _) = ca.leaf(&["localhost", "special.example.com"]);
+    let echo = tcp_server(|mut s| async move {
+        let mut b = [0u8; 64];
+        while let Ok(n) = s.read(&mut b).await {
+            if n == 0 || s.write_all(&b[..n]).await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    let answer = |name: &str, body: &str| {
+        json!({"router_config_name": name, "virtual_hosts": [{"name": "v", "domains": ["*"], "routers": [
+            {"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": body}}]}]})
+    };
+    let http = |router: &str| json!([{"type": "proxy", "config": {"downstream_protocol": "Auto", "router_config_name": router}}]);
+    let tls = json!({"status": true, "cert_chain": cert, "private_key": key});
+    let cfg = json!({
+        "servers": [{"default_log_path": "stderr",
+            "routers": [answer("sni", "sni-chain"), answer("tls", "tls-chain"), answer("plain", "http-chain"),
+                        answer("h2only", "h2c-chain")],
+            "listeners": [
+                {"name": "l", "address": "127.0.0.1:0",
+                 "filter_chains": [{"filters": [{"type": "tcp_proxy", "config": {"cluster": "nowhere"}}]}]},
+                {"name": "l/sni", "address": "127.0.0.1:0", "bind_port": false, "parent_listener": "l",
+                 "filter_chain_match": {"server_names": ["special.example.com"], "transport_protocol": "tls"},
+                 "filter_chains": [{"tls_context": tls.clone(), "filters": http("sni")}]},
+                {"name": "l/tls", "address": "127.0.0.1:0", "bind_port": false, "parent_listener": "l",
+                 "filter_chain_match": {"transport_protocol": "tls"},
+                 "filter_chains": [{"tls_context": tls, "filters": http("tls")}]},
+                {"name": "l/h2c", "address": "127.0.0.1:0", "bind_port": false, "parent_listener": "l",
+                 "filter_chain_match": {"transport_protocol": "raw_buffer", "application_protocols": ["h2c"]},
+                 "filter_chains": [{"filters": http("h2only")}]},
+                {"name": "l/http", "address": "127.0.0.1:0", "bind_port": false, "parent_listener": "l",
+                 "filter_chain_match": {"transport_protocol": "raw_buffer", "application_protocols": ["http/1.1"]},
+                 "filter_chains": [{"filters": http("plain")}]},
+                {"name": "l/tcp", "address": "127.0.0.1:0", "bind_port": false, "parent_listener": "l",
+                 "filter_chain_match": {"transport_protocol": "raw_buffer", "source_prefix_ranges": [{"address": "127.0.0.0", "length": 8}]},
+                 "filter_chains": [{"filters": [{"type": "tcp_proxy", "config": {"cluster": "echo"}}]}]}
+            ]}],
+        "cluster_manager": {"clusters": [cluster("echo", &[echo]), cluster("nowhere", &[])]}
+    });
+    let p = proxy(cfg);
+    let client = client_config(&ca.pem(), None);
+    let (body, _) = tls_get(p.addr, client.clone(), "special.example.com")
+        .await
+        .unwrap();
+    assert_eq!(body, "sni-chain");
+    let (body, _) = tls_get(p.addr, client, "localhost").await.unwrap();
+    assert_eq!(body, "tls-chain");
+    assert_eq!(get(p.addr, "/", &[]).await.text(), "http-chain");
+    assert_eq!(
+        String::from_utf8(h2_get(p.addr, "/").await.1).unwrap(),
+        "h2c-chain"
+    );
+    // Plaintext that is not HTTP: of the raw_buffer chains, the one asking no ALPN.
+    let (echoed, _) = raw(p.addr, b"{\"ping\": 1}\n", Duration::from_millis(500)).await;
+    assert_eq!(echoed, "{\"ping\": 1}\n");
+}

@@ -340,8 +340,7 @@ fn the_xds_example_serves() {
     within(Duration::from_secs(10), "the example's answer", || {
         try_http(front, "GET", "/", &[], "").is_some_and(|r| r.body == "Hello from xDS!\n")
     });
-    let v: Value =
-        serde_json::from_str(&curl(&["http://127.0.0.1:34911/api/v1/extends"])).unwrap();
+    let v: Value = serde_json::from_str(&curl(&["http://127.0.0.1:34911/api/v1/extends"])).unwrap();
     assert_eq!(v["xds"]["connected"], json!(true), "{v}");
     assert_eq!(v["xds"]["types"]["eds"]["resources"], json!(1), "{v}");
 }

@@ -66,6 +66,7 @@ pub async fn accept_loop(
         let w = worker.clone();
         tokio::task::spawn_local(async move {
             let (index, conn) = hand_off(&snapshot, index, conn);
+            let index = choose_chain(&snapshot, index, &conn).await;
             dispatch(w, snapshot, index, conn).await
         });
     }
@@ -81,6 +82,9 @@ fn hand_off(snapshot: &Snapshot, index: usize, conn: Accepted) -> (usize, Accept
     match (snapshot.listeners[index].original_dst, conn) {
         (Some(mode), Accepted::Tcp(s, peer, local)) => {
             match mosn_net::original_dst::original_dst(&s, local, mode) {
+                Ok(dst) if !snapshot.listeners[index].original_dst_hand_off => {
+                    (index, Accepted::Tcp(s, peer, dst))
+                }
                 Ok(dst) => {
                     let to = snapshot.listener_for(dst).unwrap_or(index);
                     (to, Accepted::Tcp(s, peer, dst))
@@ -93,6 +97,28 @@ fn hand_off(snapshot: &Snapshot, index: usize, conn: Accepted) -> (usize, Accept
         }
         (_, c) => (index, c),
     }
+}
+
+/// The filter chain (child listener) that takes a connection of a listener that has them, else
+/// the listener itself.
+async fn choose_chain(snapshot: &Snapshot, index: usize, conn: &Accepted) -> usize {
+    let children = &snapshot.listeners[index].children;
+    if children.is_empty() {
+        return index;
+    }
+    let (seen, dst, src) = match conn {
+        Accepted::Tcp(s, peer, local) => {
+            let seen = if super::chain::needs_first_bytes(snapshot, children) {
+                let deadline = tokio::time::Instant::now() + TLS_HANDSHAKE_TIMEOUT;
+                super::chain::first_bytes(s, deadline).await
+            } else {
+                super::chain::Seen::default()
+            };
+            (seen, *local, *peer)
+        }
+        Accepted::Unix(_) => (super::chain::Seen::default(), UNIX_PEER, UNIX_PEER),
+    };
+    super::chain::select(snapshot, children, dst, src, &seen).unwrap_or(index)
 }
 
 /// Terminates TLS where the listener has it (after sniffing the first byte on an `inspector`

@@ -3,9 +3,11 @@
 //! shared with other workers but the read-only config snapshot and the circuit-breaker gauges.
 //!
 //! [`state`] holds what a worker owns (the lower floor, used by every network filter);
-//! [`accept`] accepts connections and hands them to a network filter (the top floor).
+//! [`accept`] accepts connections and hands them to a network filter (the top floor), through
+//! [`chain`] when the listener has filter chains to choose among.
 
 pub mod accept;
+pub mod chain;
 pub mod state;
 
 pub use accept::{accept_loop, Accepting};
