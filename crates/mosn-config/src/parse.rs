@@ -528,10 +528,10 @@ fn listener(v: &Value, path: &str, ctx: &Ctx) -> Result<Listener> {
             "fallback_for_unknown_protocol on a TLS listener is not supported by mosn-rs yet",
         ));
     }
-    if !tls.is_empty() && !matches!(filter, NetworkFilter::Proxy(_)) {
+    if !tls.is_empty() && matches!(filter, NetworkFilter::UdpProxy(_)) {
         return Err(ConfigError::new(
             tls[0].path.clone(),
-            "TLS on a tcp_proxy or udp_proxy listener is not supported by mosn-rs yet (only on \"proxy\")",
+            "TLS on a udp_proxy listener is not supported (DTLS)",
         ));
     }
     let udp_filter = matches!(filter, NetworkFilter::UdpProxy(_));

@@ -1,6 +1,7 @@
 //! The `tcp_proxy` network filter: a client connection is matched to a cluster by its addresses
 //! and ports (MOSN `pkg/filter/network/streamproxy`), connected to a host (moving to another host
-//! on failure, up to `max_connect_attempts`), then bytes flow both ways with `splice(2)`.
+//! on failure, up to `max_connect_attempts`), then bytes flow both ways with `splice(2)`, or are
+//! copied when one side has TLS (terminated by the listener, or to a cluster with TLS).
 //!
 //! Half-close travels in both directions: when one side ends its stream, the other side's write
 //! half is shut down and the reverse direction goes on. A reset on either side, or
@@ -14,7 +15,9 @@ use std::time::Duration;
 use mosn_api::ResponseFlag;
 use mosn_config::HostAddr;
 use mosn_net::splice::{self, Pipe, SpliceIo};
+use mosn_net::Stream;
 use mosn_upstream::cluster::Gauges;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::time::Instant;
 
@@ -23,7 +26,7 @@ use crate::worker::state::Worker;
 
 /// Serves one client connection of a `tcp_proxy` listener until both directions end. `peer` and
 /// `local` are the TCP addresses ([`crate::worker::UNIX_PEER`] for a unix socket).
-pub async fn serve<D: SpliceIo>(
+pub async fn serve<D: SpliceIo + AsyncRead + AsyncWrite + Unpin>(
     worker: Rc<Worker>,
     snapshot: &Snapshot,
     listener: usize,
@@ -45,13 +48,7 @@ pub async fn serve<D: SpliceIo>(
     }
 }
 
-/// An upstream stream of either kind.
-enum Upstream {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-}
-
-async fn connect(addr: &HostAddr, timeout: Duration) -> std::io::Result<Upstream> {
+async fn connect_plain(addr: &HostAddr, timeout: Duration) -> std::io::Result<Stream> {
     let t = |e| std::io::Error::new(std::io::ErrorKind::TimedOut, e);
     Ok(match addr {
         HostAddr::Tcp(a) => {
@@ -59,9 +56,9 @@ async fn connect(addr: &HostAddr, timeout: Duration) -> std::io::Result<Upstream
                 .await
                 .map_err(t)??;
             let _ = s.set_nodelay(true);
-            Upstream::Tcp(s)
+            Stream::Tcp(s)
         }
-        HostAddr::Unix(p) => Upstream::Unix(
+        HostAddr::Unix(p) => Stream::Unix(
             tokio::time::timeout(timeout, UnixStream::connect(p))
                 .await
                 .map_err(t)??,
@@ -69,7 +66,65 @@ async fn connect(addr: &HostAddr, timeout: Duration) -> std::io::Result<Upstream
     })
 }
 
-async fn proxy<D: SpliceIo>(
+/// Connects to the route's cluster: its one host for ORIGINAL_DST (the original destination),
+/// else the load balancer's pick, moving to another host after a failure, up to
+/// `max_connect_attempts`; with TLS where the cluster has it. Counts and flags failures.
+async fn connect_upstream(
+    worker: &Worker,
+    snapshot: &Snapshot,
+    tp: &TcpProxy,
+    (peer, local): (SocketAddr, SocketAddr),
+) -> Option<(Stream, usize, usize, mosn_upstream::Slot)> {
+    let stats = &worker.stats;
+    let Some(target_id) = tp.target(peer, local) else {
+        tracing::debug!(%peer, %local, "tcp_proxy: no route");
+        stats.flag(ResponseFlag::NoRoute);
+        return None;
+    };
+    let target = &snapshot.clusters.targets[target_id];
+    let cluster = &target.cluster;
+    let up_stats = &*stats.upstream;
+    let original = HostAddr::Tcp(local);
+    let ci = cluster.index;
+    for _ in 0..tp.max_connect_attempts {
+        let host = if cluster.original_dst {
+            None
+        } else {
+            let Some(h) = worker.pick_host(snapshot, target_id, &[]) else {
+                stats.flag(ResponseFlag::NoHealthyUpstream);
+                return None;
+            };
+            Some(&cluster.hosts[h])
+        };
+        let hi = host.map_or(usize::MAX, |h| h.id);
+        let Some(slot) =
+            cluster.try_take(|g: &Gauges| &g.connections, cluster.limits.max_connections)
+        else {
+            up_stats.both(ci, hi, |s| s.request_pending_overflow.inc());
+            stats.flag(ResponseFlag::UpstreamOverflow);
+            return None;
+        };
+        let opened = match host {
+            Some(h) => mosn_upstream::pool::open(cluster, h)
+                .await
+                .map_err(|e| e.detail.to_string()),
+            None => connect_plain(&original, cluster.connect_timeout)
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        match opened {
+            Ok(s) => return Some((s, ci, hi, slot)),
+            Err(e) => {
+                tracing::debug!(cluster = %cluster.name, error = %e, "tcp_proxy: connect failed")
+            }
+        }
+        up_stats.both(ci, hi, |s| s.connection_con_fail.inc());
+    }
+    stats.flag(ResponseFlag::UpstreamConnectionFailure);
+    None
+}
+
+async fn proxy<D: SpliceIo + AsyncRead + AsyncWrite + Unpin>(
     worker: &Worker,
     snapshot: &Snapshot,
     listener: usize,
@@ -78,52 +133,11 @@ async fn proxy<D: SpliceIo>(
     (peer, local): (SocketAddr, SocketAddr),
     prefix: &[u8],
 ) {
-    let stats = &worker.stats;
-    let Some(target_id) = tp.target(peer, local) else {
-        tracing::debug!(%peer, %local, "tcp_proxy: no route");
-        stats.flag(ResponseFlag::NoRoute);
+    let Some((mut up, ci, hi, _slot)) = connect_upstream(worker, snapshot, tp, (peer, local)).await
+    else {
         return;
     };
-    let target = &snapshot.clusters.targets[target_id];
-    let cluster = &target.cluster;
-    let up_stats = &*stats.upstream;
-
-    // ORIGINAL_DST: the one host is where the client meant to go; otherwise the load balancer
-    // picks, moving to another host after a failed connect.
-    let original = HostAddr::Tcp(local);
-    let ci = cluster.index;
-    let mut connected = None;
-    for _ in 0..tp.max_connect_attempts {
-        let (addr, hi) = if cluster.original_dst {
-            (&original, usize::MAX)
-        } else {
-            let Some(h) = worker.pick_host(snapshot, target_id, &[]) else {
-                stats.flag(ResponseFlag::NoHealthyUpstream);
-                return;
-            };
-            let host = &cluster.hosts[h];
-            (&host.address, host.id)
-        };
-        let Some(slot) =
-            cluster.try_take(|g: &Gauges| &g.connections, cluster.limits.max_connections)
-        else {
-            up_stats.both(ci, hi, |s| s.request_pending_overflow.inc());
-            stats.flag(ResponseFlag::UpstreamOverflow);
-            return;
-        };
-        match connect(addr, cluster.connect_timeout).await {
-            Ok(s) => {
-                connected = Some((s, hi, slot));
-                break;
-            }
-            Err(e) => tracing::debug!(host = %addr, error = %e, "tcp_proxy: connect failed"),
-        }
-        up_stats.both(ci, hi, |s| s.connection_con_fail.inc());
-    }
-    let Some((mut up, hi, _slot)) = connected else {
-        stats.flag(ResponseFlag::UpstreamConnectionFailure);
-        return;
-    };
+    let up_stats = &*worker.stats.upstream;
     up_stats.both(ci, hi, |s| {
         s.connection_total.inc();
         s.connection_active.inc();
@@ -131,11 +145,8 @@ async fn proxy<D: SpliceIo>(
     // Bytes protocol detection already read from the client go first.
     if !prefix.is_empty() {
         use tokio::io::AsyncWriteExt;
-        let sent = match &mut up {
-            Upstream::Tcp(u) => u.write_all(prefix).await,
-            Upstream::Unix(u) => u.write_all(prefix).await,
-        };
-        if let Some(l) = stats.listeners.get(listener) {
+        let sent = up.write_all(prefix).await;
+        if let Some(l) = worker.stats.listeners.get(listener) {
             l.bytes_read_total.add(prefix.len() as u64);
         }
         if sent.is_err() {
@@ -149,9 +160,17 @@ async fn proxy<D: SpliceIo>(
             s.connection_bytes_write.add(prefix.len() as u64)
         });
     }
-    match &up {
-        Upstream::Tcp(u) => pump(worker, listener, tp, &down, u, peer, ci, hi).await,
-        Upstream::Unix(u) => pump(worker, listener, tp, &down, u, peer, ci, hi).await,
+    let counts = Counts {
+        worker,
+        listener,
+        ci,
+        hi,
+    };
+    match up {
+        Stream::Tcp(u) => pump(&counts, tp, &down, &u, peer).await,
+        Stream::Unix(u) => pump(&counts, tp, &down, &u, peer).await,
+        // TLS to the upstream: bytes are copied, not spliced.
+        other => copy_pump(&counts, tp, down, other, peer).await,
     }
     up_stats.both(ci, hi, |s| {
         s.connection_active.dec();
@@ -159,39 +178,154 @@ async fn proxy<D: SpliceIo>(
     });
 }
 
-/// Moves bytes both ways until both directions end, one side resets, or the idle timeout passes.
-#[allow(clippy::too_many_arguments)]
-async fn pump<D: SpliceIo, U: SpliceIo>(
-    worker: &Worker,
+/// Serves a client connection whose TLS the listener terminated (bytes are copied, not
+/// spliced), as [`serve`] does a plain one.
+pub async fn serve_tls(
+    worker: Rc<Worker>,
+    snapshot: &Snapshot,
     listener: usize,
+    tp: &TcpProxy,
+    down: Stream,
+    (peer, local): (SocketAddr, SocketAddr),
+) {
+    let stats = worker.stats.clone();
+    let ls = stats.listeners.get(listener);
+    if let Some(l) = ls {
+        l.connection_total.inc();
+        l.connection_active.inc();
+    }
+    if let Some((up, ci, hi, _slot)) = connect_upstream(&worker, snapshot, tp, (peer, local)).await
+    {
+        let up_stats = &*stats.upstream;
+        up_stats.both(ci, hi, |s| {
+            s.connection_total.inc();
+            s.connection_active.inc();
+        });
+        let counts = Counts {
+            worker: &worker,
+            listener,
+            ci,
+            hi,
+        };
+        copy_pump(&counts, tp, down, up, peer).await;
+        up_stats.both(ci, hi, |s| {
+            s.connection_active.dec();
+            s.connection_close.inc();
+        });
+    }
+    if let Some(l) = ls {
+        l.connection_active.dec();
+        l.connection_destroy.inc();
+    }
+}
+
+/// Where a proxied connection's bytes are counted.
+struct Counts<'a> {
+    worker: &'a Worker,
+    listener: usize,
+    ci: usize,
+    hi: usize,
+}
+
+impl Counts<'_> {
+    fn client_to_up(&self, n: usize) {
+        let stats = &self.worker.stats;
+        if let Some(l) = stats.listeners.get(self.listener) {
+            l.bytes_read_total.add(n as u64);
+        }
+        stats
+            .upstream
+            .both(self.ci, self.hi, |s| s.connection_bytes_write.add(n as u64));
+    }
+    fn up_to_client(&self, n: usize) {
+        let stats = &self.worker.stats;
+        if let Some(l) = stats.listeners.get(self.listener) {
+            l.bytes_write_total.add(n as u64);
+        }
+        stats.upstream.both(self.ci, self.hi, |s| {
+            s.connection_bytes_read_total.add(n as u64)
+        });
+    }
+}
+
+/// Copies bytes both ways (a side with TLS cannot be spliced), with half-close, until both
+/// directions end, one side fails, or the idle timeout passes.
+async fn copy_pump<A, B>(counts: &Counts<'_>, tp: &TcpProxy, a: A, b: B, peer: SocketAddr)
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut ar, mut aw) = tokio::io::split(a);
+    let (mut br, mut bw) = tokio::io::split(b);
+    let last = Cell::new(Instant::now());
+    let x = one_way(&mut ar, &mut bw, &last, |n| counts.client_to_up(n));
+    let y = one_way(&mut br, &mut aw, &last, |n| counts.up_to_client(n));
+    let idle = idle_watch(&last, tp.idle_timeout);
+    tokio::pin!(x, y, idle);
+    let (mut x_done, mut y_done) = (false, false);
+    while !(x_done && y_done) {
+        tokio::select! {
+            r = &mut x, if !x_done => {
+                x_done = true;
+                if r.is_err() { break; }
+            }
+            r = &mut y, if !y_done => {
+                y_done = true;
+                if r.is_err() { break; }
+            }
+            _ = &mut idle => {
+                tracing::debug!(%peer, "tcp_proxy: idle timeout");
+                break;
+            }
+        }
+    }
+}
+
+/// Copies one direction until its end (then shuts the other side's write half) or an error.
+async fn one_way<R, W>(
+    r: &mut R,
+    w: &mut W,
+    last: &Cell<Instant>,
+    count: impl Fn(usize),
+) -> std::io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = r.read(&mut buf).await?;
+        if n == 0 {
+            return w.shutdown().await;
+        }
+        w.write_all(&buf[..n]).await?;
+        last.set(Instant::now());
+        count(n);
+    }
+}
+
+/// Moves bytes both ways with `splice(2)` until both directions end, one side resets, or the
+/// idle timeout passes.
+async fn pump<D: SpliceIo, U: SpliceIo>(
+    counts: &Counts<'_>,
     tp: &TcpProxy,
     down: &D,
     up: &U,
     peer: SocketAddr,
-    ci: usize,
-    hi: usize,
 ) {
-    let stats = &worker.stats;
-    let up_stats = &*stats.upstream;
     let (Ok(to_up), Ok(to_down)) = (Pipe::new(), Pipe::new()) else {
         tracing::warn!("tcp_proxy: no pipe for splice (file descriptors exhausted?)");
         return;
     };
     let last = Cell::new(Instant::now());
-    let ds = stats.listeners.get(listener);
     let client_to_up = |n: usize| {
         last.set(Instant::now());
-        if let Some(l) = ds {
-            l.bytes_read_total.add(n as u64);
-        }
-        up_stats.both(ci, hi, |s| s.connection_bytes_write.add(n as u64));
+        counts.client_to_up(n);
     };
     let up_to_client = |n: usize| {
         last.set(Instant::now());
-        if let Some(l) = ds {
-            l.bytes_write_total.add(n as u64);
-        }
-        up_stats.both(ci, hi, |s| s.connection_bytes_read_total.add(n as u64));
+        counts.up_to_client(n);
     };
     let a = splice::copy(down, up, &to_up, &client_to_up);
     let b = splice::copy(up, down, &to_down, &up_to_client);

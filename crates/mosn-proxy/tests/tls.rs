@@ -473,3 +473,44 @@ async fn filter_chains_are_chosen_by_tls_sni_alpn_and_first_bytes() {
     let (echoed, _) = raw(p.addr, b"{\"ping\": 1}\n", Duration::from_millis(500)).await;
     assert_eq!(echoed, "{\"ping\": 1}\n");
 }
+
+/// `tcp_proxy` with TLS on both sides: a plaintext client → listener `origin` (`tcp_proxy` to a
+/// cluster with TLS, verified against the CA) → listener `term` (TLS terminated, `tcp_proxy`) →
+/// a plain echo server. Bytes cross both hops and come back; a half-close travels through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_proxy_terminates_and_originates_tls() {
+    let ca = Ca::new("tcp-tls");
+    let (cert, key, _) = ca.leaf(&["localhost"]);
+    let echo = tcp_server(|mut s| async move {
+        let mut all = Vec::new();
+        let _ = s.read_to_end(&mut all).await;
+        let _ = s.write_all(&all).await;
+    })
+    .await;
+    let term_addr = closed_port();
+    let cfg = json!({
+        "servers": [{"default_log_path": "stderr", "listeners": [
+            {"name": "origin", "address": "127.0.0.1:0",
+             "filter_chains": [{"filters": [{"type": "tcp_proxy", "config": {"cluster": "tls-hop"}}]}]},
+            {"name": "term", "address": term_addr.to_string(),
+             "filter_chains": [{"tls_context": {"status": true, "cert_chain": cert, "private_key": key},
+                "filters": [{"type": "tcp_proxy", "config": {"cluster": "echo"}}]}]}]}],
+        "cluster_manager": {"clusters": [
+            cluster("echo", &[echo]),
+            {"name": "tls-hop", "type": "SIMPLE", "lb_type": "LB_ROUNDROBIN",
+             "tls_context": {"status": true, "server_name": "localhost", "ca_cert": ca.pem()},
+             "hosts": [{"address": term_addr.to_string()}]}]}
+    });
+    let p = proxy(cfg);
+    let mut c = TcpStream::connect(p.addr).await.unwrap();
+    let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    c.write_all(&payload).await.unwrap();
+    c.shutdown().await.unwrap();
+    let mut back = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut back))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(back.len(), payload.len());
+    assert!(back == payload, "the bytes came back changed");
+}

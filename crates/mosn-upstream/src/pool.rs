@@ -245,7 +245,11 @@ impl Pools {
     }
 }
 
-async fn open(cluster: &Cluster, host: &Host) -> Result<Stream, ProxyError> {
+/// Opens a connection to `host` of `cluster`: TCP (with TLS when the cluster has it and the host
+/// does not disable it, the SNI being `server_name` or the host's IP) or a unix socket.
+///
+/// Errors: the connect or the handshake failed or took longer than `connect_timeout` (flag `UF`).
+pub async fn open(cluster: &Cluster, host: &Host) -> Result<Stream, ProxyError> {
     let addr = &host.address;
     let failed = |what: String| ProxyError::new(ResponseFlag::UpstreamConnectionFailure, what);
     let timeout = cluster.connect_timeout;

@@ -179,11 +179,18 @@ async fn dispatch(w: Rc<Worker>, snapshot: Arc<Snapshot>, index: usize, conn: Ac
             return;
         }
     };
-    // mosn-config allows TLS on `proxy` listeners only, and no fallback on them.
-    if let ListenerKind::Proxy { downstream, .. } = info.kind {
-        let h2_alpn = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-        let io = Stream::TlsServer(Box::new(tls));
-        serve_proxy(w, &snapshot, index, io, (peer, local), downstream, h2_alpn).await
+    // mosn-config allows TLS on `proxy` (without fallback) and `tcp_proxy` listeners.
+    match &info.kind {
+        ListenerKind::Proxy { downstream, .. } => {
+            let h2_alpn = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            let io = Stream::TlsServer(Box::new(tls));
+            serve_proxy(w, &snapshot, index, io, (peer, local), *downstream, h2_alpn).await
+        }
+        ListenerKind::Tcp(tp) => {
+            let io = Stream::TlsServer(Box::new(tls));
+            crate::tcp::serve_tls(w, &snapshot, index, tp, io, (peer, local)).await
+        }
+        ListenerKind::Udp(_) => {}
     }
 }
 
