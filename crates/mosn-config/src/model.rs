@@ -276,8 +276,13 @@ pub struct TlsContext {
     pub alpn: Vec<String>,
     /// `subject_alt_names` (a mosn-rs key; Envoy's `match_subject_alt_names` with `exact`): a
     /// cluster's upstream certificate must carry one of these URI or DNS names (Istio's SPIFFE
-    /// identities), checked instead of the host name. Empty: the usual `server_name` check.
+    /// identities), checked instead of the host name. Empty: the usual `server_name` check. On a
+    /// listener: a client certificate must carry one of them (or match a prefix below).
     pub subject_alt_names: Vec<String>,
+    /// `subject_alt_name_prefixes` (a mosn-rs key; Envoy's `match_subject_alt_names` with
+    /// `prefix`, as Istio's inbound contexts use for the trust domain `spiffe://cluster.local/`):
+    /// a name starting with one of them also passes.
+    pub subject_alt_name_prefixes: Vec<String>,
 }
 
 /// How a transparent-proxy listener learns a connection's original destination.

@@ -695,6 +695,7 @@ fn tls_context(tls: Obj<'_>, ctx: &Ctx) -> Result<Option<TlsContext>> {
         ecdh_curves: list("ecdh_curves", ',')?,
         alpn: list("alpn", ',')?,
         subject_alt_names: list("subject_alt_names", ',')?,
+        subject_alt_name_prefixes: list("subject_alt_name_prefixes", ',')?,
     };
     tls.finish(ctx);
     Ok(on.then_some(t))

@@ -333,10 +333,15 @@ pub fn server_config(contexts: &[TlsContext]) -> Result<Arc<ServerConfig>, TlsEr
         if !first.require_client_cert {
             v = v.allow_unauthenticated();
         }
-        builder.with_client_cert_verifier(
-            v.build()
-                .map_err(|e| err(first, "ca_cert", e.to_string()))?,
-        )
+        let v = v
+            .build()
+            .map_err(|e| err(first, "ca_cert", e.to_string()))?;
+        match SanList::of(first) {
+            None => builder.with_client_cert_verifier(v),
+            Some(names) => {
+                builder.with_client_cert_verifier(Arc::new(ClientSanVerifier { inner: v, names }))
+            }
+        }
     } else {
         builder.with_no_client_auth()
     };
@@ -391,8 +396,92 @@ impl ServerCertVerifier for SkipVerify {
 #[derive(Debug)]
 struct SanVerifier {
     roots: Arc<rustls::RootCertStore>,
-    names: Vec<String>,
+    names: SanList,
     algs: WebPkiSupportedAlgorithms,
+}
+
+/// Accepted subject alternative names: exact ones and prefixes.
+#[derive(Debug, Clone)]
+struct SanList {
+    exact: Vec<String>,
+    prefixes: Vec<String>,
+}
+
+impl SanList {
+    fn of(ctx: &TlsContext) -> Option<SanList> {
+        (!ctx.subject_alt_names.is_empty() || !ctx.subject_alt_name_prefixes.is_empty()).then(
+            || SanList {
+                exact: ctx.subject_alt_names.clone(),
+                prefixes: ctx.subject_alt_name_prefixes.clone(),
+            },
+        )
+    }
+
+    /// Checks a certificate's URI and DNS names.
+    fn check(&self, der: &[u8]) -> Result<(), rustls::Error> {
+        let got = subject_alt_names(der);
+        let ok = got.iter().any(|n| {
+            self.exact.contains(n) || self.prefixes.iter().any(|p| n.starts_with(p.as_str()))
+        });
+        if ok {
+            Ok(())
+        } else {
+            tracing::debug!(?got, want = ?self, "peer certificate names no expected identity");
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName,
+            ))
+        }
+    }
+}
+
+/// Verifies client certificates with webpki, then their names against a [`SanList`].
+#[derive(Debug)]
+struct ClientSanVerifier {
+    inner: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    names: SanList,
+}
+
+impl rustls::server::danger::ClientCertVerifier for ClientSanVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        let v = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        self.names.check(end_entity)?;
+        Ok(v)
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(m, c, d)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(m, c, d)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// The URI and DNS subject alternative names of a DER certificate.
@@ -432,15 +521,8 @@ impl ServerCertVerifier for SanVerifier {
             now,
             self.algs.all,
         )?;
-        let got = subject_alt_names(end_entity);
-        if got.iter().any(|n| self.names.contains(n)) {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            tracing::debug!(?got, want = ?self.names, "upstream certificate names no expected identity");
-            Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::NotValidForName,
-            ))
-        }
+        self.names.check(end_entity)?;
+        Ok(ServerCertVerified::assertion())
     }
     fn verify_tls12_signature(
         &self,
@@ -487,16 +569,15 @@ pub fn client_config(ctx: &TlsContext) -> Result<Arc<ClientConfig>, TlsError> {
                 "is required to verify the upstream (or set insecure_skip)",
             )
         })?;
-        if ctx.subject_alt_names.is_empty() {
-            builder.with_root_certificates(roots(ctx, ca)?)
-        } else {
-            builder
+        match SanList::of(ctx) {
+            None => builder.with_root_certificates(roots(ctx, ca)?),
+            Some(names) => builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(SanVerifier {
                     roots: Arc::new(roots(ctx, ca)?),
-                    names: ctx.subject_alt_names.clone(),
+                    names,
                     algs: provider.signature_verification_algorithms,
-                }))
+                })),
         }
     };
     let mut cfg = match (&ctx.cert_chain, &ctx.private_key) {

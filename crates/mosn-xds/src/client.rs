@@ -239,6 +239,12 @@ impl Shared {
                 .filter(|r| r.type_url == type_url && incoming.contains(&r.name))
                 .cloned()
                 .collect();
+            // Accepted resources that do not translate with this response (a secret that made
+            // a waiting listener complete, say) are left out and logged; only this response's
+            // own resources can be NACKed.
+            for r in t.rejected.iter().filter(|r| r.type_url != type_url) {
+                tracing::warn!(resource = %r, "xds: an accepted resource cannot be served");
+            }
             if !bad.is_empty() {
                 for r in bad {
                     revert(&mut cand, &st.accepted, &r.name);

@@ -10,8 +10,9 @@
 //!   ranges (Istio's `virtualOutbound`): `tcp_proxy` routes, in chain order.
 //!
 //! Anything else (chains told apart by TLS, ALPN or SNI that run different filters, as Istio's
-//! `virtualInbound`) is refused with the field named, so the listener is NACKed rather than
-//! served wrongly.
+//! `virtualInbound`) becomes a parent listener with one child listener per chain
+//! (`parent_listener` + `filter_chain_match`), which the proxy chooses among per connection as
+//! Envoy does; the parent's own filter is the default chain, or `BlackHoleCluster`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -114,8 +115,9 @@ pub(crate) fn references(
     }
 }
 
+/// Translates one filter chain; `owner` names its inline route table (`<listener>/<chain>`).
 fn chain(
-    listener: &str,
+    owner: &str,
     c: &FilterChain,
     ignored: &mut BTreeMap<String, u64>,
 ) -> Result<Chain, String> {
@@ -140,7 +142,7 @@ fn chain(
                         let mut v = route::translate(rc)
                             .map_err(|e| format!("filters[{i}].route_config.{e}"))?;
                         // An inline table is the listener's own.
-                        let name = format!("{listener}/{}", rc.name);
+                        let name = format!("{owner}/{}", rc.name);
                         v["router_config_name"] = json!(name);
                         (name, Some(v))
                     }
@@ -274,14 +276,105 @@ fn downstream_tls(c: &FilterChain, store: &Store) -> Result<Option<Value>, Strin
     }
 }
 
-/// Translates a listener: its MOSN JSON and the routers of its inline route configs.
+/// `FilterChainMatch` as mosn-rs's `filter_chain_match`.
+///
+/// Errors: criteria mosn-rs does not match on (`address_suffix`, direct source ranges, a source
+/// type other than any).
+fn chain_match_json(m: &Option<FilterChainMatch>) -> Result<Value, String> {
+    let Some(m) = m else { return Ok(json!({})) };
+    if !m.address_suffix.is_empty()
+        || m.suffix_len.is_some()
+        || !m.direct_source_prefix_ranges.is_empty()
+        || m.source_type != 0
+    {
+        return Err("filter_chain_match: address_suffix, direct_source_prefix_ranges and source_type are not supported by mosn-rs".into());
+    }
+    let mut o = Map::new();
+    if let Some(p) = &m.destination_port {
+        o.insert("destination_port".into(), json!(p.value));
+    }
+    if !m.prefix_ranges.is_empty() {
+        o.insert("prefix_ranges".into(), cidrs(&m.prefix_ranges));
+    }
+    if !m.server_names.is_empty() {
+        o.insert("server_names".into(), json!(m.server_names));
+    }
+    if !m.transport_protocol.is_empty() {
+        o.insert("transport_protocol".into(), json!(m.transport_protocol));
+    }
+    if !m.application_protocols.is_empty() {
+        o.insert(
+            "application_protocols".into(),
+            json!(m.application_protocols),
+        );
+    }
+    if !m.source_prefix_ranges.is_empty() {
+        o.insert(
+            "source_prefix_ranges".into(),
+            cidrs(&m.source_prefix_ranges),
+        );
+    }
+    if !m.source_ports.is_empty() {
+        o.insert("source_ports".into(), json!(m.source_ports));
+    }
+    Ok(Value::Object(o))
+}
+
+/// One chain as a MOSN filter chain: its network filters, TLS and stream filters.
+fn chain_json(
+    chain: &Chain,
+    c: &FilterChain,
+    store: &Store,
+    path: &str,
+) -> Result<(Value, Vec<Value>, Option<Value>), String> {
+    let tls = downstream_tls(c, store).map_err(|e| format!("{path}.{e}"))?;
+    let (network, stream_filters, inline) = match chain {
+        Chain::Http {
+            router,
+            inline,
+            codec,
+            stream_filters,
+        } => (
+            json!([{"type": "proxy", "config": {"downstream_protocol": codec,
+                "upstream_protocol": "Auto", "router_config_name": router}}]),
+            stream_filters.clone(),
+            inline.clone(),
+        ),
+        Chain::Tcp(t) => (
+            json!([{"type": "tcp_proxy", "config": t}]),
+            Vec::new(),
+            None,
+        ),
+    };
+    let mut fc = Map::new();
+    fc.insert("filters".into(), network);
+    if let Some(t) = tls {
+        fc.insert("tls_context".into(), t);
+    }
+    Ok((Value::Object(fc), stream_filters, inline))
+}
+
+/// Translates a listener: its MOSN listeners (one, or a parent and one child per filter chain
+/// when the chains are told apart by what mosn-rs's single-chain listener cannot express) and
+/// the routers of its inline route configs.
 ///
 /// Errors: the first part mosn-rs cannot serve, named by its field.
 pub(crate) fn translate(
     l: &Listener,
     store: &Store,
     ignored: &mut BTreeMap<String, u64>,
-) -> Result<(Value, Vec<Value>), String> {
+) -> Result<(Vec<Value>, Vec<Value>), String> {
+    // The listener's own fields first, so their errors are the ones named.
+    base(l)?;
+    let chains = chains(l, ignored)?;
+    match simple(l, &chains, store)? {
+        Some((one, inline)) => Ok((vec![one], inline)),
+        None => with_children(l, &chains, store),
+    }
+}
+
+/// The listener's own keys (name, address, bind_port, original destination).
+fn base(l: &Listener) -> Result<Map<String, Value>, String> {
     use envoy_types::pb::envoy::config::listener::v3::listener_filter::ConfigType as Lf;
     let mut o = Map::new();
     o.insert("name".into(), json!(l.name));
@@ -298,17 +391,18 @@ pub(crate) fn translate(
     if l.bind_to_port.as_ref().is_some_and(|b| !b.value) {
         o.insert("bind_port".into(), json!(false));
     }
-    let mut original_dst = l.use_original_dst.as_ref().is_some_and(|b| b.value);
+    let hand_off = l.use_original_dst.as_ref().is_some_and(|b| b.value);
+    let mut restore = false;
     for (i, f) in l.listener_filters.iter().enumerate() {
         let ty = match &f.config_type {
             Some(Lf::TypedConfig(a)) => a.type_url.as_str(),
             _ => "",
         };
         match f.name.as_str() {
-            "envoy.filters.listener.original_dst" => original_dst = true,
-            // TLS and HTTP detection: mosn-rs's `inspector` and `Auto` do these.
+            "envoy.filters.listener.original_dst" => restore = true,
+            // TLS and HTTP detection: mosn-rs's filter-chain matching and `Auto` do these.
             "envoy.filters.listener.tls_inspector" | "envoy.filters.listener.http_inspector" => {}
-            _ if ty.ends_with("original_dst.v3.OriginalDst") => original_dst = true,
+            _ if ty.ends_with("original_dst.v3.OriginalDst") => restore = true,
             _ if ty.ends_with("tls_inspector.v3.TlsInspector")
                 || ty.ends_with("http_inspector.v3.HttpInspector") => {}
             name => {
@@ -318,29 +412,111 @@ pub(crate) fn translate(
             }
         }
     }
-    if original_dst {
-        let mode = if l.transparent.as_ref().is_some_and(|b| b.value) {
-            "tproxy"
-        } else {
-            "redirect"
-        };
+    let mode = if l.transparent.as_ref().is_some_and(|b| b.value) {
+        "tproxy"
+    } else {
+        "redirect"
+    };
+    if hand_off {
+        // `use_original_dst`: hand the connection to the listener of its original address.
         o.insert("use_original_dst".into(), json!(mode));
+    } else if restore {
+        // The `original_dst` listener filter alone: the address counts for chain matching only.
+        o.insert(
+            "listener_filters".into(),
+            json!([{"type": "original_dst", "config": {"type": mode, "hand_off": false}}]),
+        );
     }
-    let mut chains = Vec::new();
+    Ok(o)
+}
+
+type Chains<'a> = Vec<(String, &'a FilterChain, Chain)>;
+
+fn chains<'a>(l: &'a Listener, ignored: &mut BTreeMap<String, u64>) -> Result<Chains<'a>, String> {
+    let mut out = Vec::new();
     for (i, c) in l.filter_chains.iter().enumerate() {
-        chains.push((
+        out.push((
             format!("filter_chains[{i}]"),
             c,
-            chain(&l.name, c, ignored).map_err(|e| format!("filter_chains[{i}].{e}"))?,
+            chain(&format!("{}/{i}", l.name), c, ignored)
+                .map_err(|e| format!("filter_chains[{i}].{e}"))?,
         ));
     }
     if let Some(c) = &l.default_filter_chain {
-        chains.push((
+        out.push((
             "default_filter_chain".into(),
             c,
-            chain(&l.name, c, ignored).map_err(|e| format!("default_filter_chain.{e}"))?,
+            chain(&format!("{}/default", l.name), c, ignored)
+                .map_err(|e| format!("default_filter_chain.{e}"))?,
         ));
     }
+    Ok(out)
+}
+
+/// A parent listener with one child listener per filter chain (mosn-rs's filter-chain matching);
+/// the parent's own filter is the default chain, or a connection to `BlackHoleCluster` (no host:
+/// closed), as Envoy closes a connection no chain takes.
+fn with_children(
+    l: &Listener,
+    chains: &Chains<'_>,
+    store: &Store,
+) -> Result<(Vec<Value>, Vec<Value>), String> {
+    let mut parent = base(l)?;
+    let mut out = Vec::new();
+    let mut inline = Vec::new();
+    let mut own = None;
+    for (i, (path, c, k)) in chains.iter().enumerate() {
+        let (fc, sf, il) = chain_json(k, c, store, path)?;
+        inline.extend(il);
+        if path == "default_filter_chain" {
+            own = Some((fc, sf));
+            continue;
+        }
+        let mut child = Map::new();
+        let label = if c.name.is_empty() {
+            i.to_string()
+        } else {
+            format!("{}#{i}", c.name)
+        };
+        child.insert("name".into(), json!(format!("{}/{label}", l.name)));
+        child.insert("address".into(), parent["address"].clone());
+        if let Some(n) = parent.get("network") {
+            child.insert("network".into(), n.clone());
+        }
+        child.insert("bind_port".into(), json!(false));
+        child.insert("parent_listener".into(), json!(l.name));
+        child.insert(
+            "filter_chain_match".into(),
+            chain_match_json(&c.filter_chain_match).map_err(|e| format!("{path}.{e}"))?,
+        );
+        child.insert("filter_chains".into(), json!([fc]));
+        if !sf.is_empty() {
+            child.insert("stream_filters".into(), Value::Array(sf));
+        }
+        out.push(Value::Object(child));
+    }
+    let (fc, sf) = own.unwrap_or_else(|| {
+        (
+            json!({"filters": [{"type": "tcp_proxy", "config": {"cluster": "BlackHoleCluster"}}]}),
+            Vec::new(),
+        )
+    });
+    parent.insert("filter_chains".into(), json!([fc]));
+    if !sf.is_empty() {
+        parent.insert("stream_filters".into(), Value::Array(sf));
+    }
+    out.insert(0, Value::Object(parent));
+    Ok((out, inline))
+}
+
+/// The listener as one MOSN listener, when its chains fit one (see the module doc); `None` when
+/// they need filter-chain matching.
+fn simple(
+    l: &Listener,
+    chains: &Chains<'_>,
+    store: &Store,
+) -> Result<Option<(Value, Vec<Value>)>, String> {
+    let mut o = base(l)?;
     let mut inline = Vec::new();
     let mut network = Vec::new();
     let http: Vec<_> = chains
@@ -352,27 +528,36 @@ pub(crate) fn translate(
         .filter(|(_, _, k)| matches!(k, Chain::Tcp(_)))
         .collect();
     let mut stream_filters = Vec::new();
-    let mut tls_ctx = None;
+    let tls_ctx;
     match (http.as_slice(), tcp.as_slice()) {
         ([], []) => return Err("filter_chains: none".into()),
-        ([(path, c, Chain::Http { router, inline: il, codec, stream_filters: sf })], rest)
-            if rest.len() <= 1 && (rest.is_empty() || plain_http_match(&c.filter_chain_match)) =>
-        {
+        (
+            [(
+                path,
+                c,
+                Chain::Http {
+                    router,
+                    inline: il,
+                    codec,
+                    stream_filters: sf,
+                },
+            )],
+            rest,
+        ) if rest.len() <= 1 && (rest.is_empty() || plain_http_match(&c.filter_chain_match)) => {
             tls_ctx = downstream_tls(c, store).map_err(|e| format!("{path}.{e}"))?;
-            inline.extend(il.clone());
-            stream_filters = sf.clone();
             let mut p = Map::new();
             p.insert("downstream_protocol".into(), json!(codec));
             p.insert("upstream_protocol".into(), json!("Auto"));
             p.insert("router_config_name".into(), json!(router));
             if let [(tp, tc, Chain::Tcp(t))] = rest {
-                if tls_ctx.is_some() {
-                    return Err(format!("{path}: TLS beside a plaintext fallback chain is not supported by mosn-rs yet"));
-                }
-                if tc.filter_chain_match.as_ref().is_some_and(|m| *m != FilterChainMatch::default())
-                    && !tp.starts_with("default")
-                {
-                    return Err(format!("{tp}.filter_chain_match: a fallback chain must match everything"));
+                let everything = tp.starts_with("default")
+                    || tc
+                        .filter_chain_match
+                        .as_ref()
+                        .is_none_or(|m| *m == FilterChainMatch::default());
+                // TLS beside the fallback, or a fallback that does not take the rest: chains.
+                if tls_ctx.is_some() || tc.transport_socket.is_some() || !everything {
+                    return Ok(None);
                 }
                 p.insert("fallback_for_unknown_protocol".into(), json!(true));
                 network.push(json!({"type": "proxy", "config": p}));
@@ -380,6 +565,8 @@ pub(crate) fn translate(
             } else {
                 network.push(json!({"type": "proxy", "config": p}));
             }
+            inline.extend(il.clone());
+            stream_filters = sf.clone();
         }
         ([], [(path, c, Chain::Tcp(t))]) => {
             tls_ctx = downstream_tls(c, store).map_err(|e| format!("{path}.{e}"))?;
@@ -387,29 +574,33 @@ pub(crate) fn translate(
         }
         ([], many) => {
             let mut routes = Vec::new();
-            let mut base = None;
-            for (path, c, k) in many {
+            let mut first = None;
+            for (_, c, k) in many {
                 let Chain::Tcp(t) = k else { continue };
-                if c.transport_socket.is_some() {
-                    return Err(format!("{path}.transport_socket: TLS on one of several chains is not supported by mosn-rs yet"));
-                }
                 let cluster = t.get("cluster").and_then(Value::as_str).unwrap_or_default();
-                routes.push(tcp_route(&c.filter_chain_match, cluster).map_err(|what| {
-                    format!("{path}.filter_chain_match: matching tcp_proxy chains by {what} is not supported by mosn-rs yet")
-                })?);
-                base.get_or_insert_with(|| t.clone());
+                // TLS, or matching by SNI or ALPN: chains.
+                let Ok(route) = tcp_route(&c.filter_chain_match, cluster) else {
+                    return Ok(None);
+                };
+                if c.transport_socket.is_some()
+                    || c.filter_chain_match.as_ref().is_some_and(|m| {
+                        !m.transport_protocol.is_empty()
+                            || !m.address_suffix.is_empty()
+                            || !m.direct_source_prefix_ranges.is_empty()
+                    })
+                {
+                    return Ok(None);
+                }
+                routes.push(route);
+                first.get_or_insert_with(|| t.clone());
             }
-            let mut t = base.unwrap_or_default();
+            tls_ctx = None;
+            let mut t = first.unwrap_or_default();
             t.remove("cluster");
             t.insert("routes".into(), Value::Array(routes));
             network.push(json!({"type": "tcp_proxy", "config": t}));
         }
-        _ => {
-            return Err(
-                "filter_chains: chains told apart by TLS, ALPN or SNI that run different filters are not supported by mosn-rs yet"
-                    .into(),
-            )
-        }
+        _ => return Ok(None),
     }
     let mut chain = Map::new();
     chain.insert("filters".into(), Value::Array(network));
@@ -420,5 +611,5 @@ pub(crate) fn translate(
     if !stream_filters.is_empty() {
         o.insert("stream_filters".into(), Value::Array(stream_filters));
     }
-    Ok((Value::Object(o), inline))
+    Ok(Some((Value::Object(o), inline)))
 }

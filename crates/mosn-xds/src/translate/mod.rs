@@ -135,8 +135,8 @@ pub fn translate(store: &Store) -> Translated {
         match decode(&e.body, types::LISTENER)
             .and_then(|l| listener::translate(&l, store, &mut ignored))
         {
-            Ok((l, inline)) => {
-                listeners.push((name.to_string(), l));
+            Ok((ls, inline)) => {
+                listeners.extend(ls.into_iter().map(|l| (name.to_string(), l)));
                 routers.extend(inline.into_iter().map(|r| (name.to_string(), r)));
             }
             Err(m) if m.contains(WAITING) => {

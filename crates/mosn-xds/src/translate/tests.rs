@@ -276,17 +276,24 @@ fn virtual_outbound_becomes_tcp_proxy_routes_by_destination_port() {
 }
 
 #[test]
-fn chains_told_apart_by_tls_running_different_filters_are_refused_by_name() {
-    // virtualInbound's shape: a TLS chain and a plaintext chain for one port, different filters.
+fn chains_told_apart_by_transport_running_different_filters_become_child_listeners() {
+    // virtualInbound's shape: per port, a TLS chain and a plaintext chain with different filters.
     let mut s = Store::default();
     let l = Listener {
         name: "virtualInbound".into(),
         address: sock("0.0.0.0", 15006),
+        listener_filters: vec![
+            envoy_types::pb::envoy::config::listener::v3::ListenerFilter {
+                name: "envoy.filters.listener.original_dst".into(),
+                ..Default::default()
+            },
+        ],
         filter_chains: vec![
             FilterChain {
                 filter_chain_match: Some(FilterChainMatch {
                     destination_port: Some(UInt32Value { value: 9080 }),
-                    transport_protocol: "tls".into(),
+                    transport_protocol: "raw_buffer".into(),
+                    application_protocols: vec!["http/1.1".into(), "h2c".into()],
                     ..Default::default()
                 }),
                 filters: vec![hcm("inbound|9080||", vec![])],
@@ -299,6 +306,7 @@ fn chains_told_apart_by_tls_running_different_filters_are_refused_by_name() {
                     ..Default::default()
                 }),
                 filters: vec![tcp("inbound|9080||")],
+                name: "tcp".into(),
                 ..Default::default()
             },
         ],
@@ -306,13 +314,39 @@ fn chains_told_apart_by_tls_running_different_filters_are_refused_by_name() {
     };
     put(&mut s, "virtualInbound", &l);
     let t = translate(&s);
-    assert!(t.listeners.is_empty());
-    assert_eq!(t.rejected[0].name, "virtualInbound");
-    assert!(
-        t.rejected[0].message.contains("filter_chains"),
-        "{}",
-        t.rejected[0]
+    assert!(t.rejected.is_empty(), "{:?}", t.rejected);
+    let names: Vec<&str> = t
+        .listeners
+        .iter()
+        .map(|(_, l)| l["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["virtualInbound", "virtualInbound/0", "virtualInbound/tcp#1"]
     );
+    let parent = &t.listeners[0].1;
+    // The listener filter restores the address for matching; it does not hand connections off.
+    assert_eq!(parent["listener_filters"][0]["config"]["hand_off"], false);
+    assert_eq!(
+        parent["filter_chains"][0]["filters"][0]["config"]["cluster"],
+        "BlackHoleCluster"
+    );
+    let http = &t.listeners[1].1;
+    assert_eq!(http["parent_listener"], "virtualInbound");
+    assert_eq!(http["bind_port"], false);
+    assert_eq!(
+        http["filter_chain_match"],
+        json!({"destination_port": 9080, "transport_protocol": "raw_buffer", "application_protocols": ["http/1.1", "h2c"]})
+    );
+    assert_eq!(
+        t.listeners[2].1["filter_chains"][0]["filters"][0]["type"],
+        "tcp_proxy"
+    );
+    // Every entry names the LDS resource it came from.
+    assert!(t.listeners.iter().all(|(n, _)| n == "virtualInbound"));
+    let loaded = parse(&t).unwrap();
+    assert_eq!(loaded.config.server.listeners.len(), 3);
+    assert!(!loaded.config.server.listeners[0].original_dst_hand_off);
 }
 
 fn header(name: &str, spec: HeaderMatchSpecifier, invert: bool) -> HeaderMatcher {

@@ -90,30 +90,32 @@ fn validation(
     }
 }
 
-/// The exact names of `match_subject_alt_names` and `match_typed_subject_alt_names` (Istio's SPIFFE
-/// identities).
+/// The exact names and the prefixes of `match_subject_alt_names` and
+/// `match_typed_subject_alt_names` (Istio's SPIFFE identities, and its trust domain as a prefix).
 ///
-/// Errors: a prefix, suffix or regex SAN matcher (mosn-rs matches exact names).
+/// Errors: a suffix, contains or regex SAN matcher, or a case-insensitive one.
 #[allow(deprecated)]
-fn san_names(v: &CertificateValidationContext) -> Result<Vec<String>, TlsError> {
+fn san_names(v: &CertificateValidationContext) -> Result<(Vec<String>, Vec<String>), TlsError> {
     use envoy_types::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
-    let exact =
-        |m: &envoy_types::pb::envoy::r#type::matcher::v3::StringMatcher| match &m.match_pattern {
-            Some(MatchPattern::Exact(s)) if !m.ignore_case => Ok(s.clone()),
-            _ => Err(TlsError::Bad(
-                "match_subject_alt_names: only exact names are supported by mosn-rs".into(),
-            )),
-        };
-    let mut out = Vec::new();
-    for m in &v.match_subject_alt_names {
-        out.push(exact(m)?);
-    }
-    for m in &v.match_typed_subject_alt_names {
-        if let Some(m) = &m.matcher {
-            out.push(exact(m)?);
+    let (mut exact, mut prefixes) = (Vec::new(), Vec::new());
+    let matchers = v.match_subject_alt_names.iter().chain(
+        v.match_typed_subject_alt_names
+            .iter()
+            .filter_map(|m| m.matcher.as_ref()),
+    );
+    for m in matchers {
+        match &m.match_pattern {
+            Some(MatchPattern::Exact(s)) if !m.ignore_case => exact.push(s.clone()),
+            Some(MatchPattern::Prefix(s)) if !m.ignore_case => prefixes.push(s.clone()),
+            _ => {
+                return Err(TlsError::Bad(
+                    "match_subject_alt_names: only exact and prefix names are supported by mosn-rs"
+                        .into(),
+                ))
+            }
         }
     }
-    Ok(out)
+    Ok((exact, prefixes))
 }
 
 /// The SDS secret names a common TLS context refers to.
@@ -168,9 +170,12 @@ pub(crate) fn context(
             if let Some(ca) = data(&v.trusted_ca)? {
                 o.insert("ca_cert".into(), json!(ca));
             }
-            let names = san_names(&v)?;
+            let (names, prefixes) = san_names(&v)?;
             if !names.is_empty() {
                 o.insert("subject_alt_names".into(), json!(names));
+            }
+            if !prefixes.is_empty() {
+                o.insert("subject_alt_name_prefixes".into(), json!(prefixes));
             }
         }
         // No validation context: Envoy does not verify the peer.
