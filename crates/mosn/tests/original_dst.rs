@@ -8,17 +8,11 @@
 
 mod common;
 
+use common::netns::{capture_namespace, curl_in};
 use common::*;
 use serde_json::json;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-struct Netns(String);
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
 
 /// A process killed on drop, with the config file it reads (kept until then).
 struct Killed(Child, #[allow(dead_code)] Option<TempFile>);
@@ -27,41 +21,6 @@ impl Drop for Killed {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .expect("ip (iproute2) is installed by scripts/install-test-deps.sh");
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// curl inside the namespace from 10.9.9.10: (exit code, body).
-fn curl_in(ns: &str, url: &str) -> (i32, String) {
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            ns,
-            "curl",
-            "-sS",
-            "--max-time",
-            "5",
-            "--interface",
-            "10.9.9.10",
-            url,
-        ])
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
 }
 
 fn start_in(ns: &str, cfg: &serde_json::Value, name: &str) -> Killed {
@@ -97,50 +56,10 @@ fn direct(name: &str, body: &str) -> serde_json::Value {
 
 #[test]
 fn iptables_redirect_reaches_the_listener_of_the_original_destination() {
-    let ns = format!("mosn-od-{}", std::process::id());
-    match Command::new("ip").args(["netns", "add", &ns]).output() {
-        Ok(o) if o.status.success() => {}
-        Ok(o) => {
-            eprintln!(
-                "SKIPPED: cannot create a network namespace (needs CAP_NET_ADMIN, e.g. root): {}",
-                String::from_utf8_lossy(&o.stderr).trim()
-            );
-            return;
-        }
-        Err(e) => panic!("the ip command is missing ({e}): run scripts/install-test-deps.sh"),
-    }
-    let _ns = Netns(ns.clone());
-    // The namespace's own loopback holds the two test-host addresses (no dummy or veth module is
-    // needed).
-    ip(&["-n", &ns, "link", "set", "lo", "up"]);
-    ip(&["-n", &ns, "addr", "add", "10.9.9.9/32", "dev", "lo"]);
-    ip(&["-n", &ns, "addr", "add", "10.9.9.10/32", "dev", "lo"]);
-    let ipt = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &ns,
-            "iptables",
-            "-t",
-            "nat",
-            "-A",
-            "OUTPUT",
-            "-p",
-            "tcp",
-            "-s",
-            "10.9.9.10",
-            "-j",
-            "REDIRECT",
-            "--to-ports",
-            "15001",
-        ])
-        .output()
-        .expect("iptables is installed by scripts/install-test-deps.sh");
-    assert!(
-        ipt.status.success(),
-        "iptables: {}",
-        String::from_utf8_lossy(&ipt.stderr)
-    );
+    let Some(netns) = capture_namespace("od") else {
+        return;
+    };
+    let ns = netns.0.clone();
 
     // The sidecar: 15001 takes every redirected connection; a virtual listener owns port 80.
     let sidecar = json!({

@@ -2,6 +2,7 @@
 //! ports, call curl.
 #![allow(dead_code)]
 
+pub mod netns;
 pub mod xds;
 
 use std::io::{BufRead, BufReader, Read};

@@ -234,16 +234,21 @@ pub const REVIEWS_V2: &str = "outbound|9080|v2|reviews.default.svc.cluster.local
 pub const DETAILS: &str = "outbound|9080||details.default.svc.cluster.local";
 pub const KUBERNETES: &str = "outbound|443||kubernetes.default.svc.cluster.local";
 
-/// An Istio listener from the sidecar dump, bound on a test port.
-pub fn listener(name: &str) -> Value {
+/// An Istio listener from the sidecar dump, unchanged.
+pub fn listener_as_is(name: &str) -> Value {
     let dump = istio("authz_listeners_configdump.json");
-    let mut l = dump["configs"][0]["dynamic_listeners"]
+    dump["configs"][0]["dynamic_listeners"]
         .as_array()
         .unwrap()
         .iter()
         .find(|l| l["name"] == name)
-        .unwrap()["active_state"]["listener"]
-        .clone();
+        .unwrap_or_else(|| panic!("{name} is not in the dump"))["active_state"]["listener"]
+        .clone()
+}
+
+/// An Istio listener from the sidecar dump, bound on a test port.
+pub fn listener(name: &str) -> Value {
+    let mut l = listener_as_is(name);
     l["address"] = json!({"socket_address": {"address": "127.0.0.1", "port_value": 0}});
     l["bind_to_port"] = json!(true);
     l

@@ -1,0 +1,91 @@
+//! A sidecar's outbound capture, end to end, on Istio's own listeners: in a network namespace
+//! this test makes, iptables REDIRECTs the client's connections to 15001, where Istio's
+//! `virtualOutbound` (`use_original_dst`) hands each to the listener of its original
+//! destination: Istio's `0.0.0.0_9080` (`bind_to_port: false`, RDS "9080"), or, for a port no
+//! listener has, its own `PassthroughCluster` chain. mosn-rs takes them over delta ADS on a unix
+//! socket, as from istio-agent. The listeners are Istio's unchanged; the endpoint's address is the
+//! test app's, without its `tlsMode: istio` metadata (the app is no sidecar).
+
+mod common;
+use common::netns::{capture_namespace, curl_in};
+use common::xds::*;
+use common::*;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+
+#[test]
+fn istio_virtual_outbound_hands_redirected_connections_to_port_listeners() {
+    let Some(netns) = capture_namespace("xds") else {
+        return;
+    };
+    let ns = netns.0.clone();
+    // The app: inside the namespace on 10.9.9.9:19080.
+    let app = Command::new("ip")
+        .args(["netns", "exec", &ns])
+        .arg(xds_python())
+        .args([
+            "-c",
+            "import http.server as h\n\
+             class H(h.BaseHTTPRequestHandler):\n\
+             \x20def do_GET(self):\n\
+             \x20 b=b'productpage-app'; self.send_response(200); self.send_header('content-length', str(len(b))); self.end_headers(); self.wfile.write(b)\n\
+             \x20def log_message(self, *a): pass\n\
+             h.ThreadingHTTPServer(('10.9.9.9', 19080), H).serve_forever()",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("python");
+    let _app = Killed(app);
+
+    let dir = temp_dir("xds-capture");
+    let app_addr: std::net::SocketAddr = "10.9.9.9:19080".parse().unwrap();
+    let d = istio("describe_http_config.json");
+    let mut routes = d["configs"][0]["dynamic_route_configs"][0]["route_config"].clone();
+    routes["name"] = json!("9080");
+    let state = json!({"version": "v1", "resources": {
+        LDS: [listener_as_is("virtualOutbound"), listener_as_is("0.0.0.0_9080")],
+        RDS: [routes],
+        CDS: [cluster(PRODUCTPAGE),
+              {"name": "PassthroughCluster", "type": "ORIGINAL_DST", "lb_policy": "CLUSTER_PROVIDED", "connect_timeout": "1s"},
+              {"name": "BlackHoleCluster", "type": "STATIC", "connect_timeout": "1s"}],
+        EDS: [assignment(PRODUCTPAGE, PRODUCTPAGE, &[app_addr])]}});
+    publish(&dir, &state);
+    let unix = dir.join("XDS");
+    let (_ads, _) = ads_server(&dir, Some(&unix), None);
+    let mut boot = bootstrap(
+        "DELTA_GRPC",
+        json!({"pipe": {"path": unix.to_str().unwrap()}}),
+    );
+    boot["admin"] = serde_json::Value::Null;
+    let cfg = dir.join("bootstrap.json");
+    std::fs::write(&cfg, boot.to_string()).unwrap();
+    let mosn = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns,
+            env!("CARGO_BIN_EXE_mosn"),
+            "start",
+            "-c",
+        ])
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _mosn = Killed(mosn);
+
+    // 10.9.9.9:9080 has no socket: the connection reaches the app only through the capture,
+    // virtualOutbound's hand-off, 0.0.0.0_9080's route and the EDS endpoint.
+    within(Duration::from_secs(15), "the routed request", || {
+        curl_in(&ns, "http://10.9.9.9:9080/productpage") == (0, "productpage-app".into())
+    });
+    // A port no listener has: virtualOutbound's catch-all chain, PassthroughCluster (ORIGINAL_DST).
+    assert_eq!(
+        curl_in(&ns, "http://10.9.9.9:19080/any"),
+        (0, "productpage-app".into())
+    );
+}
