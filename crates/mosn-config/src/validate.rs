@@ -12,12 +12,6 @@ pub(crate) fn validate(c: &Config) -> Result<()> {
             "no listener: this config would serve nothing",
         ));
     }
-    let original_dst: HashSet<&str> = c
-        .clusters
-        .iter()
-        .filter(|c| c.original_dst)
-        .map(|c| c.name.as_str())
-        .collect();
     let mut clusters = HashSet::new();
     for (i, cl) in c.clusters.iter().enumerate() {
         if !clusters.insert(cl.name.as_str()) {
@@ -47,12 +41,6 @@ pub(crate) fn validate(c: &Config) -> Result<()> {
                         } else {
                             format!("{up}.weighted_clusters[{ci}].cluster.name")
                         };
-                        if original_dst.contains(name.as_str()) {
-                            return Err(ConfigError::new(
-                                p,
-                                format!("{name:?} is an ORIGINAL_DST cluster, which mosn-rs supports for tcp_proxy only so far (not for HTTP routes)"),
-                            ));
-                        }
                         if !clusters.contains(name.as_str()) {
                             return Err(ConfigError::new(
                                 p,

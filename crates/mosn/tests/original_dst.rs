@@ -56,7 +56,7 @@ fn direct(name: &str, body: &str) -> serde_json::Value {
 
 #[test]
 fn iptables_redirect_reaches_the_listener_of_the_original_destination() {
-    let Some(netns) = capture_namespace("od") else {
+    let Some(netns) = capture_namespace("od", 15001) else {
         return;
     };
     let ns = netns.0.clone();

@@ -14,11 +14,33 @@ use common::*;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{json, Value};
+
+/// SDS `default` (a workload certificate made here with rcgen) and `ROOTCA`.
+fn workload_secrets() -> Vec<Value> {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, SanType};
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.subject_alt_names = vec![SanType::URI(
+        "spiffe://cluster.local/ns/default/sa/app"
+            .try_into()
+            .unwrap(),
+    )];
+    let cert = p.signed_by(&key, &ca).unwrap();
+    vec![
+        json!({"name": "default", "tls_certificate": {
+            "certificate_chain": {"inline_string": cert.pem()},
+            "private_key": {"inline_string": key.serialize_pem()}}}),
+        json!({"name": "ROOTCA", "validation_context": {"trusted_ca": {"inline_string": ca.pem()}}}),
+    ]
+}
 
 #[test]
 fn istio_virtual_outbound_hands_redirected_connections_to_port_listeners() {
-    let Some(netns) = capture_namespace("xds") else {
+    let Some(netns) = capture_namespace("xds", 15001) else {
         return;
     };
     let ns = netns.0.clone();
@@ -88,4 +110,77 @@ fn istio_virtual_outbound_hands_redirected_connections_to_port_listeners() {
         curl_in(&ns, "http://10.9.9.9:19080/any"),
         (0, "productpage-app".into())
     );
+}
+
+/// The inbound side: iptables REDIRECTs the client's connections to 15006, where Istio's
+/// `virtualInbound` (its listener filter restores the original destination, 10.9.9.9:80) picks
+/// the port-80 plaintext chain, whose route goes to Istio's inbound cluster `inbound|80||`, an
+/// ORIGINAL_DST cluster: the request reaches the app on 10.9.9.9:80. The AuthorizationPolicy
+/// filters of the dump are removed (mosn-rs has no RBAC yet).
+#[test]
+fn istio_virtual_inbound_routes_redirected_requests_to_the_app_through_original_dst() {
+    let Some(netns) = capture_namespace("xds-in", 15006) else {
+        return;
+    };
+    let ns = netns.0.clone();
+    let app = Command::new("ip")
+        .args(["netns", "exec", &ns])
+        .arg(xds_python())
+        .args([
+            "-c",
+            "import http.server as h\n\
+             class H(h.BaseHTTPRequestHandler):\n\
+             \x20def do_GET(self):\n\
+             \x20 b=b'inbound-app'; self.send_response(200); self.send_header('content-length', str(len(b))); self.end_headers(); self.wfile.write(b)\n\
+             \x20def log_message(self, *a): pass\n\
+             h.ThreadingHTTPServer(('10.9.9.9', 80), H).serve_forever()",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("python");
+    let _app = Killed(app);
+    let dir = temp_dir("xds-capture-in");
+    let mut state = json!({"version": "v1", "resources": {
+        LDS: [listener_as_is("virtualInbound")],
+        CDS: [{"name": "inbound|80||", "type": "ORIGINAL_DST", "lb_policy": "CLUSTER_PROVIDED",
+               "connect_timeout": "10s",
+               "upstream_bind_config": {"source_address": {"address": "127.0.0.6", "port_value": 0}}},
+              {"name": "InboundPassthroughClusterIpv4", "type": "ORIGINAL_DST", "lb_policy": "CLUSTER_PROVIDED", "connect_timeout": "10s"},
+              {"name": "BlackHoleCluster", "type": "STATIC", "connect_timeout": "1s"}],
+        // The listener's TLS chains wait for these (a listener is served once all its secrets are).
+        SECRET: workload_secrets()}});
+    without_authz(&mut state);
+    publish(&dir, &state);
+    let unix = dir.join("XDS");
+    let (_ads, _) = ads_server(&dir, Some(&unix), None);
+    let pipe = json!({"pipe": {"path": unix.to_str().unwrap()}});
+    let mut boot = bootstrap("DELTA_GRPC", pipe.clone());
+    boot["admin"] = serde_json::Value::Null;
+    // SDS from the same server, on the same socket.
+    for c in boot["static_resources"]["clusters"].as_array_mut().unwrap() {
+        if c["name"] == "sds-grpc" {
+            c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"] =
+                pipe.clone();
+        }
+    }
+    let cfg = dir.join("bootstrap.json");
+    std::fs::write(&cfg, boot.to_string()).unwrap();
+    let mosn = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns,
+            env!("CARGO_BIN_EXE_mosn"),
+            "start",
+            "-c",
+        ])
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _mosn = Killed(mosn);
+    within(Duration::from_secs(15), "the inbound request", || {
+        curl_in(&ns, "http://10.9.9.9:80/anything") == (0, "inbound-app".into())
+    });
 }

@@ -23,12 +23,6 @@ use std::time::Duration;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, SanType};
 use serde_json::{json, Value};
 
-const LDS: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
-const RDS: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
-const CDS: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
-const EDS: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
-const SECRET: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
-
 /// The identity Istio's test cluster expects (its first `match_subject_alt_names` entry).
 const PRODUCTPAGE_ID: &str = "spiffe://cluster.local/ns/default/sa/bookinfo-productpage";
 const SLEEP_ID: &str = "spiffe://cluster.local/ns/default/sa/sleep";
@@ -284,27 +278,6 @@ fn mtls_between_two_instances_with_sds_certificates_and_a_rotation_under_load() 
     eprintln!("mTLS over SDS: {ok} requests through a certificate rotation, 0 failed");
     drop(client);
     drop(server);
-}
-
-/// Removes the HTTP and network filters of Istio's AuthorizationPolicy (`rbac`, `ext_authz`),
-/// which mosn-rs does not have yet and would NACK.
-fn without_authz(v: &mut Value) {
-    match v {
-        Value::Object(m) => {
-            for key in ["filters", "http_filters"] {
-                if let Some(Value::Array(fs)) = m.get_mut(key) {
-                    fs.retain(|f| {
-                        !f["name"].as_str().is_some_and(|n| {
-                            n.ends_with(".rbac") || n == "envoy.filters.http.ext_authz"
-                        })
-                    });
-                }
-            }
-            m.values_mut().for_each(without_authz);
-        }
-        Value::Array(a) => a.iter_mut().for_each(without_authz),
-        _ => {}
-    }
 }
 
 /// Istio's `virtualInbound` (the sidecar dump's, 8 filter chains told apart by destination port,

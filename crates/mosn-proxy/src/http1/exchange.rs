@@ -148,7 +148,7 @@ async fn forward_inner<'s>(
         let attempt = tries.start_try();
         let held_len = held.as_ref().map(|b| b.len() as u64);
         let t = begin_try(&ctx, f, req, info, attempt, held_len).await?;
-        let (cluster, host) = (t.cluster, t.host);
+        let (cluster, host) = (t.cluster, &t.host);
         let (ci, hi) = (cluster.index, host.id);
         let Some(mut conn) = http1_conn(worker, &t, &tries, d.req_timer.as_mut()).await? else {
             continue;
@@ -443,14 +443,14 @@ pub(crate) async fn http1_conn(
     tries: &Tries,
     mut timer: std::pin::Pin<&mut tokio::time::Sleep>,
 ) -> Result<Option<UpstreamConn>, ProxyError> {
-    if let Some(c) = worker.pools.take_idle(t.cluster, t.host) {
+    if let Some(c) = worker.pools.take_idle(t.cluster, &t.host) {
         return Ok(Some(c));
     }
     if timer.deadline() != tries.deadline {
         timer.as_mut().reset(tries.deadline);
     }
     let connected = tokio::select! {
-        r = worker.pools.connect(t.cluster, t.host) => r,
+        r = worker.pools.connect(t.cluster, &t.host) => r,
         _ = timer => {
             return Err(ProxyError::new(ResponseFlag::UpstreamRequestTimeout, "route timeout"));
         }

@@ -285,7 +285,7 @@ async fn forward_inner<'s>(
                 if refused && replayable && tries.stale() {
                     continue;
                 }
-                tries.upstream_reset(up, t.host, ci, "stream reset")?;
+                tries.upstream_reset(up, &t.host, ci, "stream reset")?;
                 continue;
             }
         };

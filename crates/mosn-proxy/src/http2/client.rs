@@ -36,7 +36,7 @@ pub async fn open(
     eos: bool,
     info: &mut StreamInfo,
 ) -> Result<Option<Opened>, ProxyError> {
-    let pooled = ctx.worker.pools.h2_stream(t.cluster, t.host);
+    let pooled = ctx.worker.pools.h2_stream(t.cluster, &t.host);
     let slot = match tokio::time::timeout_at(tries.deadline, pooled).await {
         Err(_) => {
             return Err(ProxyError::new(

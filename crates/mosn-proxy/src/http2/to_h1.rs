@@ -182,7 +182,7 @@ pub async fn forward<'s>(
         let attempt = tries.start_try();
         let held_len = held.as_ref().map(|b| b.len() as u64);
         let t = begin_try(ctx, f, head, info, attempt, held_len).await?;
-        let (cluster, host) = (t.cluster, t.host);
+        let (cluster, host) = (t.cluster, &t.host);
         let (ci, hi) = (cluster.index, host.id);
         let Some(mut conn) = http1_conn(worker, &t, &tries, req_timer.as_mut()).await? else {
             continue;

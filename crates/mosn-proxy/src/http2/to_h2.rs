@@ -127,7 +127,7 @@ pub async fn forward<'s>(
                 if unprocessed && tries.replayable() && tries.stale() {
                     continue;
                 }
-                tries.upstream_reset(up, t.host, ci, &e)?;
+                tries.upstream_reset(up, &t.host, ci, &e)?;
                 continue;
             }
         };

@@ -57,8 +57,8 @@ impl Drop for TryActive<'_> {
 pub struct Try<'s> {
     /// The cluster.
     pub cluster: &'s Arc<Cluster>,
-    /// The host picked.
-    pub host: &'s Arc<Host>,
+    /// The host picked (for an ORIGINAL_DST cluster, the connection's original destination).
+    pub host: Arc<Host>,
     _request: Slot,
     /// A retry holds a `max_retries` slot while it runs.
     _retry: Option<Slot>,
@@ -102,10 +102,23 @@ pub async fn begin_try<'s>(
             c.request_retry.inc();
         }
     }
-    let host = worker
-        .pick_host(snap, f.target, &info.metadata)
-        .and_then(|i| cluster.hosts.get(i))
-        .ok_or_else(|| ProxyError::new(ResponseFlag::NoHealthyUpstream, "no host"))?;
+    let host = if cluster.original_dst {
+        // ORIGINAL_DST (Istio's inbound and passthrough clusters): where the client meant to go.
+        let address = mosn_config::HostAddr::Tcp(ctx.local);
+        Arc::new(Host {
+            id: mosn_upstream::host_id(&cluster.name, &address.to_string()),
+            address,
+            weight: 1,
+            metadata: Default::default(),
+            tls_disable: false,
+        })
+    } else {
+        worker
+            .pick_host(snap, f.target, &info.metadata)
+            .and_then(|i| cluster.hosts.get(i))
+            .cloned()
+            .ok_or_else(|| ProxyError::new(ResponseFlag::NoHealthyUpstream, "no host"))?
+    };
     if !ctx.listener().filters.is_empty() {
         let addr = host.address.to_string();
         if let Some(r) = super::run_filters(

@@ -291,7 +291,7 @@ pub(crate) async fn forward<'s, P: Served>(
         let attempt = tries.start_try();
         let t = begin_try(ctx, f, frame, info, attempt, None).await?;
         let (ci, hi) = (t.cluster.index, t.host.id);
-        let pooled = P::pool(&ctx.worker).conn(&ctx.worker.pools, t.cluster, t.host, proto);
+        let pooled = P::pool(&ctx.worker).conn(&ctx.worker.pools, t.cluster, &t.host, proto);
         let conn: Rc<XConn<P>> = match tokio::time::timeout_at(tries.deadline, pooled).await {
             Err(_) => {
                 return Err(
@@ -324,7 +324,7 @@ pub(crate) async fn forward<'s, P: Served>(
                 info.status = status;
                 return Ok(Some(resp));
             }
-            Outcome::Closed => tries.upstream_reset(up, t.host, ci, "connection closed")?,
+            Outcome::Closed => tries.upstream_reset(up, &t.host, ci, "connection closed")?,
             Outcome::TimedOut => tries.timed_out(up, ci, hi)?,
         }
     }

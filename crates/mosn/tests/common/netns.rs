@@ -48,9 +48,9 @@ pub fn curl_in(ns: &str, url: &str) -> (i32, String) {
 }
 
 /// A namespace whose loopback holds 10.9.9.9 and 10.9.9.10, where iptables REDIRECTs every TCP
-/// connection from 10.9.9.10 to port 15001 (a sidecar's outbound capture). `None`, with the reason
-/// printed, when namespaces cannot be made here (no CAP_NET_ADMIN).
-pub fn capture_namespace(tag: &str) -> Option<Netns> {
+/// connection from 10.9.9.10 to port `to` (15001: a sidecar's outbound capture; 15006: inbound).
+/// `None`, with the reason printed, when namespaces cannot be made here (no CAP_NET_ADMIN).
+pub fn capture_namespace(tag: &str, to: u16) -> Option<Netns> {
     let ns = format!("mosn-{tag}-{}", std::process::id());
     match Command::new("ip").args(["netns", "add", &ns]).output() {
         Ok(o) if o.status.success() => {}
@@ -86,7 +86,7 @@ pub fn capture_namespace(tag: &str) -> Option<Netns> {
             "-j",
             "REDIRECT",
             "--to-ports",
-            "15001",
+            &to.to_string(),
         ])
         .output()
         .expect("iptables is installed by scripts/install-test-deps.sh");

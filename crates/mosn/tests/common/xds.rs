@@ -227,6 +227,7 @@ pub const LDS: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
 pub const RDS: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
 pub const CDS: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 pub const EDS: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+pub const SECRET: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
 
 pub const PRODUCTPAGE: &str = "outbound|9080||productpage.default.svc.cluster.local";
 pub const REVIEWS_V1: &str = "outbound|9080|v1|reviews.default.svc.cluster.local";
@@ -386,4 +387,25 @@ pub fn state(world: &World, w: &Plan) -> Value {
     }
     json!({"version": format!("v{}", w.version), "resources": {
         LDS: listeners, RDS: [route_config(w)], CDS: clusters, EDS: endpoints}})
+}
+
+/// Removes the HTTP and network filters of Istio's AuthorizationPolicy (`rbac`, `ext_authz`),
+/// which mosn-rs does not have yet and would NACK.
+pub fn without_authz(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            for key in ["filters", "http_filters"] {
+                if let Some(Value::Array(fs)) = m.get_mut(key) {
+                    fs.retain(|f| {
+                        !f["name"].as_str().is_some_and(|n| {
+                            n.ends_with(".rbac") || n == "envoy.filters.http.ext_authz"
+                        })
+                    });
+                }
+            }
+            m.values_mut().for_each(without_authz);
+        }
+        Value::Array(a) => a.iter_mut().for_each(without_authz),
+        _ => {}
+    }
 }
