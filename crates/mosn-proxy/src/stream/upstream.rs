@@ -57,8 +57,9 @@ impl Drop for TryActive<'_> {
 pub struct Try<'s> {
     /// The cluster.
     pub cluster: &'s Arc<Cluster>,
-    /// The host picked (for an ORIGINAL_DST cluster, the connection's original destination).
-    pub host: Arc<Host>,
+    /// The host picked: one of the cluster's, or for an ORIGINAL_DST cluster the connection's
+    /// original destination (made for this try).
+    pub host: std::borrow::Cow<'s, Arc<Host>>,
     _request: Slot,
     /// A retry holds a `max_retries` slot while it runs.
     _retry: Option<Slot>,
@@ -105,18 +106,18 @@ pub async fn begin_try<'s>(
     let host = if cluster.original_dst {
         // ORIGINAL_DST (Istio's inbound and passthrough clusters): where the client meant to go.
         let address = mosn_config::HostAddr::Tcp(ctx.local);
-        Arc::new(Host {
+        std::borrow::Cow::Owned(Arc::new(Host {
             id: mosn_upstream::host_id(&cluster.name, &address.to_string()),
             address,
             weight: 1,
             metadata: Default::default(),
             tls_disable: false,
-        })
+        }))
     } else {
         worker
             .pick_host(snap, f.target, &info.metadata)
             .and_then(|i| cluster.hosts.get(i))
-            .cloned()
+            .map(std::borrow::Cow::Borrowed)
             .ok_or_else(|| ProxyError::new(ResponseFlag::NoHealthyUpstream, "no host"))?
     };
     if !ctx.listener().filters.is_empty() {
