@@ -100,6 +100,9 @@ impl ConnCtx {
     }
 
     fn removed_at(&self) -> Option<std::time::Instant> {
+        if !self.worker.listener_removed.get() {
+            return None;
+        }
         self.worker
             .config
             .load()

@@ -500,6 +500,7 @@ fn run_worker(
                         serve(index, s, &mut stops);
                     }
                     WorkerCmd::Close(index) => {
+                        worker.listener_removed.set(true);
                         if let Some(s) = stops.remove(&index) {
                             let _ = s.send(true);
                         }

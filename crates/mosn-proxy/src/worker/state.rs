@@ -61,6 +61,9 @@ pub struct Worker {
     pub drain: tokio::sync::Notify,
     /// When the drain started (`None` before).
     pub drain_started: Cell<Option<tokio::time::Instant>>,
+    /// True once a config applied at run time removed a listener: connections then look up
+    /// whether theirs is gone (see `ConnCtx::draining`); until then they need not.
+    pub listener_removed: Cell<bool>,
     lb: RefCell<LbCache>,
     connections: Cell<u64>,
 }
@@ -95,6 +98,7 @@ impl Worker {
             logs,
             draining: Cell::new(false),
             drain_started: Cell::new(None),
+            listener_removed: Cell::new(false),
             drain: tokio::sync::Notify::new(),
             lb: RefCell::new(LbCache::new(&snapshot.clusters)),
             connections: Cell::new(0),
