@@ -158,6 +158,14 @@ fn scenario(api: &str) {
     let status: Value = serde_json::from_str(&status).unwrap();
     assert_eq!(status["xds"]["connected"], json!(true), "{status}");
     assert_eq!(status["xds"]["types"]["rds"]["nacks"], json!(1), "{status}");
+    // The config dump shows what xDS applied; the stats carry the client's counters.
+    let dump = curl(&[&format!("http://{admin}/api/v1/config_dump")]);
+    assert!(
+        dump.contains("0.0.0.0_9080") && dump.contains(DETAILS),
+        "{dump}"
+    );
+    let stats = curl(&[&format!("http://{admin}/api/v1/stats")]);
+    assert!(stats.contains("xds"), "{stats}");
     plan.bad_regex = false;
     plan.version += 1;
     publish(&dir, &state(&world, &plan));
@@ -343,4 +351,44 @@ fn the_xds_example_serves() {
     let v: Value = serde_json::from_str(&curl(&["http://127.0.0.1:34911/api/v1/extends"])).unwrap();
     assert_eq!(v["xds"]["connected"], json!(true), "{v}");
     assert_eq!(v["xds"]["types"]["eds"]["resources"], json!(1), "{v}");
+}
+
+/// MOSN's mixed mode: `servers` (a listener of the file) and `dynamic_resources` in one file;
+/// both the file's listener and the control plane's serve.
+#[test]
+fn mixed_mode_serves_the_file_and_the_control_plane() {
+    let dir = temp_dir("xds-mixed");
+    std::fs::copy(
+        repo().join("examples/xds/resources.json"),
+        dir.join("state.json"),
+    )
+    .unwrap();
+    let mut state: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("state.json")).unwrap()).unwrap();
+    // The example's fixed ports, made free ones.
+    let (front, back) = (closed_port(), closed_port());
+    let lds = state["resources"][LDS].as_array_mut().unwrap();
+    lds[0]["address"]["socket_address"]["port_value"] = json!(front.port());
+    lds[1]["address"]["socket_address"]["port_value"] = json!(back.port());
+    state["resources"][EDS][0]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+        ["socket_address"]["port_value"] = json!(back.port());
+    publish(&dir, &state);
+    let (_ads, port) = ads_server(&dir, None, None);
+    let addr = json!({"socket_address": {"address": "127.0.0.1", "port_value": port}});
+    let mut cfg = bootstrap("GRPC", addr);
+    cfg["servers"] = json!([{"default_log_path": "stderr",
+        "routers": [{"router_config_name": "file", "virtual_hosts": [{"name": "v", "domains": ["*"],
+            "routers": [{"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": "from the file"}}]}]}],
+        "listeners": [{"name": "file", "address": "127.0.0.1:0", "filter_chains": [{"filters": [
+            {"type": "proxy", "config": {"downstream_protocol": "Http1", "router_config_name": "file"}}]}]}]}]);
+    let file = dir.join("mixed.json");
+    std::fs::write(&file, cfg.to_string()).unwrap();
+    let m = spawn(&file);
+    let from_file = m.listener("file");
+    assert_eq!(http(from_file, "GET", "/", &[], "").body, "from the file");
+    within(
+        Duration::from_secs(10),
+        "the control plane's listener",
+        || try_http(front, "GET", "/", &[], "").is_some_and(|r| r.body == "Hello from xDS!\n"),
+    );
 }
