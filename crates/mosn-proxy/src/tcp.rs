@@ -260,25 +260,7 @@ where
     let last = Cell::new(Instant::now());
     let x = one_way(&mut ar, &mut bw, &last, |n| counts.client_to_up(n));
     let y = one_way(&mut br, &mut aw, &last, |n| counts.up_to_client(n));
-    let idle = idle_watch(&last, tp.idle_timeout);
-    tokio::pin!(x, y, idle);
-    let (mut x_done, mut y_done) = (false, false);
-    while !(x_done && y_done) {
-        tokio::select! {
-            r = &mut x, if !x_done => {
-                x_done = true;
-                if r.is_err() { break; }
-            }
-            r = &mut y, if !y_done => {
-                y_done = true;
-                if r.is_err() { break; }
-            }
-            _ = &mut idle => {
-                tracing::debug!(%peer, "tcp_proxy: idle timeout");
-                break;
-            }
-        }
-    }
+    both_ways(x, y, &last, tp.idle_timeout, peer).await
 }
 
 /// Copies one direction until its end (then shuts the other side's write half) or an error.
@@ -329,7 +311,22 @@ async fn pump<D: SpliceIo, U: SpliceIo>(
     };
     let a = splice::copy(down, up, &to_up, &client_to_up);
     let b = splice::copy(up, down, &to_down, &up_to_client);
-    let idle = idle_watch(&last, tp.idle_timeout);
+    both_ways(a, b, &last, tp.idle_timeout, peer).await
+}
+
+/// Runs the two directions of a connection until both end, one fails, or `idle` passes without
+/// a byte (`last` is when one last moved).
+async fn both_ways<A, B, T, U, E, F>(
+    a: A,
+    b: B,
+    last: &Cell<Instant>,
+    idle: Duration,
+    peer: SocketAddr,
+) where
+    A: std::future::Future<Output = Result<T, E>>,
+    B: std::future::Future<Output = Result<U, F>>,
+{
+    let idle = idle_watch(last, idle);
     tokio::pin!(a, b, idle);
     let (mut a_done, mut b_done) = (false, false);
     while !(a_done && b_done) {

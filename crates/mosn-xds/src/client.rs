@@ -545,19 +545,8 @@ async fn sotw(
     let mut n = 0u64;
     let mut nonces: BTreeMap<&'static str, String> = BTreeMap::new();
     loop {
-        let resp = match stream.message().await {
-            Ok(Some(r)) => r,
-            Ok(None) => return Ok(n),
-            Err(e) => return Err((n, e.to_string())),
-        };
-        n += 1;
-        let Some(t) = static_type(&resp.type_url).filter(|t| on_ads.iter().any(|(x, _)| x == t))
-        else {
-            tracing::warn!(
-                type_url = resp.type_url,
-                "xds: a type not asked for; ignored"
-            );
-            continue;
+        let Some((resp, t)) = next(&mut stream, &mut n, &on_ads, |r| &r.type_url).await? else {
+            return Ok(n);
         };
         nonces.insert(t, resp.nonce.clone());
         let reply = s.sotw_response(&resp, t);
@@ -574,6 +563,31 @@ async fn sotw(
                 resource_names: new.into_iter().collect(),
                 ..Default::default()
             });
+        }
+    }
+}
+
+/// The next response of an ADS stream of a type it asked for (others are logged and skipped),
+/// counting responses in `n`; `None` when the server ended the stream.
+///
+/// Errors: the stream failed, with the count so far.
+async fn next<R>(
+    stream: &mut tonic::Streaming<R>,
+    n: &mut u64,
+    asked: &[(&'static str, bool)],
+    type_of: impl Fn(&R) -> &String,
+) -> Result<Option<(R, &'static str)>, Failed> {
+    loop {
+        let resp = match stream.message().await {
+            Ok(Some(r)) => r,
+            Ok(None) => return Ok(None),
+            Err(e) => return Err((*n, e.to_string())),
+        };
+        *n += 1;
+        let url = type_of(&resp);
+        match static_type(url).filter(|t| asked.iter().any(|(x, _)| x == t)) {
+            Some(t) => return Ok(Some((resp, t))),
+            None => tracing::warn!(type_url = url, "xds: a type not asked for; ignored"),
         }
     }
 }
@@ -725,19 +739,8 @@ async fn delta(
     s.status.set_connected(true);
     let mut n = 0u64;
     loop {
-        let resp = match stream.message().await {
-            Ok(Some(r)) => r,
-            Ok(None) => return Ok(n),
-            Err(e) => return Err((n, e.to_string())),
-        };
-        n += 1;
-        let Some(t) = static_type(&resp.type_url).filter(|t| on_ads.iter().any(|(x, _)| x == t))
-        else {
-            tracing::warn!(
-                type_url = resp.type_url,
-                "xds: a type not asked for; ignored"
-            );
-            continue;
+        let Some((resp, t)) = next(&mut stream, &mut n, &on_ads, |r| &r.type_url).await? else {
+            return Ok(n);
         };
         let items: Vec<(String, Entry)> = resp
             .resources

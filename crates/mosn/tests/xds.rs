@@ -25,24 +25,8 @@ use serde_json::{json, Value};
 
 fn scenario(api: &str) {
     let dir = temp_dir(&format!("xds-{}", api.to_ascii_lowercase()));
-    let world = World {
-        productpage: vec![
-            text_upstream("productpage-1"),
-            text_upstream("productpage-2"),
-        ],
-        reviews_v1: text_upstream("reviews-v1"),
-        reviews_v2: text_upstream("reviews-v2"),
-        details: text_upstream("details"),
-        kubernetes: echo_upstream(),
-    };
-    let mut plan = Plan {
-        version: 1,
-        weights: (100, 0),
-        productpage: 2,
-        details: false,
-        tcp_listener: true,
-        bad_regex: false,
-    };
+    let world = World::start();
+    let mut plan = Plan::first();
     publish(&dir, &state(&world, &plan));
     // Delta on a unix socket (istio-agent's `XDS` pipe); state of the world on TCP.
     let unix = dir.join("XDS");
@@ -242,23 +226,11 @@ fn istio_bootstraps_are_accepted() {
 #[test]
 fn malformed_and_hostile_ads_responses_are_nacked_and_never_crash() {
     let dir = temp_dir("xds-hostile");
-    let world = World {
-        productpage: vec![
-            text_upstream("productpage-1"),
-            text_upstream("productpage-2"),
-        ],
-        reviews_v1: text_upstream("reviews-v1"),
-        reviews_v2: text_upstream("reviews-v2"),
-        details: text_upstream("details"),
-        kubernetes: echo_upstream(),
-    };
+    let world = World::start();
     let plan = Plan {
-        version: 1,
-        weights: (100, 0),
         productpage: 1,
-        details: false,
         tcp_listener: false,
-        bad_regex: false,
+        ..Plan::first()
     };
     publish(&dir, &state(&world, &plan));
     let (_ads, port) = ads_server(&dir, None, None);

@@ -38,6 +38,45 @@ fn workload_secrets() -> Vec<Value> {
     ]
 }
 
+/// An HTTP app answering `body` to every GET, inside the namespace on 10.9.9.9:`port`.
+fn app_in(ns: &str, port: u16, body: &str) -> Killed {
+    let script = format!(
+        "import http.server as h\n\
+         class H(h.BaseHTTPRequestHandler):\n\
+         \x20def do_GET(self):\n\
+         \x20 b=b'{body}'; self.send_response(200); self.send_header('content-length', str(len(b))); self.end_headers(); self.wfile.write(b)\n\
+         \x20def log_message(self, *a): pass\n\
+         h.ThreadingHTTPServer(('10.9.9.9', {port}), H).serve_forever()"
+    );
+    let app = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .arg(xds_python())
+        .args(["-c", &script])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("python");
+    Killed(app)
+}
+
+/// mosn-rs inside the namespace on the config `cfg`.
+fn mosn_in(ns: &str, cfg: &std::path::Path) -> Killed {
+    let mosn = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            env!("CARGO_BIN_EXE_mosn"),
+            "start",
+            "-c",
+        ])
+        .arg(cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Killed(mosn)
+}
+
 #[test]
 fn istio_virtual_outbound_hands_redirected_connections_to_port_listeners() {
     let Some(netns) = capture_namespace("xds", 15001) else {
@@ -45,22 +84,7 @@ fn istio_virtual_outbound_hands_redirected_connections_to_port_listeners() {
     };
     let ns = netns.0.clone();
     // The app: inside the namespace on 10.9.9.9:19080.
-    let app = Command::new("ip")
-        .args(["netns", "exec", &ns])
-        .arg(xds_python())
-        .args([
-            "-c",
-            "import http.server as h\n\
-             class H(h.BaseHTTPRequestHandler):\n\
-             \x20def do_GET(self):\n\
-             \x20 b=b'productpage-app'; self.send_response(200); self.send_header('content-length', str(len(b))); self.end_headers(); self.wfile.write(b)\n\
-             \x20def log_message(self, *a): pass\n\
-             h.ThreadingHTTPServer(('10.9.9.9', 19080), H).serve_forever()",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("python");
-    let _app = Killed(app);
+    let _app = app_in(&ns, 19080, "productpage-app");
 
     let dir = temp_dir("xds-capture");
     let app_addr: std::net::SocketAddr = "10.9.9.9:19080".parse().unwrap();
@@ -84,21 +108,7 @@ fn istio_virtual_outbound_hands_redirected_connections_to_port_listeners() {
     boot["admin"] = serde_json::Value::Null;
     let cfg = dir.join("bootstrap.json");
     std::fs::write(&cfg, boot.to_string()).unwrap();
-    let mosn = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &ns,
-            env!("CARGO_BIN_EXE_mosn"),
-            "start",
-            "-c",
-        ])
-        .arg(&cfg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _mosn = Killed(mosn);
+    let _mosn = mosn_in(&ns, &cfg);
 
     // 10.9.9.9:9080 has no socket: the connection reaches the app only through the capture,
     // virtualOutbound's hand-off, 0.0.0.0_9080's route and the EDS endpoint.
@@ -123,22 +133,7 @@ fn istio_virtual_inbound_routes_redirected_requests_to_the_app_through_original_
         return;
     };
     let ns = netns.0.clone();
-    let app = Command::new("ip")
-        .args(["netns", "exec", &ns])
-        .arg(xds_python())
-        .args([
-            "-c",
-            "import http.server as h\n\
-             class H(h.BaseHTTPRequestHandler):\n\
-             \x20def do_GET(self):\n\
-             \x20 b=b'inbound-app'; self.send_response(200); self.send_header('content-length', str(len(b))); self.end_headers(); self.wfile.write(b)\n\
-             \x20def log_message(self, *a): pass\n\
-             h.ThreadingHTTPServer(('10.9.9.9', 80), H).serve_forever()",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("python");
-    let _app = Killed(app);
+    let _app = app_in(&ns, 80, "inbound-app");
     let dir = temp_dir("xds-capture-in");
     let mut state = json!({"version": "v1", "resources": {
         LDS: [listener_as_is("virtualInbound")],
@@ -165,21 +160,7 @@ fn istio_virtual_inbound_routes_redirected_requests_to_the_app_through_original_
     }
     let cfg = dir.join("bootstrap.json");
     std::fs::write(&cfg, boot.to_string()).unwrap();
-    let mosn = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &ns,
-            env!("CARGO_BIN_EXE_mosn"),
-            "start",
-            "-c",
-        ])
-        .arg(&cfg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _mosn = Killed(mosn);
+    let _mosn = mosn_in(&ns, &cfg);
     within(Duration::from_secs(15), "the inbound request", || {
         curl_in(&ns, "http://10.9.9.9:80/anything") == (0, "inbound-app".into())
     });

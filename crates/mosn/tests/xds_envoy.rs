@@ -124,23 +124,12 @@ fn envoy_listener(admin: SocketAddr, name: &str) -> Option<SocketAddr> {
 #[test]
 fn mosn_and_envoy_route_the_same_requests_to_the_same_upstreams() {
     let dir = temp_dir("xds-envoy");
-    let world = World {
-        productpage: vec![
-            text_upstream("productpage-1"),
-            text_upstream("productpage-2"),
-        ],
-        reviews_v1: text_upstream("reviews-v1"),
-        reviews_v2: text_upstream("reviews-v2"),
-        details: text_upstream("details"),
-        kubernetes: closed_port(),
-    };
+    let world = World::start();
     let plan = Plan {
-        version: 1,
-        weights: (100, 0),
         productpage: 1,
         details: true,
         tcp_listener: false,
-        bad_regex: false,
+        ..Plan::first()
     };
     let mut s = state(&world, &plan);
     // A route to a cluster with no endpoint: both answer 503.

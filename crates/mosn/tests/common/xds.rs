@@ -304,6 +304,37 @@ pub struct World {
     pub kubernetes: SocketAddr,
 }
 
+impl World {
+    /// Text upstreams answering their names (two productpage hosts), and a TCP echo upstream.
+    pub fn start() -> World {
+        World {
+            productpage: vec![
+                super::text_upstream("productpage-1"),
+                super::text_upstream("productpage-2"),
+            ],
+            reviews_v1: super::text_upstream("reviews-v1"),
+            reviews_v2: super::text_upstream("reviews-v2"),
+            details: super::text_upstream("details"),
+            kubernetes: echo_upstream(),
+        }
+    }
+}
+
+impl Plan {
+    /// The first state: everything to reviews v1, both productpage hosts, the TCP listener, no
+    /// `/details`, no error.
+    pub fn first() -> Plan {
+        Plan {
+            version: 1,
+            weights: (100, 0),
+            productpage: 2,
+            details: false,
+            tcp_listener: true,
+            bad_regex: false,
+        }
+    }
+}
+
 /// What the control plane serves, in steps.
 #[derive(Clone)]
 pub struct Plan {
