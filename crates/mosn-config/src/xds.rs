@@ -136,7 +136,7 @@ pub(crate) fn bootstrap(o: &Obj<'_>, ctx: &Ctx) -> Result<(Option<Xds>, Vec<Clus
                     if c.get("ads").is_none() {
                         return Err(ConfigError::new(
                             c.path(),
-                            "must be {\"ads\": {}}: mosn-rs takes listeners and clusters over ADS only",
+                            "a config source other than {\"ads\": {}} is not supported by mosn-rs yet (it takes listeners and clusters over ADS)",
                         ));
                     }
                     c.ignored(&["initial_fetch_timeout", "resource_api_version"]);
@@ -177,14 +177,25 @@ pub(crate) fn bootstrap(o: &Obj<'_>, ctx: &Ctx) -> Result<(Option<Xds>, Vec<Clus
             };
             s.ignored(&["timeout", "initial_metadata"]);
             s.finish(ctx);
-            let server = find(&cluster).ok_or_else(|| {
-                ConfigError::new(
-                    format!("{sp}.envoy_grpc.cluster_name"),
-                    format!(
-                        "{cluster:?} is not a cluster with an address in static_resources.clusters"
-                    ),
-                )
-            })?;
+            let server = match find(&cluster) {
+                Some(a) => a,
+                None => {
+                    // A DNS-named ADS server (STRICT_DNS, as older Istio bootstraps have it).
+                    let typed = statics
+                        .iter()
+                        .position(|(n, a, _)| *n == cluster && a.is_none());
+                    return Err(match typed {
+                        Some(i) => ConfigError::new(
+                            format!("static_resources.clusters[{i}].type"),
+                            format!("the ADS cluster {cluster:?} is not STATIC: a DNS-named xDS server is not supported by mosn-rs yet (give an IP address or a pipe)"),
+                        ),
+                        None => ConfigError::new(
+                            format!("{sp}.envoy_grpc.cluster_name"),
+                            format!("{cluster:?} is not a cluster with an address in static_resources.clusters"),
+                        ),
+                    });
+                }
+            };
             let node_on_first_message_only = a
                 .opt_bool("set_node_on_first_message_only")?
                 .unwrap_or(false);
