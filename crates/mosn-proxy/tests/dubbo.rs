@@ -393,13 +393,14 @@ async fn new_clusters_and_routes_apply_to_open_connections() {
         .map(|s| s.request_total.get())
         .sum();
     assert_eq!(sent_to_b, 1, "the new cluster counts its requests");
-    // A config that renames the listener: the new one is bound, and this open Dubbo connection
-    // (on the removed one) still has its answer, then closes as the listener drains.
+    // A config that renames the listener: the new one is bound and routes as before (the open
+    // connection, on the removed one, drains: it takes no new call).
     let mut other = cfg.clone();
     other["servers"][0]["listeners"][0]["name"] = json!("renamed");
     let loaded = mosn_config::from_value(&other).unwrap();
     p.server.rerouter().apply(&loaded.config).unwrap();
-    assert!(p.server.listener_addr("renamed").is_some());
-    let r = c.call(&call(4, SVC, "", "greet", &[])).await;
+    let renamed = p.server.listener_addr("renamed").expect("bound");
+    let mut c2 = Consumer::connect(renamed).await;
+    let r = c2.call(&call(4, SVC, "", "greet", &[])).await;
     assert!(text(&r).starts_with("b:"));
 }
