@@ -37,6 +37,8 @@ pub struct ControlServer {
     pub admin: Option<SocketAddr>,
     /// Bound Prometheus sink addresses.
     pub metrics: Vec<SocketAddr>,
+    /// Duplicates of the admin and sink sockets, for handing them over on a hot upgrade.
+    sockets: Vec<std::os::fd::OwnedFd>,
     stop: watch::Sender<bool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -50,10 +52,31 @@ impl Drop for ControlServer {
     }
 }
 
-fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let l = TcpListener::bind(addr)?;
+/// Binds `addr`, or adopts the inherited TCP socket on its port (a hot upgrade's; MOSN matches
+/// admin sockets by port only).
+fn bind(
+    addr: SocketAddr,
+    inherited: &mut Vec<std::os::fd::OwnedFd>,
+) -> std::io::Result<TcpListener> {
+    use mosn_net::fdpass::{socket_kind, SocketKind};
+    let hit = inherited.iter().position(|fd| {
+        matches!(socket_kind(fd), Some(SocketKind::Tcp(a)) if a.port() == addr.port() && addr.port() != 0)
+    });
+    let l = match hit {
+        Some(i) => TcpListener::from(inherited.swap_remove(i)),
+        None => TcpListener::bind(addr)?,
+    };
     l.set_nonblocking(true)?;
     Ok(l)
+}
+
+impl ControlServer {
+    /// Duplicates of the admin and Prometheus sink sockets (for a hot upgrade).
+    ///
+    /// Errors: a descriptor could not be duplicated.
+    pub fn sockets(&self) -> std::io::Result<Vec<std::os::fd::OwnedFd>> {
+        self.sockets.iter().map(|s| s.try_clone()).collect()
+    }
 }
 
 /// Binds the admin address and each Prometheus sink (`0.0.0.0:port`, as MOSN does), then serves
@@ -65,23 +88,40 @@ pub fn start(
     sinks: &[mosn_config::PrometheusSink],
     state: Arc<AdminState>,
 ) -> Result<ControlServer, std::io::Error> {
+    start_inheriting(admin, sinks, state, &mut Vec::new())
+}
+
+/// As [`start`], adopting inherited sockets on the same ports (a hot upgrade's); those not used
+/// stay in `inherited`.
+///
+/// Errors: as [`start`].
+pub fn start_inheriting(
+    admin: Option<SocketAddr>,
+    sinks: &[mosn_config::PrometheusSink],
+    state: Arc<AdminState>,
+    inherited: &mut Vec<std::os::fd::OwnedFd>,
+) -> Result<ControlServer, std::io::Error> {
     let named = |what: String| {
         move |e: std::io::Error| std::io::Error::new(e.kind(), format!("{what}: {e}"))
     };
     let mut sockets = Vec::new();
     let mut admin_addr = None;
     if let Some(a) = admin {
-        let l = bind(a).map_err(named(format!("admin address {a}")))?;
+        let l = bind(a, inherited).map_err(named(format!("admin address {a}")))?;
         admin_addr = Some(l.local_addr()?);
         sockets.push((l, Site::Admin));
     }
     let mut metrics = Vec::new();
     for s in sinks {
         let a = SocketAddr::from(([0, 0, 0, 0], s.port));
-        let l = bind(a).map_err(named(format!("prometheus sink {a}")))?;
+        let l = bind(a, inherited).map_err(named(format!("prometheus sink {a}")))?;
         metrics.push(l.local_addr()?);
         sockets.push((l, Site::Metrics(s.endpoint.clone())));
     }
+    let held = sockets
+        .iter()
+        .map(|(l, _)| std::os::fd::AsFd::as_fd(l).try_clone_to_owned())
+        .collect::<std::io::Result<Vec<_>>>()?;
     let (stop, rx) = watch::channel(false);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -105,6 +145,7 @@ pub fn start(
     Ok(ControlServer {
         admin: admin_addr,
         metrics,
+        sockets: held,
         stop,
         thread: Some(thread),
     })

@@ -16,8 +16,14 @@ pub struct Config {
     pub clusters: Vec<Cluster>,
     /// `admin`: parsed only; the admin API is served in a later release.
     pub admin: Option<Admin>,
-    /// `disable_upgrade`.
+    /// `disable_upgrade` (or MOSN's deprecated `close_graceful`): no hot upgrade, neither as the
+    /// old process nor as the new one.
     pub disable_upgrade: bool,
+    /// `uds_dir`: where the hot-upgrade sockets live (`reconfig.sock`, `listen.sock`, ...);
+    /// `None`: the config file's folder, as in MOSN.
+    pub uds_dir: Option<String>,
+    /// `inherit_old_mosnconfig`: on a hot upgrade, take the old process's effective config.
+    pub inherit_old_mosnconfig: bool,
     /// `pid`: the pid file path; a relative path is taken from the config file's folder.
     pub pid: Option<String>,
     /// `metrics`.

@@ -35,7 +35,7 @@ pub(crate) fn config(root: &Value, ctx: &Ctx) -> Result<Config> {
             "plugins, codecs and global filter chains arrive in later releases",
         )?;
     }
-    for key in ["tracing", "pprof", "plugin", "close_graceful"] {
+    for key in ["tracing", "pprof", "plugin"] {
         if o.get(key).is_some_and(is_set) {
             ctx.warn(&o.key_path(key), OBSERVABILITY_LATER);
         }
@@ -104,7 +104,13 @@ pub(crate) fn config(root: &Value, ctx: &Ctx) -> Result<Config> {
         Some(m) => metrics(m, ctx)?,
     };
     clusters.extend(static_clusters);
-    let disable_upgrade = o.opt_bool("disable_upgrade")?.unwrap_or(false);
+    let disable_upgrade = o.opt_bool("disable_upgrade")?.unwrap_or(false)
+        || o.opt_bool("close_graceful")?.unwrap_or(false);
+    let uds_dir = o
+        .opt_str("uds_dir")?
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    let inherit_old_mosnconfig = o.opt_bool("inherit_old_mosnconfig")?.unwrap_or(false);
     let pid = o.opt_str("pid")?.map(str::to_string);
     o.finish(ctx);
     Ok(Config {
@@ -116,6 +122,8 @@ pub(crate) fn config(root: &Value, ctx: &Ctx) -> Result<Config> {
         metrics,
         dubbo_registry,
         xds,
+        uds_dir,
+        inherit_old_mosnconfig,
     })
 }
 

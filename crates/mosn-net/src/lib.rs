@@ -4,6 +4,7 @@
 //! kernel spreads new connections across workers with no shared accept queue or lock.
 
 pub mod counting;
+pub mod fdpass;
 pub mod holder;
 pub mod original_dst;
 pub mod splice;

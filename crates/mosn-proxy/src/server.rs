@@ -53,6 +53,7 @@ pub struct Rerouter {
     lock: Arc<std::sync::Mutex<()>>,
     workers: Vec<tokio::sync::mpsc::UnboundedSender<WorkerCmd>>,
     addrs: Arc<std::sync::Mutex<Vec<(String, ListenAddr)>>>,
+    held: Held,
 }
 
 /// Why a config could not be applied to a running server.
@@ -87,7 +88,7 @@ impl Rerouter {
         let mut bound = Vec::new();
         for slot in old.listeners.len()..next.listeners.len() {
             let info = &next.listeners[slot];
-            let (socks, actual) = bind(info, self.workers.len(), false)?;
+            let (socks, actual) = bind(info, self.workers.len(), false, &mut Vec::new())?;
             bound.push((slot, socks, info.name.clone(), actual));
         }
         // New clusters, hosts and listeners get counters before any stream can reach them.
@@ -117,9 +118,22 @@ impl Rerouter {
             }
         }
         self.config.store(Arc::new(next));
+        {
+            let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+            held.retain(|(slot, _)| !removed.contains(slot));
+            for (slot, socks, _, _) in &bound {
+                for b in socks.iter().flatten() {
+                    if let Ok(fd) = b.dup() {
+                        held.push((*slot, fd));
+                    }
+                }
+            }
+        }
         for (slot, socks, _, _) in bound {
-            for (w, sock) in self.workers.iter().zip(socks) {
-                let _ = w.send(WorkerCmd::Listen(slot, sock));
+            for (w, per_worker) in self.workers.iter().zip(socks) {
+                for sock in per_worker {
+                    let _ = w.send(WorkerCmd::Listen(slot, sock));
+                }
             }
         }
         for slot in removed {
@@ -161,6 +175,7 @@ pub enum Bound {
 /// A running server. Dropping it stops the workers at once.
 pub struct Server {
     listeners: Arc<std::sync::Mutex<Vec<(String, ListenAddr)>>>,
+    held: Held,
     cmds: Vec<tokio::sync::mpsc::UnboundedSender<WorkerCmd>>,
     stats: Vec<Arc<WorkerStats>>,
     shutdown: watch::Sender<bool>,
@@ -177,6 +192,18 @@ impl Server {
     ///
     /// Errors: [`StartError`].
     pub fn start(cfg: &Config, workers: Option<usize>) -> Result<Server, StartError> {
+        Server::start_inheriting(cfg, workers, &mut Vec::new())
+    }
+
+    /// As [`Server::start`], adopting the sockets of `inherited` whose addresses are listeners'
+    /// (a hot upgrade's handed-over sockets); those it does not use stay in `inherited`.
+    ///
+    /// Errors: [`StartError`].
+    pub fn start_inheriting(
+        cfg: &Config,
+        workers: Option<usize>,
+        inherited: &mut Vec<std::os::fd::OwnedFd>,
+    ) -> Result<Server, StartError> {
         let snapshot = Arc::new(Snapshot::build(cfg)?);
         let n = workers
             .or(cfg.server.processor)
@@ -185,10 +212,14 @@ impl Server {
         let mut addrs = Vec::new();
         // Per worker: (listener index, socket). Virtual listeners (`bind_port: false`) have none.
         let mut sockets: Vec<Vec<(usize, Bound)>> = (0..n).map(|_| Vec::new()).collect();
+        let mut held = Vec::new();
         for (li, info) in snapshot.listeners.iter().enumerate() {
-            let (per_worker, actual) = bind(info, n, true)?;
-            for (w, b) in per_worker.into_iter().enumerate() {
-                sockets[w].push((li, b));
+            let (per_worker, actual) = bind(info, n, true, inherited)?;
+            for (w, socks) in per_worker.into_iter().enumerate() {
+                for b in socks {
+                    held.push((li, b.dup().map_err(|e| StartError::Worker(w, e))?));
+                    sockets[w].push((li, b));
+                }
             }
             addrs.push((info.name.clone(), actual));
         }
@@ -226,6 +257,7 @@ impl Server {
         }
         Ok(Server {
             listeners: Arc::new(std::sync::Mutex::new(addrs)),
+            held: Arc::new(std::sync::Mutex::new(held)),
             cmds,
             stats,
             shutdown: tx,
@@ -260,6 +292,15 @@ impl Server {
             .clone()
     }
 
+    /// Duplicates of every listening socket of the live listeners, in slot order: what a hot
+    /// upgrade hands over to the new process (which then accepts on the same sockets).
+    ///
+    /// Errors: a descriptor could not be duplicated (descriptors exhausted).
+    pub fn listener_sockets(&self) -> std::io::Result<Vec<std::os::fd::OwnedFd>> {
+        let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.iter().map(|(_, fd)| fd.try_clone()).collect()
+    }
+
     /// The live listeners' bound addresses, shared: kept up to date as listeners are added and
     /// removed at run time.
     pub fn listener_addrs(&self) -> Arc<std::sync::Mutex<Vec<(String, ListenAddr)>>> {
@@ -292,6 +333,7 @@ impl Server {
             lock: Arc::new(std::sync::Mutex::new(())),
             workers: self.cmds.clone(),
             addrs: self.listeners.clone(),
+            held: self.held.clone(),
         }
     }
 
@@ -300,6 +342,9 @@ impl Server {
     /// the workers. Returns the number of requests and `proxy` connections still open when it gave
     /// up (0 when drained).
     pub fn shutdown(mut self, grace: Duration) -> u64 {
+        // The kept duplicates go first, so the sockets close when the workers stop accepting (a
+        // listening socket that stays open queues connections nobody accepts).
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).clear();
         let _ = self.shutdown.send(true);
         let until = Instant::now() + grace;
         let in_flight = |s: &Self| {
@@ -319,6 +364,7 @@ impl Server {
     }
 
     fn stop(&mut self) {
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).clear();
         let _ = self.shutdown.send(true);
         // Closing the channel ends every worker's run loop.
         let (tx, _) = watch::channel(true);
@@ -335,8 +381,11 @@ impl Drop for Server {
     }
 }
 
-/// Binds a listener once per worker (`bind_port: false`: no socket). Returns the sockets, one per
-/// worker (none for a virtual listener), and the bound address (the port the OS chose for port 0).
+/// Binds a listener once per worker (`bind_port: false`: no socket), or adopts the sockets a
+/// previous process handed over for its address (hot upgrade: taken out of `inherited`; the same
+/// sockets, so connections queued on them are not lost). Returns each worker's sockets (a worker
+/// may get several when more were inherited than there are workers) and the bound address (the
+/// port the OS chose for port 0).
 ///
 /// Errors: [`StartError::Bind`]. With `check_holder`, an address another process holds is
 /// reported with that process (`mosn_net::holder`); at run time the server may hold it itself.
@@ -344,17 +393,75 @@ fn bind(
     l: &ListenerInfo,
     workers: usize,
     check_holder: bool,
-) -> Result<(Vec<Bound>, ListenAddr), StartError> {
+    inherited: &mut Vec<std::os::fd::OwnedFd>,
+) -> Result<(Vec<Vec<Bound>>, ListenAddr), StartError> {
+    use mosn_net::fdpass::{same_listen_addr, socket_kind, SocketKind};
+    let mut out: Vec<Vec<Bound>> = (0..workers).map(|_| Vec::new()).collect();
     if !l.bind_port {
-        return Ok((Vec::new(), l.address.clone()));
+        return Ok((out, l.address.clone()));
     }
-    let transparent = l.original_dst == Some(mosn_net::original_dst::Mode::Tproxy);
     let bind_err = |error| StartError::Bind {
         name: l.name.clone(),
         address: l.address.clone(),
         error,
     };
-    let mut out = Vec::with_capacity(workers);
+    // Sockets handed over for this address.
+    let mut adopted = Vec::new();
+    let mut i = 0;
+    while i < inherited.len() {
+        let hit = match (socket_kind(&inherited[i]), &l.address) {
+            (Some(SocketKind::Tcp(a)), ListenAddr::Tcp(w))
+            | (Some(SocketKind::Udp(a)), ListenAddr::Udp(w)) => same_listen_addr(a, *w),
+            (Some(SocketKind::Unix(a)), ListenAddr::Unix(w)) => &a == w,
+            _ => false,
+        };
+        if hit {
+            adopted.push(inherited.swap_remove(i));
+        } else {
+            i += 1;
+        }
+    }
+    if !adopted.is_empty() {
+        let sessions = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let make = |fd: std::os::fd::OwnedFd| -> std::io::Result<Bound> {
+            Ok(match &l.address {
+                ListenAddr::Tcp(_) => {
+                    let s = std::net::TcpListener::from(fd);
+                    s.set_nonblocking(true)?;
+                    Bound::Tcp(s)
+                }
+                ListenAddr::Udp(_) => {
+                    let s = std::net::UdpSocket::from(fd);
+                    s.set_nonblocking(true)?;
+                    Bound::Udp(s, sessions.clone())
+                }
+                ListenAddr::Unix(_) => {
+                    let s = std::os::unix::net::UnixListener::from(fd);
+                    s.set_nonblocking(true)?;
+                    Bound::Unix(s)
+                }
+            })
+        };
+        let actual = match &l.address {
+            ListenAddr::Unix(_) => l.address.clone(),
+            a => match (a, socket_kind(&adopted[0])) {
+                (ListenAddr::Udp(_), Some(SocketKind::Udp(s))) => ListenAddr::Udp(s),
+                (ListenAddr::Tcp(_), Some(SocketKind::Tcp(s))) => ListenAddr::Tcp(s),
+                _ => a.clone(),
+            },
+        };
+        let k = adopted.len();
+        // Every adopted socket is served; workers beyond them share duplicates.
+        let dups: Vec<std::os::fd::OwnedFd> = (k..workers)
+            .map(|w| adopted[w % k].try_clone())
+            .collect::<std::io::Result<_>>()
+            .map_err(bind_err)?;
+        for (j, fd) in adopted.into_iter().chain(dups).enumerate() {
+            out[j % workers].push(make(fd).map_err(bind_err)?);
+        }
+        return Ok((out, actual));
+    }
+    let transparent = l.original_dst == Some(mosn_net::original_dst::Mode::Tproxy);
     let actual = match &l.address {
         ListenAddr::Tcp(a) => {
             if check_holder {
@@ -362,9 +469,9 @@ fn bind(
             }
             let first = mosn_net::bind_reuseport_with(*a, transparent).map_err(bind_err)?;
             let actual = first.local_addr().map_err(bind_err)?;
-            out.push(Bound::Tcp(first));
-            for _ in 1..workers {
-                out.push(Bound::Tcp(
+            out[0].push(Bound::Tcp(first));
+            for o in out.iter_mut().skip(1) {
+                o.push(Bound::Tcp(
                     mosn_net::bind_reuseport_with(actual, transparent).map_err(bind_err)?,
                 ));
             }
@@ -377,24 +484,39 @@ fn bind(
             let first = mosn_net::bind_udp_reuseport(*a).map_err(bind_err)?;
             let actual = first.local_addr().map_err(bind_err)?;
             let sessions = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-            out.push(Bound::Udp(first, sessions.clone()));
-            for _ in 1..workers {
+            out[0].push(Bound::Udp(first, sessions.clone()));
+            for o in out.iter_mut().skip(1) {
                 let b = mosn_net::bind_udp_reuseport(actual).map_err(bind_err)?;
-                out.push(Bound::Udp(b, sessions.clone()));
+                o.push(Bound::Udp(b, sessions.clone()));
             }
             ListenAddr::Udp(actual)
         }
         ListenAddr::Unix(p) => {
             let first = mosn_net::bind_unix(p).map_err(bind_err)?;
-            for _ in 1..workers {
-                out.push(Bound::Unix(first.try_clone().map_err(bind_err)?));
+            for o in out.iter_mut().skip(1) {
+                o.push(Bound::Unix(first.try_clone().map_err(bind_err)?));
             }
-            out.insert(0, Bound::Unix(first));
+            out[0].push(Bound::Unix(first));
             l.address.clone()
         }
     };
     Ok((out, actual))
 }
+
+impl Bound {
+    /// A duplicate of the socket's descriptor (for handing it over to a new process).
+    fn dup(&self) -> std::io::Result<std::os::fd::OwnedFd> {
+        use std::os::fd::AsFd;
+        match self {
+            Bound::Tcp(s) => s.as_fd().try_clone_to_owned(),
+            Bound::Unix(s) => s.as_fd().try_clone_to_owned(),
+            Bound::Udp(s, _) => s.as_fd().try_clone_to_owned(),
+        }
+    }
+}
+
+/// Duplicates of every listening socket, by listener slot, kept for a hot upgrade.
+type Held = Arc<std::sync::Mutex<Vec<(usize, std::os::fd::OwnedFd)>>>;
 
 /// What the server asks of a running worker.
 pub enum WorkerCmd {

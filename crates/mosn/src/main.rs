@@ -10,6 +10,7 @@ mod dubbo_registry;
 mod live;
 mod logging;
 mod summary;
+mod upgrade;
 mod xds;
 
 use std::path::PathBuf;
@@ -187,7 +188,21 @@ fn run(loaded: &mosn_config::Loaded, args: &RunArgs) -> anyhow::Result<()> {
         let _enter = rt.enter();
         Signals::new()?
     };
-    let server = mosn_proxy::Server::start(cfg, None)?;
+    // Hot upgrade: a running mosn on the same upgrade sockets hands its listening sockets over.
+    let paths = upgrade::Paths::new(cfg, args.config.as_deref());
+    let mut inherited = Vec::new();
+    let mut taking_over = None;
+    if !cfg.disable_upgrade && upgrade::detect(&paths) {
+        tracing::info!(path = %paths.reconfig.display(), "hot upgrade: a running mosn answered; taking its sockets");
+        let (control, fds, owned) = upgrade::receive(&paths).context("hot upgrade")?;
+        tracing::info!(sockets = fds.len(), "hot upgrade: sockets received");
+        if cfg.inherit_old_mosnconfig {
+            tracing::warn!("inherit_old_mosnconfig is not implemented yet: this process runs its own config file");
+        }
+        inherited = fds;
+        taking_over = Some((control, owned));
+    }
+    let server = mosn_proxy::Server::start_inheriting(cfg, None, &mut inherited)?;
     for (name, addr) in server.listeners() {
         tracing::info!(listener = %name, address = %addr, "listening");
     }
@@ -225,11 +240,12 @@ fn run(loaded: &mosn_config::Loaded, args: &RunArgs) -> anyhow::Result<()> {
             .chain(xds.iter().map(|(_, s)| xds::extension(s)))
             .collect(),
     });
-    let control = if cfg.admin.is_some() || !cfg.metrics.prometheus.is_empty() {
-        let c = mosn_admin::start(
+    let mut control = if cfg.admin.is_some() || !cfg.metrics.prometheus.is_empty() {
+        let c = mosn_admin::start_inheriting(
             cfg.admin.as_ref().map(|a| a.address),
             &cfg.metrics.prometheus,
             state.clone(),
+            &mut inherited,
         )?;
         if let Some(a) = c.admin {
             tracing::info!(address = %a, "admin listening");
@@ -241,20 +257,33 @@ fn run(loaded: &mosn_config::Loaded, args: &RunArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    // Sockets handed over that no listener of this config has: closed.
+    drop(inherited);
+    if let Some((control, _listen_sock)) = taking_over {
+        upgrade::ready(control).context("hot upgrade: the old process did not acknowledge")?;
+        tracing::info!("hot upgrade: this process serves; the old one drains");
+    }
     if let Some(pid) = &cfg.pid {
         std::fs::write(pid, format!("{}\n", std::process::id()))
             .with_context(|| format!("writing pid file {pid}"))?;
+    }
+    let (upgrade_tx, mut upgrade_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut reconfig = Vec::new();
+    if !cfg.disable_upgrade {
+        reconfig.push(upgrade::serve_reconfig(paths.clone(), upgrade_tx.clone())?);
     }
     let mut stamp = args
         .config
         .as_deref()
         .filter(|_| args.watch)
         .map(|p| (p.to_path_buf(), file_stamp(p)));
+    let mut upgraded = false;
     let graceful = loop {
         let next = rt.block_on(async {
             tokio::select! {
                 s = signals.next() => s,
                 _ = changed(&mut stamp) => Signal::Reload,
+                Some(()) = upgrade_rx.recv() => Signal::Upgrade,
             }
         });
         match next {
@@ -265,8 +294,48 @@ fn run(loaded: &mosn_config::Loaded, args: &RunArgs) -> anyhow::Result<()> {
             Signal::Reload => reload(args, &live),
             Signal::Drain => break true,
             Signal::Stop => break false,
+            Signal::Hup if cfg.disable_upgrade => {
+                tracing::warn!("SIGHUP: hot upgrade is disabled (disable_upgrade)")
+            }
+            Signal::Hup => match upgrade::fork_exec() {
+                Ok(mut child) => {
+                    tracing::info!(pid = child.id(), "SIGHUP: started the new process");
+                    // Reap it whenever it ends (at once, if its upgrade fails).
+                    std::thread::spawn(move || child.wait());
+                }
+                Err(e) => tracing::error!(error = %e, "SIGHUP: cannot start the new process"),
+            },
+            Signal::Upgrade => {
+                let mut fds = match server.listener_sockets() {
+                    Ok(f) => f,
+                    Err(e) => {
+                        tracing::error!(error = %e, "hot upgrade: cannot duplicate the sockets");
+                        continue;
+                    }
+                };
+                if let Some(c) = &control {
+                    fds.extend(c.sockets().unwrap_or_default());
+                }
+                tracing::info!(sockets = fds.len(), "hot upgrade: handing the sockets over");
+                match upgrade::hand_over(&paths, &fds) {
+                    Ok(()) => {
+                        upgraded = true;
+                        break true;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "hot upgrade failed; this process goes on serving");
+                        reconfig.extend(upgrade::serve_reconfig(paths.clone(), upgrade_tx.clone()));
+                    }
+                }
+            }
         }
     };
+    drop(upgrade_tx);
+    if upgraded {
+        // The new process serves the admin API now; this one stops its own and drains.
+        drop(control.take());
+        tracing::info!("hot upgrade: handed over; draining");
+    }
     if graceful {
         state
             .stage
@@ -275,11 +344,16 @@ fn run(loaded: &mosn_config::Loaded, args: &RunArgs) -> anyhow::Result<()> {
             .server
             .graceful_timeout
             .unwrap_or(Duration::from_secs(30));
-        // Consumers stop choosing this proxy before it stops taking calls.
-        if let Some(r) = &registry {
+        // Consumers stop choosing this proxy before it stops taking calls (not on an upgrade:
+        // the new process serves them).
+        if let (Some(r), false) = (&registry, upgraded) {
             dubbo_registry::stop(r);
         }
-        tracing::info!(?grace, "SIGTERM: draining");
+        if upgraded {
+            tracing::info!(?grace, "hot upgrade: draining");
+        } else {
+            tracing::info!(?grace, "SIGTERM: draining");
+        }
         let left = server.shutdown(grace);
         if left > 0 {
             tracing::warn!(
@@ -292,8 +366,20 @@ fn run(loaded: &mosn_config::Loaded, args: &RunArgs) -> anyhow::Result<()> {
     }
     drop(control);
     drop(xds);
+    // The reconfig.sock thread sees the channel closed, and removes the socket if it is still
+    // this process's.
+    drop(upgrade_rx);
+    for t in reconfig {
+        let _ = t.join();
+    }
+    // The pid file goes only while it is still this process's (after an upgrade it is the new
+    // one's: MOSN removed it, a bug the notes record).
     if let Some(pid) = &cfg.pid {
-        let _ = std::fs::remove_file(pid);
+        let mine =
+            std::fs::read_to_string(pid).is_ok_and(|t| t.trim() == std::process::id().to_string());
+        if mine {
+            let _ = std::fs::remove_file(pid);
+        }
     }
     Ok(())
 }
@@ -405,6 +491,10 @@ enum Signal {
     Drain,
     /// SIGINT or SIGQUIT: exit now.
     Stop,
+    /// SIGHUP: start the new process of a hot upgrade (fork-exec).
+    Hup,
+    /// A new process asked for the sockets on `reconfig.sock`.
+    Upgrade,
 }
 
 /// The signals the process reacts to.
@@ -414,6 +504,7 @@ struct Signals {
     quit: tokio::signal::unix::Signal,
     usr1: tokio::signal::unix::Signal,
     usr2: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -426,6 +517,7 @@ impl Signals {
             quit: signal(SignalKind::quit()).context("SIGQUIT handler")?,
             usr1: signal(SignalKind::user_defined1()).context("SIGUSR1 handler")?,
             usr2: signal(SignalKind::user_defined2()).context("SIGUSR2 handler")?,
+            hup: signal(SignalKind::hangup()).context("SIGHUP handler")?,
         })
     }
 
@@ -437,6 +529,7 @@ impl Signals {
             _ = self.term.recv() => Signal::Drain,
             _ = self.int.recv() => Signal::Stop,
             _ = self.quit.recv() => Signal::Stop,
+            _ = self.hup.recv() => Signal::Hup,
         }
     }
 }

@@ -237,7 +237,10 @@ fn a_second_process_on_the_same_listener_address_is_refused() {
         .local_addr()
         .unwrap()
         .port();
-    let text = GOOD.replacen("127.0.0.1:0", &format!("127.0.0.1:{port}"), 1);
+    // With hot upgrade off: a second process of the same config would otherwise take over.
+    let text = GOOD
+        .replacen("127.0.0.1:0", &format!("127.0.0.1:{port}"), 1)
+        .replacen(r#"{"servers""#, r#"{"disable_upgrade":true,"servers""#, 1);
     let p = write_temp("first.json", &text);
     let first = spawn(&p);
     first.listener("l");

@@ -1,0 +1,215 @@
+//! Hot upgrade, MOSN's protocol (MOSN `pkg/server/reconfigure.go`, `pkg/server/handler.go`; the
+//! team's notes §2): the running process listens on `reconfig.sock`; a new process (started by
+//! SIGHUP's fork-exec, or by a second container on the same `uds_dir`, OpenKruise's way) dials it
+//! and, on the 1-byte answer, takes the old process's listening sockets over `listen.sock`
+//! (one `sendmsg`: the byte `0x00` with every socket as `SCM_RIGHTS`), starts on them, says it is
+//! ready (`0x00`), and waits for the old process's acknowledgement (`0x00`). The old one then
+//! stops accepting and drains (`graceful_timeout`), and exits; both processes accept on the same
+//! sockets meanwhile, so no connection waiting in a queue is lost.
+//!
+//! Not yet: moving live connections (`conn.sock`), and `inherit_old_mosnconfig`
+//! (`mosnconfig.sock`; the new process runs its own file config, with a warning).
+
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+/// MOSN's timeouts (notes §2.5).
+const DIAL_RECONFIG: Duration = Duration::from_secs(1);
+const ACCEPT_LISTEN: Duration = Duration::from_secs(10);
+const DIAL_TRIES: u32 = 10;
+const WAIT_READY: Duration = Duration::from_secs(600);
+const WAIT_ACK: Duration = Duration::from_secs(3);
+
+/// The upgrade sockets: in `uds_dir`, else the config file's folder (MOSN `InitDefaultPath`).
+#[derive(Debug, Clone)]
+pub struct Paths {
+    /// `reconfig.sock`: owned by the running process.
+    pub reconfig: PathBuf,
+    /// `listen.sock`: owned by the new process while it takes the sockets.
+    pub listen: PathBuf,
+}
+
+impl Paths {
+    /// The paths for a config read from `file`.
+    pub fn new(cfg: &mosn_config::Config, file: Option<&Path>) -> Paths {
+        let dir = match &cfg.uds_dir {
+            Some(d) => PathBuf::from(d),
+            None => file
+                .and_then(|f| std::fs::canonicalize(f).ok())
+                .and_then(|f| f.parent().map(Path::to_path_buf))
+                .unwrap_or_else(|| PathBuf::from(".")),
+        };
+        let dir = std::path::absolute(&dir).unwrap_or(dir);
+        Paths {
+            reconfig: dir.join("reconfig.sock"),
+            listen: dir.join("listen.sock"),
+        }
+    }
+}
+
+/// A socket file this process made, removed on drop only if the path is still the same file (a
+/// newer process may have replaced it: MOSN's old process removed the new one's socket).
+pub struct OwnedPath {
+    path: PathBuf,
+    ino: u64,
+}
+
+impl OwnedPath {
+    fn bind(path: &Path) -> std::io::Result<(UnixListener, OwnedPath)> {
+        if let Some(d) = path.parent() {
+            std::fs::create_dir_all(d)?;
+        }
+        let _ = std::fs::remove_file(path);
+        let l = UnixListener::bind(path)?;
+        let ino = std::fs::metadata(path)?.ino();
+        Ok((
+            l,
+            OwnedPath {
+                path: path.to_path_buf(),
+                ino,
+            },
+        ))
+    }
+}
+
+impl Drop for OwnedPath {
+    fn drop(&mut self) {
+        if std::fs::metadata(&self.path).is_ok_and(|m| m.ino() == self.ino) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// New process: true when a running process answers on `reconfig.sock` (1 byte): an upgrade.
+pub fn detect(paths: &Paths) -> bool {
+    let Ok(mut s) = UnixStream::connect(&paths.reconfig) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(DIAL_RECONFIG));
+    let mut b = [0u8; 1];
+    matches!(s.read(&mut b), Ok(1))
+}
+
+/// New process: takes the sockets the old process sends on `listen.sock`; returns them with the
+/// control connection, on which [`ready`] is said later.
+///
+/// Errors: nothing came within 10 s, or the message is not MOSN's (one byte and the sockets).
+pub fn receive(paths: &Paths) -> anyhow::Result<(UnixStream, Vec<OwnedFd>, OwnedPath)> {
+    let (l, owned) = OwnedPath::bind(&paths.listen)
+        .with_context(|| format!("listening on {}", paths.listen.display()))?;
+    l.set_nonblocking(true)?;
+    let until = Instant::now() + ACCEPT_LISTEN;
+    let s = loop {
+        match l.accept() {
+            Ok((s, _)) => break s,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < until => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Err(e) => return Err(e).context("waiting for the old process on listen.sock"),
+        }
+    };
+    s.set_nonblocking(false)?;
+    s.set_read_timeout(Some(ACCEPT_LISTEN))?;
+    let (data, fds) =
+        mosn_net::fdpass::recv_fds(&s, 1).context("receiving the listening sockets")?;
+    anyhow::ensure!(data == [0], "listen.sock: unexpected data {data:?}");
+    Ok((s, fds, owned))
+}
+
+/// New process: the servers run; tell the old process (`0x00`) and wait for its ack (3 s).
+///
+/// Errors: the old process did not answer.
+pub fn ready(mut control: UnixStream) -> anyhow::Result<()> {
+    control.write_all(&[0])?;
+    control.set_read_timeout(Some(WAIT_ACK))?;
+    let mut b = [0u8; 1];
+    let n = control.read(&mut b)?;
+    anyhow::ensure!(n == 1, "the old process closed before acknowledging");
+    Ok(())
+}
+
+/// Running process: listens on `reconfig.sock` (after 1 s, as MOSN) and reports each new process
+/// that asks for an upgrade (after answering it `0x00`) on `tx`. Stops when `tx` is closed.
+pub fn serve_reconfig(
+    paths: Paths,
+    tx: tokio::sync::mpsc::UnboundedSender<()>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("mosn-reconfig".into())
+        .spawn(move || {
+            std::thread::sleep(Duration::from_secs(1));
+            let (l, _owned) = match OwnedPath::bind(&paths.reconfig) {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::error!(path = %paths.reconfig.display(), error = %e, "hot upgrade: cannot listen; upgrades are off");
+                    return;
+                }
+            };
+            let _ = l.set_nonblocking(true);
+            tracing::info!(path = %paths.reconfig.display(), "hot upgrade: listening");
+            while !tx.is_closed() {
+                match l.accept() {
+                    Ok((mut s, _)) => {
+                        let _ = s.write_all(&[0]);
+                        drop(s);
+                        if tx.send(()).is_err() {
+                            return;
+                        }
+                        // One upgrade at a time: the old process does not come back from it.
+                        return;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(20))
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(100)),
+                }
+            }
+        })
+}
+
+/// Old process: sends every listening socket to the new process on `listen.sock` (dialled 10
+/// times), waits for it to be ready (up to 10 min) and acknowledges.
+///
+/// Errors: the new process could not be reached, or did not get ready.
+pub fn hand_over(paths: &Paths, fds: &[OwnedFd]) -> anyhow::Result<()> {
+    let mut tries = 0;
+    let s = loop {
+        match UnixStream::connect(&paths.listen) {
+            Ok(s) => break s,
+            Err(e) if tries + 1 < DIAL_TRIES => {
+                tracing::debug!(error = %e, "hot upgrade: listen.sock not there yet");
+                tries += 1;
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            Err(e) => return Err(e).context("dialling listen.sock"),
+        }
+    };
+    let raw: Vec<_> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    mosn_net::fdpass::send_fds(&s, &[0], &raw).context("sending the listening sockets")?;
+    let mut s = s;
+    s.set_read_timeout(Some(WAIT_READY))?;
+    let mut b = [0u8; 1];
+    let n = s.read(&mut b)?;
+    anyhow::ensure!(n == 1, "the new process closed before it was ready");
+    s.write_all(&[0])?;
+    Ok(())
+}
+
+/// SIGHUP: starts this program again with the same arguments, environment and standard streams
+/// (MOSN's fork-exec); the child then asks for the upgrade on `reconfig.sock`.
+///
+/// Errors: the program could not be started.
+pub fn fork_exec() -> anyhow::Result<std::process::Child> {
+    let exe = std::env::current_exe().context("finding this program")?;
+    let child = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .spawn()
+        .context("starting the new process")?;
+    Ok(child)
+}

@@ -1,0 +1,96 @@
+//! Hot upgrade with MOSN's protocol, both triggers, under a keep-alive HTTP/1 load: a second
+//! process started on the same `uds_dir` (OpenKruise's container swap), then SIGHUP (fork-exec).
+//! Each time the new process takes the listening sockets over `listen.sock`, the old one drains
+//! and exits, and no request of the load fails. The pid file and the admin API belong to the
+//! newest process.
+
+mod common;
+use common::xds::{within, Load};
+use common::*;
+
+use serde_json::json;
+use std::time::Duration;
+
+#[test]
+fn upgrades_by_a_second_process_and_by_sighup_fail_no_request() {
+    let dir = temp_dir("upgrade");
+    let app = text_upstream("app");
+    let (listener, admin) = (closed_port(), closed_port());
+    let pid_file = dir.join("mosn.pid");
+    let cfg = json!({
+        "pid": pid_file.to_str().unwrap(),
+        "uds_dir": dir.join("socks").to_str().unwrap(),
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin.port()}}},
+        "servers": [{"default_log_path": "stderr", "graceful_timeout": "3s",
+            "routers": [{"router_config_name": "r", "virtual_hosts": [{"name": "v", "domains": ["*"],
+                "routers": [{"match": {"prefix": "/"}, "route": {"cluster_name": "app"}}]}]}],
+            "listeners": [{"name": "l", "address": listener.to_string(), "filter_chains": [{"filters": [
+                {"type": "proxy", "config": {"downstream_protocol": "Http1", "router_config_name": "r"}}]}]}]}],
+        "cluster_manager": {"clusters": [{"name": "app", "type": "SIMPLE", "lb_type": "LB_ROUNDROBIN",
+            "hosts": [{"address": app.to_string()}]}]}
+    });
+    let file = dir.join("mosn.json");
+    std::fs::write(&file, cfg.to_string()).unwrap();
+    let pid = || {
+        std::fs::read_to_string(&pid_file)
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+
+    let mut a = spawn(&file);
+    a.log_line(&["hot upgrade: listening"]);
+    let load = Load::start(listener, 4);
+    std::thread::sleep(Duration::from_millis(300));
+
+    // A second process on the same uds_dir takes over; the first drains and exits.
+    let mut b = spawn(&file);
+    b.log_line(&["hot upgrade: sockets received"]);
+    b.log_line(&["hot upgrade: this process serves"]);
+    a.log_line(&["hot upgrade: draining"]);
+    assert_eq!(
+        wait_timeout(&mut a.child, Duration::from_secs(10)),
+        Some(0),
+        "the old process exits once drained"
+    );
+    assert_eq!(
+        pid(),
+        b.child.id().to_string(),
+        "the pid file is the new process's"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+
+    // SIGHUP: the process starts its successor (its log lines come through the same pipes).
+    b.log_line(&["hot upgrade: listening"]);
+    b.signal("-HUP");
+    b.log_line(&["SIGHUP: started the new process"]);
+    assert_eq!(
+        wait_timeout(&mut b.child, Duration::from_secs(10)),
+        Some(0),
+        "the SIGHUP'd process exits once drained"
+    );
+    let c: i32 = {
+        let mut p = String::new();
+        within(Duration::from_secs(5), "the successor's pid file", || {
+            p = pid();
+            !p.is_empty() && p != b.child.id().to_string()
+        });
+        p.parse().unwrap()
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let (ok, failed) = load.finish();
+    let states = curl(&[&format!("http://{admin}/api/v1/states")]);
+    let _ = std::process::Command::new("kill")
+        .arg(c.to_string())
+        .status();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {:?}",
+        failed.len(),
+        ok + failed.len() as u64,
+        &failed[..failed.len().min(5)]
+    );
+    assert!(ok > 1000, "only {ok} requests");
+    assert!(states.contains(&format!("pid={c}")), "{states}");
+    eprintln!("two hot upgrades under load: {ok} requests, 0 failed");
+}
