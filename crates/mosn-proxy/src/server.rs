@@ -54,6 +54,7 @@ pub struct Rerouter {
     workers: Vec<tokio::sync::mpsc::UnboundedSender<WorkerCmd>>,
     addrs: Arc<std::sync::Mutex<Vec<(String, ListenAddr)>>>,
     held: Held,
+    spare: Spare,
 }
 
 /// Why a config could not be applied to a running server.
@@ -88,7 +89,8 @@ impl Rerouter {
         let mut bound = Vec::new();
         for slot in old.listeners.len()..next.listeners.len() {
             let info = &next.listeners[slot];
-            let (socks, actual) = bind(info, self.workers.len(), false, &mut Vec::new())?;
+            let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
+            let (socks, actual) = bind(info, self.workers.len(), false, &mut spare)?;
             bound.push((slot, socks, info.name.clone(), actual));
         }
         // New clusters, hosts and listeners get counters before any stream can reach them.
@@ -176,6 +178,7 @@ pub enum Bound {
 pub struct Server {
     listeners: Arc<std::sync::Mutex<Vec<(String, ListenAddr)>>>,
     held: Held,
+    spare: Spare,
     cmds: Vec<tokio::sync::mpsc::UnboundedSender<WorkerCmd>>,
     stats: Vec<Arc<WorkerStats>>,
     shutdown: watch::Sender<bool>,
@@ -258,6 +261,7 @@ impl Server {
         Ok(Server {
             listeners: Arc::new(std::sync::Mutex::new(addrs)),
             held: Arc::new(std::sync::Mutex::new(held)),
+            spare: Arc::new(std::sync::Mutex::new(Vec::new())),
             cmds,
             stats,
             shutdown: tx,
@@ -290,6 +294,27 @@ impl Server {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Keeps handed-over sockets that no listener took at start, for listeners a control plane
+    /// or a reload adds later (their connections then queue on the same sockets).
+    pub fn keep_spare_sockets(&self, fds: Vec<std::os::fd::OwnedFd>) {
+        self.spare
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(fds);
+    }
+
+    /// A function closing the handed-over sockets no listener took (callable from any thread);
+    /// it returns how many it closed.
+    pub fn spare_closer(&self) -> impl Fn() -> usize + Send + 'static {
+        let spare = self.spare.clone();
+        move || {
+            let mut s = spare.lock().unwrap_or_else(|e| e.into_inner());
+            let n = s.len();
+            s.clear();
+            n
+        }
     }
 
     /// Duplicates of every listening socket of the live listeners, in slot order: what a hot
@@ -334,6 +359,7 @@ impl Server {
             workers: self.cmds.clone(),
             addrs: self.listeners.clone(),
             held: self.held.clone(),
+            spare: self.spare.clone(),
         }
     }
 
@@ -342,6 +368,7 @@ impl Server {
     /// the workers. Returns the number of requests and `proxy` connections still open when it gave
     /// up (0 when drained).
     pub fn shutdown(mut self, grace: Duration) -> u64 {
+        self.spare.lock().unwrap_or_else(|e| e.into_inner()).clear();
         // The kept duplicates go first, so the sockets close when the workers stop accepting (a
         // listening socket that stays open queues connections nobody accepts).
         self.held.lock().unwrap_or_else(|e| e.into_inner()).clear();
@@ -517,6 +544,10 @@ impl Bound {
 
 /// Duplicates of every listening socket, by listener slot, kept for a hot upgrade.
 type Held = Arc<std::sync::Mutex<Vec<(usize, std::os::fd::OwnedFd)>>>;
+
+/// Sockets a hot upgrade handed over that no listener had at start: listeners added later (by
+/// xDS, or a reload) adopt them; [`Server::drop_spare_sockets`] closes the rest.
+type Spare = Arc<std::sync::Mutex<Vec<std::os::fd::OwnedFd>>>;
 
 /// What the server asks of a running worker.
 pub enum WorkerCmd {

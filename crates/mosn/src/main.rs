@@ -257,8 +257,10 @@ fn run(loaded: &mosn_config::Loaded, args: &RunArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    // Sockets handed over that no listener of this config has: closed.
-    drop(inherited);
+    // Sockets handed over that no listener of this config has yet: kept a while for listeners
+    // the control plane sends (xDS), then closed.
+    let spare = inherited.len();
+    server.keep_spare_sockets(inherited);
     if let Some((control, _listen_sock)) = taking_over {
         upgrade::ready(control).context("hot upgrade: the old process did not acknowledge")?;
         tracing::info!("hot upgrade: this process serves; the old one drains");
@@ -266,6 +268,19 @@ fn run(loaded: &mosn_config::Loaded, args: &RunArgs) -> anyhow::Result<()> {
     if let Some(pid) = &cfg.pid {
         std::fs::write(pid, format!("{}\n", std::process::id()))
             .with_context(|| format!("writing pid file {pid}"))?;
+    }
+    if spare > 0 {
+        let s = server.spare_closer();
+        std::thread::spawn(move || {
+            std::thread::sleep(SPARE_SOCKETS_FOR);
+            let n = s();
+            if n > 0 {
+                tracing::info!(
+                    sockets = n,
+                    "hot upgrade: closed the sockets no listener took"
+                );
+            }
+        });
     }
     let (upgrade_tx, mut upgrade_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut reconfig = Vec::new();
@@ -383,6 +398,9 @@ fn run(loaded: &mosn_config::Loaded, args: &RunArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// How long handed-over sockets no listener took wait for one (an xDS listener arriving late).
+const SPARE_SOCKETS_FOR: Duration = Duration::from_secs(60);
 
 /// SIGUSR2: reads the config file again; a valid one is applied, a bad one changes nothing and its
 /// error (with the JSON path) is logged.

@@ -94,3 +94,52 @@ fn upgrades_by_a_second_process_and_by_sighup_fail_no_request() {
     assert!(states.contains(&format!("pid={c}")), "{states}");
     eprintln!("two hot upgrades under load: {ok} requests, 0 failed");
 }
+
+/// With listeners from xDS: the new process has none when it takes the sockets over; it keeps
+/// them until its own ADS client sends the listeners, which then adopt them, so a load on an
+/// xDS listener fails no request across the upgrade.
+#[test]
+fn an_upgrade_keeps_the_sockets_of_listeners_the_control_plane_sends_later() {
+    use common::xds::{ads_server, bootstrap, publish, LDS};
+    let dir = temp_dir("upgrade-xds");
+    let mut state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("examples/xds/resources.json")).unwrap(),
+    )
+    .unwrap();
+    let (front, back) = (closed_port(), closed_port());
+    let lds = state["resources"][LDS].as_array_mut().unwrap();
+    lds[0]["address"]["socket_address"]["port_value"] = json!(front.port());
+    lds[1]["address"]["socket_address"]["port_value"] = json!(back.port());
+    state["resources"][common::xds::EDS][0]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+        ["address"]["socket_address"]["port_value"] = json!(back.port());
+    publish(&dir, &state);
+    let (_ads, port) = ads_server(&dir, None, None);
+    let mut cfg = bootstrap(
+        "GRPC",
+        json!({"socket_address": {"address": "127.0.0.1", "port_value": port}}),
+    );
+    cfg["admin"] = serde_json::Value::Null;
+    cfg["uds_dir"] = json!(dir.join("socks").to_str().unwrap());
+    let file = dir.join("bootstrap.json");
+    std::fs::write(&file, cfg.to_string()).unwrap();
+    let mut a = spawn(&file);
+    a.log_line(&["listener added", "listener=front "]);
+    a.log_line(&["hot upgrade: listening"]);
+    let load = Load::start(front, 4);
+    std::thread::sleep(Duration::from_millis(300));
+    let b = spawn(&file);
+    b.log_line(&["hot upgrade: this process serves"]);
+    b.log_line(&["listener added", "listener=front "]);
+    assert_eq!(wait_timeout(&mut a.child, Duration::from_secs(15)), Some(0));
+    std::thread::sleep(Duration::from_millis(300));
+    let (ok, failed) = load.finish();
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {:?}",
+        failed.len(),
+        ok + failed.len() as u64,
+        &failed[..failed.len().min(5)]
+    );
+    assert!(ok > 500, "only {ok} requests");
+    drop(b);
+}

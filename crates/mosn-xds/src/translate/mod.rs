@@ -9,9 +9,9 @@
 //! transport sockets, and Istio's own filters known as no-ops.
 //!
 //! A resource that cannot be translated is a [`Rejection`] naming it and the field; the others
-//! still translate. References to resources not received yet (a route to a cluster CDS has not
-//! sent, a listener's RDS name) become empty placeholders, as Envoy answers 503 for a missing
-//! cluster rather than refusing the route.
+//! still translate. A listener whose route configs (RDS) or secrets (SDS) have not arrived warms:
+//! it is left out until they do, as in Envoy. A cluster a route names that CDS has not sent is an
+//! empty placeholder, as Envoy answers 503 for a missing cluster rather than refusing the route.
 
 mod cluster;
 mod filters;
@@ -62,7 +62,7 @@ pub struct Translated {
     pub clusters: Vec<(String, Value)>,
     /// Resources that could not be translated.
     pub rejected: Vec<Rejection>,
-    /// Listeners left out until the SDS secrets they name arrive.
+    /// Listeners left out until the route configs and SDS secrets they name arrive.
     pub warming: Vec<String>,
     /// Filters accepted without effect (Istio's telemetry and peer-metadata filters, ...), by
     /// name, counted over every listener.
@@ -173,24 +173,32 @@ pub fn translate(store: &Store) -> Translated {
             Err(m) => reject(types::CLUSTER, name, m),
         }
     }
-    // Placeholders for what is referred to but not (yet) here.
+    // A listener whose route configs have not all arrived warms (is left out until they do),
+    // as in Envoy: served early, it would answer 404 for routes on their way.
     let have_routers: BTreeSet<String> = routers
         .iter()
         .filter_map(|(_, r)| r["router_config_name"].as_str().map(str::to_string))
         .collect();
-    let mut wanted_routers = BTreeSet::new();
+    let mut waiting_for_routes = BTreeSet::new();
+    for (name, l) in &listeners {
+        let mut wanted = BTreeSet::new();
+        listener::references(l, &mut wanted, &mut BTreeSet::new());
+        if !wanted.is_subset(&have_routers) {
+            waiting_for_routes.insert(name.clone());
+        }
+    }
+    if !waiting_for_routes.is_empty() {
+        listeners.retain(|(name, _)| !waiting_for_routes.contains(name));
+        warming.extend(waiting_for_routes);
+    }
+    // Clusters referred to but not (yet) here: empty ones (no host: 503), as Envoy answers for a
+    // missing cluster rather than refusing the route.
     let mut wanted_clusters = BTreeSet::new();
     for (_, l) in &listeners {
-        listener::references(l, &mut wanted_routers, &mut wanted_clusters);
+        listener::references(l, &mut BTreeSet::new(), &mut wanted_clusters);
     }
     for (_, r) in &routers {
         route::references(r, &mut wanted_clusters);
-    }
-    for name in wanted_routers.difference(&have_routers) {
-        routers.push((
-            name.clone(),
-            json!({"router_config_name": name, "virtual_hosts": []}),
-        ));
     }
     let have_clusters: BTreeSet<&str> = clusters.iter().map(|(n, _)| n.as_str()).collect();
     let missing: Vec<String> = wanted_clusters

@@ -158,6 +158,14 @@ fn outbound_http(extra: Vec<HttpFilter>) -> Listener {
     }
 }
 
+/// A route configuration with no virtual host.
+fn empty_routes(name: &str) -> RouteConfiguration {
+    RouteConfiguration {
+        name: name.into(),
+        ..Default::default()
+    }
+}
+
 /// The translated entries as a MOSN config, parsed as a running server would (with a listener
 /// of the test's when the translation has none: a config must serve something).
 fn parse(t: &Translated) -> Result<mosn_config::Loaded, mosn_config::ConfigError> {
@@ -189,6 +197,11 @@ fn istio_outbound_http_listener_is_auto_with_a_passthrough_fallback() {
         ..Default::default()
     }];
     put(&mut s, "0.0.0.0_9080", &outbound_http(extra));
+    // Until its RDS arrives, the listener warms.
+    let t = translate(&s);
+    assert!(t.listeners.is_empty());
+    assert_eq!(t.warming, ["0.0.0.0_9080"]);
+    put(&mut s, "9080", &empty_routes("9080"));
     let t = translate(&s);
     assert!(t.rejected.is_empty(), "{:?}", t.rejected);
     let (_, l) = &t.listeners[0];
@@ -202,11 +215,7 @@ fn istio_outbound_http_listener_is_auto_with_a_passthrough_fallback() {
     assert_eq!(l["stream_filters"][0]["type"], "fault");
     assert_eq!(t.ignored_filters.get("istio.alpn"), Some(&1));
     assert_eq!(t.ignored_filters.get("istio.stats"), Some(&1));
-    // The RDS name not received yet, and the passthrough cluster, are placeholders.
-    assert!(t
-        .routers
-        .iter()
-        .any(|(_, r)| r["router_config_name"] == "9080"));
+    // The passthrough cluster CDS has not sent is a placeholder.
     assert!(t.clusters.iter().any(|(n, _)| n == "PassthroughCluster"));
     let loaded = parse(&t).unwrap();
     assert!(loaded.config.server.listeners[0]
@@ -313,6 +322,7 @@ fn chains_told_apart_by_transport_running_different_filters_become_child_listene
         ..Default::default()
     };
     put(&mut s, "virtualInbound", &l);
+    put(&mut s, "inbound|9080||", &empty_routes("inbound|9080||"));
     let t = translate(&s);
     assert!(t.rejected.is_empty(), "{:?}", t.rejected);
     let names: Vec<&str> = t
