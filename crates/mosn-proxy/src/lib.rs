@@ -21,6 +21,7 @@ pub mod stats;
 pub mod stream;
 pub mod tcp;
 pub mod transcode;
+pub mod transfer;
 pub mod udp;
 pub mod worker;
 pub mod xprotocol;

@@ -179,6 +179,7 @@ pub struct Server {
     listeners: Arc<std::sync::Mutex<Vec<(String, ListenAddr)>>>,
     held: Held,
     spare: Spare,
+    transfer: Arc<crate::transfer::Target>,
     cmds: Vec<tokio::sync::mpsc::UnboundedSender<WorkerCmd>>,
     stats: Vec<Arc<WorkerStats>>,
     shutdown: watch::Sender<bool>,
@@ -232,6 +233,7 @@ impl Server {
         let mut stats = Vec::new();
         let mut threads = Vec::new();
         let mut cmds = Vec::new();
+        let transfer = Arc::new(crate::transfer::Target::default());
         let sizes = {
             let s = config.load();
             (
@@ -254,7 +256,10 @@ impl Server {
                 .map_err(|e| StartError::Worker(id, e))?;
             let t = std::thread::Builder::new()
                 .name(format!("mosn-worker-{id}"))
-                .spawn(move || run_worker(id, rt, socks, config, st, logs, rx, cmd_rx))
+                .spawn({
+                    let transfer = transfer.clone();
+                    move || run_worker(id, rt, socks, config, st, logs, rx, cmd_rx, transfer)
+                })
                 .map_err(|e| StartError::Worker(id, e))?;
             threads.push(t);
         }
@@ -262,6 +267,7 @@ impl Server {
             listeners: Arc::new(std::sync::Mutex::new(addrs)),
             held: Arc::new(std::sync::Mutex::new(held)),
             spare: Arc::new(std::sync::Mutex::new(Vec::new())),
+            transfer,
             cmds,
             stats,
             shutdown: tx,
@@ -294,6 +300,22 @@ impl Server {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Hot upgrade, old process: from now on, idle HTTP/1 keep-alive connections move to the new
+    /// process's `conn.sock` at `path` instead of closing (call before [`Server::shutdown`]).
+    pub fn transfer_connections_to(&self, path: std::path::PathBuf) {
+        self.transfer.set(path);
+    }
+
+    /// Hot upgrade, new process: what takes connections the old process moves here.
+    pub fn adopter(&self) -> crate::transfer::Adopter {
+        crate::transfer::Adopter {
+            config: self.config.clone(),
+            workers: self.cmds.clone(),
+            next: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            ids: Arc::new(std::sync::atomic::AtomicU32::new(1)),
+        }
     }
 
     /// Keeps handed-over sockets that no listener took at start, for listeners a control plane
@@ -555,6 +577,9 @@ pub enum WorkerCmd {
     Listen(usize, Bound),
     /// Stop accepting on the listener at this slot (removed at run time).
     Close(usize),
+    /// Serve a connection a previous process moved here (hot upgrade), on the listener at this
+    /// slot, from these unread bytes.
+    Adopt(usize, std::net::TcpStream, bytes::BytesMut),
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -567,10 +592,11 @@ fn run_worker(
     logs: Arc<AccessLogs>,
     shutdown: watch::Receiver<bool>,
     mut cmds: tokio::sync::mpsc::UnboundedReceiver<WorkerCmd>,
+    transfer: Arc<crate::transfer::Target>,
 ) {
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
-        let worker = Rc::new(Worker::new(id, config.clone(), stats, logs));
+        let worker = Rc::new(Worker::new(id, config.clone(), stats, logs, transfer));
         // Each listener socket stops on its own signal: set by a `Close` or by the server's drain.
         let mut stops: std::collections::HashMap<usize, watch::Sender<bool>> = Default::default();
         let serve =
@@ -651,6 +677,16 @@ fn run_worker(
                             continue;
                         }
                         serve(index, s, &mut stops);
+                    }
+                    WorkerCmd::Adopt(index, s, unread) => {
+                        let snapshot = config.load_full();
+                        tokio::task::spawn_local(crate::worker::accept::adopt(
+                            worker.clone(),
+                            snapshot,
+                            index,
+                            s,
+                            unread,
+                        ));
                     }
                     WorkerCmd::Close(index) => {
                         worker.listener_removed.set(true);

@@ -262,6 +262,17 @@ fn run(loaded: &mosn_config::Loaded, args: &RunArgs) -> anyhow::Result<()> {
     let spare = inherited.len();
     server.keep_spare_sockets(inherited);
     if let Some((control, _listen_sock)) = taking_over {
+        // MOSN's TransferServer lifetime: 2 x graceful_timeout + 40 s.
+        let grace = cfg
+            .server
+            .graceful_timeout
+            .unwrap_or(Duration::from_secs(30));
+        upgrade::serve_moved_connections(
+            &paths,
+            server.adopter(),
+            grace * 2 + Duration::from_secs(40),
+        )
+        .context("hot upgrade: conn.sock")?;
         upgrade::ready(control).context("hot upgrade: the old process did not acknowledge")?;
         tracing::info!("hot upgrade: this process serves; the old one drains");
     }
@@ -335,6 +346,7 @@ fn run(loaded: &mosn_config::Loaded, args: &RunArgs) -> anyhow::Result<()> {
                 match upgrade::hand_over(&paths, &fds) {
                     Ok(()) => {
                         upgraded = true;
+                        server.transfer_connections_to(paths.conn.clone());
                         break true;
                     }
                     Err(e) => {

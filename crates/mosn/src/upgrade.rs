@@ -7,8 +7,11 @@
 //! stops accepting and drains (`graceful_timeout`), and exits; both processes accept on the same
 //! sockets meanwhile, so no connection waiting in a queue is lost.
 //!
-//! Not yet: moving live connections (`conn.sock`), and `inherit_old_mosnconfig`
-//! (`mosnconfig.sock`; the new process runs its own file config, with a warning).
+//! While the old process drains, its idle HTTP/1 keep-alive connections move to the new one over
+//! `conn.sock` (MOSN's "transfer read" message; MOSN closes them instead), so their clients keep
+//! their connections. Not yet: moving Bolt and Dubbo connections between frames, and
+//! `inherit_old_mosnconfig` (`mosnconfig.sock`; the new process runs its own file config, with a
+//! warning).
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -33,6 +36,8 @@ pub struct Paths {
     pub reconfig: PathBuf,
     /// `listen.sock`: owned by the new process while it takes the sockets.
     pub listen: PathBuf,
+    /// `conn.sock`: owned by the new process while the old one moves connections to it.
+    pub conn: PathBuf,
 }
 
 impl Paths {
@@ -49,6 +54,7 @@ impl Paths {
         Paths {
             reconfig: dir.join("reconfig.sock"),
             listen: dir.join("listen.sock"),
+            conn: dir.join("conn.sock"),
         }
     }
 }
@@ -198,6 +204,44 @@ pub fn hand_over(paths: &Paths, fds: &[OwnedFd]) -> anyhow::Result<()> {
     let n = s.read(&mut b)?;
     anyhow::ensure!(n == 1, "the new process closed before it was ready");
     s.write_all(&[0])?;
+    Ok(())
+}
+
+/// New process: listens on `conn.sock` (before saying it is ready, so the old process finds it)
+/// and, for `lifetime`, serves the connections the old process moves here (MOSN's
+/// `TransferServer`: one unix connection per moved connection).
+///
+/// Errors: the socket cannot be made.
+pub fn serve_moved_connections(
+    paths: &Paths,
+    adopter: mosn_proxy::transfer::Adopter,
+    lifetime: Duration,
+) -> std::io::Result<()> {
+    let (l, owned) = OwnedPath::bind(&paths.conn)?;
+    l.set_nonblocking(true)?;
+    std::thread::Builder::new()
+        .name("mosn-conn-sock".into())
+        .spawn(move || {
+            let _owned = owned;
+            let until = Instant::now() + lifetime;
+            let mut moved = 0u64;
+            while Instant::now() < until {
+                match l.accept() {
+                    Ok((s, _)) => {
+                        let _ = s.set_nonblocking(false);
+                        match adopter.serve(s) {
+                            Ok(_) => moved += 1,
+                            Err(e) => tracing::warn!(error = %e, "hot upgrade: a moved connection was refused"),
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(5))
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
+                }
+            }
+            tracing::info!(moved, "hot upgrade: conn.sock closed");
+        })?;
     Ok(())
 }
 

@@ -1,15 +1,78 @@
 //! Hot upgrade with MOSN's protocol, both triggers, under a keep-alive HTTP/1 load: a second
 //! process started on the same `uds_dir` (OpenKruise's container swap), then SIGHUP (fork-exec).
 //! Each time the new process takes the listening sockets over `listen.sock`, the old one drains
-//! and exits, and no request of the load fails. The pid file and the admin API belong to the
-//! newest process.
+//! and exits, and no request of the load fails; an idle keep-alive connection moves to the new
+//! process over `conn.sock` (one connection is served by all three processes in turn). The pid
+//! file and the admin API belong to the newest process.
 
 mod common;
 use common::xds::{within, Load};
 use common::*;
 
 use serde_json::json;
+use std::io::{BufRead, Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+
+/// One keep-alive connection sending GETs back to back, never reconnecting: it must survive
+/// upgrades by moving between processes.
+struct Sticky {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<(u64, u16, Option<String>)>,
+}
+
+impl Sticky {
+    fn start(addr: std::net::SocketAddr) -> Sticky {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s2 = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let s = std::net::TcpStream::connect(addr).unwrap();
+            let port = s.local_addr().unwrap().port();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut r = std::io::BufReader::new(s);
+            let mut ok = 0u64;
+            while !s2.load(Ordering::Relaxed) {
+                if r.get_mut()
+                    .write_all(b"GET /sticky HTTP/1.1\r\nhost: x\r\n\r\n")
+                    .is_err()
+                {
+                    return (ok, port, Some("write failed".into()));
+                }
+                let mut head = String::new();
+                loop {
+                    let mut line = String::new();
+                    match r.read_line(&mut line) {
+                        Ok(0) | Err(_) => return (ok, port, Some(format!("closed after {ok}"))),
+                        Ok(_) if line == "\r\n" => break,
+                        Ok(_) => head.push_str(&line.to_ascii_lowercase()),
+                    }
+                }
+                if head.contains("connection: close") {
+                    return (ok, port, Some("connection: close".into()));
+                }
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                let mut body = vec![0u8; len];
+                if r.read_exact(&mut body).is_err() {
+                    return (ok, port, Some("body cut".into()));
+                }
+                ok += 1;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            (ok, port, None)
+        });
+        Sticky { stop, thread }
+    }
+
+    fn finish(self) -> (u64, u16, Option<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+}
 
 #[test]
 fn upgrades_by_a_second_process_and_by_sighup_fail_no_request() {
@@ -41,6 +104,7 @@ fn upgrades_by_a_second_process_and_by_sighup_fail_no_request() {
     let mut a = spawn(&file);
     a.log_line(&["hot upgrade: listening"]);
     let load = Load::start(listener, 4);
+    let sticky = Sticky::start(listener);
     std::thread::sleep(Duration::from_millis(300));
 
     // A second process on the same uds_dir takes over; the first drains and exits.
@@ -79,6 +143,7 @@ fn upgrades_by_a_second_process_and_by_sighup_fail_no_request() {
     };
     std::thread::sleep(Duration::from_millis(300));
     let (ok, failed) = load.finish();
+    let (sticky_ok, sticky_port, sticky_end) = sticky.finish();
     let states = curl(&[&format!("http://{admin}/api/v1/states")]);
     let _ = std::process::Command::new("kill")
         .arg(c.to_string())
@@ -91,6 +156,13 @@ fn upgrades_by_a_second_process_and_by_sighup_fail_no_request() {
         &failed[..failed.len().min(5)]
     );
     assert!(ok > 1000, "only {ok} requests");
+    // One keep-alive connection served by all three processes in turn: it moved (MOSN closes it).
+    assert_eq!(sticky_end, None, "the sticky connection ended");
+    assert!(
+        sticky_ok > 100,
+        "only {sticky_ok} requests on the sticky connection"
+    );
+    eprintln!("one keep-alive connection (client port {sticky_port}) through both upgrades: {sticky_ok} requests");
     assert!(states.contains(&format!("pid={c}")), "{states}");
     eprintln!("two hot upgrades under load: {ok} requests, 0 failed");
 }

@@ -61,6 +61,8 @@ pub struct Downstream {
     /// The connection's context.
     pub ctx: Rc<ConnCtx>,
     last_active: Instant,
+    /// A hot upgrade's new process did not take this connection: it drains here.
+    stays: bool,
 }
 
 /// How a request head read ended.
@@ -70,6 +72,8 @@ enum HeadRead {
     Closed,
     /// A bad head: answer with this status and close.
     Refused(u16),
+    /// A hot upgrade: move this idle connection to the new process's `conn.sock` at this path.
+    Transfer(std::path::PathBuf),
 }
 
 /// How a stream ended, for the connection.
@@ -83,6 +87,18 @@ pub struct Outcome {
 }
 
 impl Downstream {
+    /// True when the response to a request must close the connection: the client asked, or the
+    /// server drains (the listener removed, or SIGTERM), unless a hot upgrade will move this
+    /// connection to the new process once idle.
+    pub fn closing(&self, keep_alive: bool) -> bool {
+        let movable = || {
+            !self.stays
+                && matches!(self.io, Stream::Tcp(_))
+                && self.ctx.worker.transfer.get().is_some()
+        };
+        !keep_alive || (self.ctx.draining() && !movable())
+    }
+
     /// Writes everything in `wbuf` to the client.
     pub async fn flush(&mut self) -> std::io::Result<()> {
         let count = self.ctx.write_counter();
@@ -112,6 +128,17 @@ impl Downstream {
                 head_started.get_or_insert_with(Instant::now);
             }
             let idle = head_started.is_none();
+            // A hot upgrade drains this process: an idle plaintext connection moves to the new
+            // one (MOSN closes it) instead of waiting to close.
+            if idle
+                && !self.stays
+                && self.ctx.worker.draining.get()
+                && matches!(self.io, Stream::Tcp(_))
+            {
+                if let Some(path) = self.ctx.worker.transfer.get() {
+                    return HeadRead::Transfer(path);
+                }
+            }
             let drain_close = match self.ctx.drain_started() {
                 Some(t) if idle => {
                     let at = t + DRAIN_IDLE_GRACE;
@@ -178,7 +205,7 @@ impl Downstream {
             }
             _ => true,
         };
-        let close = !req.keep_alive || unread || self.ctx.draining();
+        let close = unread || self.closing(req.keep_alive);
         self.write_local(req, &mut head, &reply, close, info).await
     }
 
@@ -315,6 +342,7 @@ pub async fn serve(accepted: Accepted) {
         req_timer: Box::pin(tokio::time::sleep_until(never())),
         ctx,
         last_active: now,
+        stays: false,
     };
     loop {
         match d.read_head().await {
@@ -328,7 +356,77 @@ pub async fn serve(accepted: Accepted) {
                 d.refuse(status).await;
                 break;
             }
+            HeadRead::Transfer(path) => match transfer(d, path).await {
+                // Not moved: it drains here (closed after its next response, or when idle).
+                Some(back) => {
+                    d = back;
+                    d.stays = true;
+                }
+                None => return,
+            },
         }
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), d.io.shutdown()).await;
+}
+
+/// Moves an idle connection and its unread bytes to the new process (see
+/// [`crate::transfer`]); `Some` with the connection when the new process did not take it.
+async fn transfer(d: Downstream, path: std::path::PathBuf) -> Option<Downstream> {
+    let Downstream {
+        io,
+        rbuf,
+        wbuf,
+        idle_timer,
+        req_timer,
+        ctx,
+        last_active,
+        stays,
+    } = d;
+    let back = |io| {
+        Some(Downstream {
+            io,
+            rbuf: rbuf.clone(),
+            wbuf: wbuf.clone(),
+            idle_timer,
+            req_timer,
+            ctx: ctx.clone(),
+            last_active,
+            stays,
+        })
+    };
+    let s = match io {
+        Stream::Tcp(s) => s,
+        other => return back(other),
+    };
+    let peer = ctx.peer;
+    let std = match s.into_std() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "hot upgrade: connection not movable");
+            return None;
+        }
+    };
+    let fd: std::os::fd::OwnedFd = std.into();
+    let unread = rbuf.to_vec();
+    let sent = tokio::task::spawn_blocking(move || {
+        let r = crate::transfer::send(&path, &fd, &unread);
+        (r, fd)
+    })
+    .await;
+    match sent {
+        // Our descriptor closes here; the socket lives on in the new process.
+        Ok((Ok(id), _fd)) => {
+            tracing::debug!(%peer, id, "hot upgrade: connection moved");
+            None
+        }
+        Ok((Err(e), fd)) => {
+            tracing::info!(%peer, error = %e, "hot upgrade: connection not moved; it drains here");
+            let s = std::net::TcpStream::from(fd);
+            match tokio::net::TcpStream::from_std(s) {
+                Ok(s) => back(Stream::Tcp(s)),
+                Err(_) => None,
+            }
+        }
+        Err(_) => None,
+    }
 }

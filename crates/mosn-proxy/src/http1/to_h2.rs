@@ -314,7 +314,7 @@ async fn forward_inner<'s>(
         };
         let opts = ResponseOptions {
             client_minor: req.minor,
-            close: !req.keep_alive || ctx.draining(),
+            close: d.closing(req.keep_alive),
             head_request: req.is_head(),
         };
         let (enc, close) = encode::response(&resp, rframing, opts, &mut d.wbuf);

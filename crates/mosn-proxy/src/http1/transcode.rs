@@ -49,7 +49,7 @@ pub async fn forward(
             for (k, v) in response_fields(&m) {
                 head.append(k, v);
             }
-            let close = !req.keep_alive || ctx.draining();
+            let close = d.closing(req.keep_alive);
             let reply = LocalReply::new(info.status, m.body);
             d.write_local(req, &mut head, &reply, close, info).await
         }

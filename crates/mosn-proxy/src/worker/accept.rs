@@ -72,6 +72,43 @@ pub async fn accept_loop(
     }
 }
 
+/// Serves a connection a previous process moved here on a hot upgrade (an HTTP/1 keep-alive
+/// connection between requests), from the bytes it had read and not used.
+pub(crate) async fn adopt(
+    w: Rc<Worker>,
+    snapshot: Arc<Snapshot>,
+    index: usize,
+    s: std::net::TcpStream,
+    unread: BytesMut,
+) {
+    let Ok(s) = tokio::net::TcpStream::from_std(s) else {
+        return;
+    };
+    let (Ok(peer), Ok(local)) = (s.peer_addr(), s.local_addr()) else {
+        return;
+    };
+    let _ = s.set_nodelay(true);
+    tracing::debug!(%peer, "hot upgrade: serving a moved connection");
+    // Only HTTP/1 connections move; a listener of another kind (a config changed meanwhile)
+    // closes it.
+    if let Some(ListenerKind::Proxy {
+        downstream: mosn_config::Protocol::Http1 | mosn_config::Protocol::Auto,
+        ..
+    }) = snapshot.listeners.get(index).map(|l| &l.kind)
+    {
+        serve_protocol(
+            w,
+            snapshot.clone(),
+            index,
+            Stream::Tcp(s),
+            (peer, local),
+            Protocol::Http1,
+            unread,
+        )
+        .await
+    }
+}
+
 /// Longest time a client may take to complete its TLS handshake (or, on an `inspector` listener,
 /// to send its first byte).
 pub const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);

@@ -61,6 +61,8 @@ pub struct Worker {
     pub drain: tokio::sync::Notify,
     /// When the drain started (`None` before).
     pub drain_started: Cell<Option<tokio::time::Instant>>,
+    /// Where idle connections move on a hot upgrade (set in the old process).
+    pub transfer: Arc<crate::transfer::Target>,
     /// True once a config applied at run time removed a listener: connections then look up
     /// whether theirs is gone (see `ConnCtx::draining`); until then they need not.
     pub listener_removed: Cell<bool>,
@@ -86,6 +88,7 @@ impl Worker {
         config: Arc<arc_swap::ArcSwap<Snapshot>>,
         stats: Arc<WorkerStats>,
         logs: Arc<AccessLogs>,
+        transfer: Arc<crate::transfer::Target>,
     ) -> Self {
         let snapshot = config.load_full();
         Worker {
@@ -99,6 +102,7 @@ impl Worker {
             draining: Cell::new(false),
             drain_started: Cell::new(None),
             listener_removed: Cell::new(false),
+            transfer,
             drain: tokio::sync::Notify::new(),
             lb: RefCell::new(LbCache::new(&snapshot.clusters)),
             connections: Cell::new(0),
