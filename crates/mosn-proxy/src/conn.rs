@@ -222,6 +222,16 @@ pub struct Counted {
 }
 
 impl Counted {
+    /// True for a plaintext TCP connection (one a hot upgrade can move).
+    pub fn is_plain_tcp(&self) -> bool {
+        matches!(self.io, Stream::Tcp(_))
+    }
+
+    /// The stream back, with the initial bytes not read yet.
+    pub fn into_inner(self) -> (Stream, bytes::BytesMut) {
+        (self.io, self.initial)
+    }
+
     /// Wraps `io` with `initial` bytes to read first.
     pub fn new(io: Stream, initial: bytes::BytesMut, ctx: &ConnCtx) -> Self {
         Counted {

@@ -4,9 +4,10 @@
 //! and the bytes it read but did not use; the new process serves the connection from those bytes
 //! on and answers a `u32 BE` connection id (0: refused).
 //!
-//! mosn-rs moves HTTP/1 keep-alive connections between requests (MOSN closes them), so a client
-//! keeps its connection, and its client-side port, across an upgrade. TLS connections are not
-//! moved (their session state stays in the old process); they drain.
+//! mosn-rs moves HTTP/1 keep-alive connections between requests (MOSN closes them) and Bolt and
+//! Dubbo connections between frames once every call is answered, so a client keeps its
+//! connection, and its client-side port, across an upgrade. TLS connections are not moved (their
+//! session state stays in the old process); they drain.
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -80,6 +81,35 @@ pub fn send(conn: &Path, socket: &OwnedFd, unread: &[u8]) -> Result<u32, Transfe
     match u32::from_be_bytes(id) {
         0 => Err(TransferError::Refused),
         id => Ok(id),
+    }
+}
+
+/// Old process: moves a plaintext connection with its unread bytes to the new process's
+/// `conn.sock` at `path` (off the event loop); the stream back when the new process did not take
+/// it (it then stays, to drain here).
+pub async fn move_tcp(
+    s: tokio::net::TcpStream,
+    unread: Vec<u8>,
+    path: PathBuf,
+) -> Result<u32, Option<tokio::net::TcpStream>> {
+    let peer = s.peer_addr().ok();
+    let fd: OwnedFd = s.into_std().map_err(|_| None)?.into();
+    let sent = tokio::task::spawn_blocking(move || {
+        let r = send(&path, &fd, &unread);
+        (r, fd)
+    })
+    .await;
+    match sent {
+        // Our descriptor closes here; the socket lives on in the new process.
+        Ok((Ok(id), _fd)) => {
+            tracing::debug!(?peer, id, "hot upgrade: connection moved");
+            Ok(id)
+        }
+        Ok((Err(e), fd)) => {
+            tracing::info!(?peer, error = %e, "hot upgrade: connection not moved; it drains here");
+            Err(tokio::net::TcpStream::from_std(std::net::TcpStream::from(fd)).ok())
+        }
+        Err(_) => Err(None),
     }
 }
 

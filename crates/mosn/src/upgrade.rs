@@ -7,9 +7,9 @@
 //! stops accepting and drains (`graceful_timeout`), and exits; both processes accept on the same
 //! sockets meanwhile, so no connection waiting in a queue is lost.
 //!
-//! While the old process drains, its idle HTTP/1 keep-alive connections move to the new one over
-//! `conn.sock` (MOSN's "transfer read" message; MOSN closes them instead), so their clients keep
-//! their connections. Not yet: moving Bolt and Dubbo connections between frames, and
+//! While the old process drains, its idle HTTP/1 keep-alive connections (MOSN closes them) and
+//! its Bolt and Dubbo connections between frames move to the new one over `conn.sock` (MOSN's
+//! "transfer read" message), so their clients keep their connections. Not yet:
 //! `inherit_old_mosnconfig` (`mosnconfig.sock`; the new process runs its own file config, with a
 //! warning).
 

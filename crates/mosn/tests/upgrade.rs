@@ -215,3 +215,148 @@ fn an_upgrade_keeps_the_sockets_of_listeners_the_control_plane_sends_later() {
     assert!(ok > 500, "only {ok} requests");
     drop(b);
 }
+
+/// A Bolt echo upstream on the project's own codec: each call is answered with its content.
+fn bolt_echo() -> std::net::SocketAddr {
+    use mosn_protocol::bolt::{status, Bolt};
+    use mosn_protocol::xprotocol::{FrameKind, XProtocol};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            std::thread::spawn(move || {
+                let proto = Bolt::default();
+                let mut buf = bytes::BytesMut::new();
+                let mut chunk = [0u8; 16384];
+                loop {
+                    while let Ok(Some(f)) = proto.decode(&mut buf) {
+                        let reply = match proto.kind(&f) {
+                            FrameKind::Heartbeat => proto.heartbeat_reply(&f),
+                            FrameKind::Request => {
+                                let mut r = f.hijack(status::SUCCESS);
+                                r.content = f.content.clone();
+                                r
+                            }
+                            _ => continue,
+                        };
+                        let mut out = bytes::BytesMut::new();
+                        proto.encode(&reply, &mut out);
+                        if s.write_all(&out).is_err() {
+                            return;
+                        }
+                    }
+                    match s.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// One Bolt connection making calls back to back, never reconnecting: `(calls answered, the end
+/// if it ended)`.
+struct StickyBolt {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<(u64, Option<String>)>,
+}
+
+impl StickyBolt {
+    fn start(addr: std::net::SocketAddr) -> StickyBolt {
+        use mosn_api::Headers;
+        use mosn_protocol::bolt::{Bolt, Frame, Version};
+        use mosn_protocol::xprotocol::XProtocol;
+        let stop = Arc::new(AtomicBool::new(false));
+        let s2 = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let proto = Bolt::default();
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut buf = bytes::BytesMut::new();
+            let mut chunk = [0u8; 16384];
+            let mut ok = 0u64;
+            let mut id = 0u32;
+            while !s2.load(Ordering::Relaxed) {
+                id += 1;
+                let mut f = Frame::request(Version::V1, id);
+                f.class =
+                    bytes::Bytes::from_static(b"com.alipay.sofa.rpc.core.request.SofaRequest");
+                f.set("service", b"com.example.Echo");
+                f.content = bytes::Bytes::from(format!("call {id}"));
+                f.timeout_ms = 3000;
+                let mut out = bytes::BytesMut::new();
+                proto.encode(&f, &mut out);
+                if s.write_all(&out).is_err() {
+                    return (ok, Some("write failed".into()));
+                }
+                let reply = loop {
+                    match proto.decode(&mut buf) {
+                        Ok(Some(r)) => break r,
+                        Ok(None) => {}
+                        Err(e) => return (ok, Some(format!("bad frame: {e}"))),
+                    }
+                    match s.read(&mut chunk) {
+                        Ok(0) | Err(_) => return (ok, Some(format!("closed after {ok}"))),
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                };
+                if reply.request_id != id || reply.content != format!("call {id}").as_bytes() {
+                    return (ok, Some(format!("wrong answer to call {id}")));
+                }
+                ok += 1;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            (ok, None)
+        });
+        StickyBolt { stop, thread }
+    }
+
+    fn finish(self) -> (u64, Option<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+}
+
+/// A Bolt connection moves between frames on both upgrades (MOSN's transfer of RPC connections):
+/// every call is answered on the one connection, none fails.
+#[test]
+fn a_bolt_connection_moves_between_frames_through_two_upgrades() {
+    let dir = temp_dir("upgrade-bolt");
+    let up = bolt_echo();
+    let listener = closed_port();
+    let pid_file = dir.join("mosn.pid");
+    let cfg = json!({
+        "pid": pid_file.to_str().unwrap(),
+        "servers": [{"default_log_path": "stderr", "graceful_timeout": "3s",
+            "routers": [{"router_config_name": "r", "virtual_hosts": [{"name": "v", "domains": ["*"],
+                "routers": [{"match": {"headers": [{"name": "service", "value": ".*"}]}, "route": {"cluster_name": "up"}}]}]}],
+            "listeners": [{"name": "bolt", "address": listener.to_string(), "filter_chains": [{"filters": [
+                {"type": "proxy", "config": {"downstream_protocol": "bolt", "upstream_protocol": "bolt", "router_config_name": "r"}}]}]}]}],
+        "cluster_manager": {"clusters": [{"name": "up", "type": "SIMPLE", "lb_type": "LB_ROUNDROBIN",
+            "hosts": [{"address": up.to_string()}]}]}
+    });
+    // uds_dir defaults to the config file's folder, as in MOSN.
+    let file = dir.join("mosn.json");
+    std::fs::write(&file, cfg.to_string()).unwrap();
+    let mut a = spawn(&file);
+    a.log_line(&["hot upgrade: listening"]);
+    let sticky = StickyBolt::start(listener);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut b = spawn(&file);
+    b.log_line(&["hot upgrade: this process serves"]);
+    assert_eq!(wait_timeout(&mut a.child, Duration::from_secs(10)), Some(0));
+    std::thread::sleep(Duration::from_millis(300));
+    b.log_line(&["hot upgrade: listening"]);
+    b.signal("-HUP");
+    assert_eq!(wait_timeout(&mut b.child, Duration::from_secs(10)), Some(0));
+    std::thread::sleep(Duration::from_millis(300));
+    let (ok, end) = sticky.finish();
+    let c = std::fs::read_to_string(&pid_file).unwrap_or_default();
+    let _ = std::process::Command::new("kill").arg(c.trim()).status();
+    assert_eq!(end, None, "the Bolt connection ended");
+    assert!(ok > 100, "only {ok} calls");
+    eprintln!("one Bolt connection through two upgrades: {ok} calls, 0 failed");
+}

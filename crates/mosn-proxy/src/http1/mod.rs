@@ -398,35 +398,9 @@ async fn transfer(d: Downstream, path: std::path::PathBuf) -> Option<Downstream>
         Stream::Tcp(s) => s,
         other => return back(other),
     };
-    let peer = ctx.peer;
-    let std = match s.into_std() {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::debug!(%peer, error = %e, "hot upgrade: connection not movable");
-            return None;
-        }
-    };
-    let fd: std::os::fd::OwnedFd = std.into();
-    let unread = rbuf.to_vec();
-    let sent = tokio::task::spawn_blocking(move || {
-        let r = crate::transfer::send(&path, &fd, &unread);
-        (r, fd)
-    })
-    .await;
-    match sent {
-        // Our descriptor closes here; the socket lives on in the new process.
-        Ok((Ok(id), _fd)) => {
-            tracing::debug!(%peer, id, "hot upgrade: connection moved");
-            None
-        }
-        Ok((Err(e), fd)) => {
-            tracing::info!(%peer, error = %e, "hot upgrade: connection not moved; it drains here");
-            let s = std::net::TcpStream::from(fd);
-            match tokio::net::TcpStream::from_std(s) {
-                Ok(s) => back(Stream::Tcp(s)),
-                Err(_) => None,
-            }
-        }
-        Err(_) => None,
+    match crate::transfer::move_tcp(s, rbuf.to_vec(), path).await {
+        Ok(_) => None,
+        Err(Some(s)) => back(Stream::Tcp(s)),
+        Err(None) => None,
     }
 }

@@ -73,7 +73,8 @@ pub async fn accept_loop(
 }
 
 /// Serves a connection a previous process moved here on a hot upgrade (an HTTP/1 keep-alive
-/// connection between requests), from the bytes it had read and not used.
+/// connection between requests, a Bolt or Dubbo one between frames), from the bytes it had read
+/// and not used.
 pub(crate) async fn adopt(
     w: Rc<Worker>,
     snapshot: Arc<Snapshot>,
@@ -89,24 +90,38 @@ pub(crate) async fn adopt(
     };
     let _ = s.set_nodelay(true);
     tracing::debug!(%peer, "hot upgrade: serving a moved connection");
-    // Only HTTP/1 connections move; a listener of another kind (a config changed meanwhile)
-    // closes it.
-    if let Some(ListenerKind::Proxy {
-        downstream: mosn_config::Protocol::Http1 | mosn_config::Protocol::Auto,
-        ..
-    }) = snapshot.listeners.get(index).map(|l| &l.kind)
-    {
-        serve_protocol(
-            w,
-            snapshot.clone(),
-            index,
-            Stream::Tcp(s),
-            (peer, local),
-            Protocol::Http1,
-            unread,
-        )
-        .await
-    }
+    let downstream = match snapshot.listeners.get(index).map(|l| &l.kind) {
+        Some(ListenerKind::Proxy { downstream, .. }) => *downstream,
+        // A listener of another kind now (a config changed meanwhile): closed.
+        _ => return,
+    };
+    let protocol = match downstream {
+        mosn_config::Protocol::Http1 => Protocol::Http1,
+        mosn_config::Protocol::Http2 => Protocol::Http2,
+        mosn_config::Protocol::Bolt => Protocol::Bolt,
+        mosn_config::Protocol::BoltV2 => Protocol::BoltV2,
+        mosn_config::Protocol::Dubbo => Protocol::Dubbo,
+        // Auto: the bytes the old process had not used tell, or the next ones do.
+        mosn_config::Protocol::Auto => match detect(&unread, AUTO) {
+            Detected::Protocol(p) => p,
+            _ if unread.is_empty() => {
+                let io = Stream::Tcp(s);
+                return serve_proxy(w, &snapshot, index, io, (peer, local), downstream, false)
+                    .await;
+            }
+            _ => return,
+        },
+    };
+    serve_protocol(
+        w,
+        snapshot.clone(),
+        index,
+        Stream::Tcp(s),
+        (peer, local),
+        protocol,
+        unread,
+    )
+    .await
 }
 
 /// Longest time a client may take to complete its TLS handshake (or, on an `inspector` listener,

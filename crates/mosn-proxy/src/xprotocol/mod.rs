@@ -89,6 +89,8 @@ pub async fn serve<P: Served>(accepted: Accepted, proto: P) {
     let mut streams = FuturesUnordered::new();
     let mut reading = true;
     let mut draining = false;
+    // A hot upgrade moves this connection, between frames, instead of a GoAway.
+    let mut moving = false;
     let idle = ctx.listener().idle_timeout;
     let mut last_active = Instant::now();
     loop {
@@ -118,11 +120,36 @@ pub async fn serve<P: Served>(accepted: Accepted, proto: P) {
         }
         if ctx.draining() && !draining {
             draining = true;
-            if let Some(g) = proto.goaway() {
-                proto.encode(&g, &mut wbuf);
+            moving = io.is_plain_tcp() && ctx.worker.transfer.get().is_some();
+            if !moving {
+                if let Some(g) = proto.goaway() {
+                    proto.encode(&g, &mut wbuf);
+                }
             }
         }
         if (!reading || draining) && streams.is_empty() && wbuf.is_empty() {
+            // Between frames with nothing owed: the connection moves, with the bytes of a
+            // frame begun (calls sent since stay in the socket, which moves too).
+            if let (true, true, Some(path)) = (moving, reading, ctx.worker.transfer.get()) {
+                let (stream, initial) = io.into_inner();
+                let mut unread = initial.to_vec();
+                unread.extend_from_slice(&rbuf);
+                let mosn_net::Stream::Tcp(s) = stream else {
+                    break;
+                };
+                match crate::transfer::move_tcp(s, unread, path).await {
+                    Ok(_) | Err(None) => return,
+                    Err(Some(s)) => {
+                        // Not taken: it drains here, told so where the protocol can.
+                        io = Counted::new(mosn_net::Stream::Tcp(s), initial, &ctx);
+                        moving = false;
+                        if let Some(g) = proto.goaway() {
+                            proto.encode(&g, &mut wbuf);
+                        }
+                        continue;
+                    }
+                }
+            }
             break;
         }
         let idle_at = idle
