@@ -107,6 +107,22 @@ fn upgrades_by_a_second_process_and_by_sighup_fail_no_request() {
     let sticky = Sticky::start(listener);
     std::thread::sleep(Duration::from_millis(300));
 
+    // A new process with a bad config (in the same folder) stops at its JSON-path error and
+    // leaves the running one untouched.
+    let bad = dir.join("bad.json");
+    let mut broken = cfg.clone();
+    broken["servers"][0]["listeners"][0]["address"] = json!("not an address");
+    std::fs::write(&bad, broken.to_string()).unwrap();
+    let out = mosn().args(["start", "-c"]).arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("servers[0].listeners[0].address"), "{err}");
+    assert_eq!(pid(), a.child.id().to_string(), "the pid file is untouched");
+    assert!(
+        a.child.try_wait().unwrap().is_none(),
+        "the running process goes on"
+    );
+
     // A second process on the same uds_dir takes over; the first drains and exits.
     let mut b = spawn(&file);
     b.log_line(&["hot upgrade: sockets received"]);
