@@ -323,7 +323,6 @@ impl StickyBolt {
                     return (ok, Some(format!("wrong answer to call {id}")));
                 }
                 ok += 1;
-                std::thread::sleep(Duration::from_millis(2));
             }
             (ok, None)
         });
@@ -336,8 +335,9 @@ impl StickyBolt {
     }
 }
 
-/// A Bolt connection moves between frames on both upgrades (MOSN's transfer of RPC connections):
-/// every call is answered on the one connection, none fails.
+/// A Bolt connection moves between frames on both upgrades (MOSN's transfer of RPC connections),
+/// calls back to back: every call is answered on the one connection, none fails (MOSN's
+/// `TestTransfer` runs 5000 calls through the same two upgrades, SIGHUP and a second process).
 #[test]
 fn a_bolt_connection_moves_between_frames_through_two_upgrades() {
     let dir = temp_dir("upgrade-bolt");
@@ -373,6 +373,7 @@ fn a_bolt_connection_moves_between_frames_through_two_upgrades() {
     let c = std::fs::read_to_string(&pid_file).unwrap_or_default();
     let _ = std::process::Command::new("kill").arg(c.trim()).status();
     assert_eq!(end, None, "the Bolt connection ended");
-    assert!(ok > 100, "only {ok} calls");
+    // MOSN's TestTransfer runs 5000 calls through the same two upgrades.
+    assert!(ok >= 5000, "only {ok} calls");
     eprintln!("one Bolt connection through two upgrades: {ok} calls, 0 failed");
 }
