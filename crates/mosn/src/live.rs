@@ -96,6 +96,14 @@ impl Live {
         Ok(())
     }
 
+    /// The effective config without what xDS sent (which the new process of a hot upgrade gets
+    /// from its own control plane): the file's, with the registry's services (what
+    /// `inherit_old_mosnconfig` sends; secrets not redacted).
+    pub fn effective(&self) -> Value {
+        let st = self.lock();
+        crate::dubbo_registry::with_services(&st.base, &st.services)
+    }
+
     /// Takes a new version of the config file (already parsed and validated as `loaded`).
     ///
     /// Errors: the new config cannot run on this server (listeners changed, a TLS file missing);

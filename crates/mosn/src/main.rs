@@ -192,16 +192,29 @@ fn run(loaded: &mosn_config::Loaded, args: &RunArgs) -> anyhow::Result<()> {
     let paths = upgrade::Paths::new(cfg, args.config.as_deref());
     let mut inherited = Vec::new();
     let mut taking_over = None;
+    let mut from_old = None;
     if !cfg.disable_upgrade && upgrade::detect(&paths) {
         tracing::info!(path = %paths.reconfig.display(), "hot upgrade: a running mosn answered; taking its sockets");
         let (control, fds, owned) = upgrade::receive(&paths).context("hot upgrade")?;
         tracing::info!(sockets = fds.len(), "hot upgrade: sockets received");
         if cfg.inherit_old_mosnconfig {
-            tracing::warn!("inherit_old_mosnconfig is not implemented yet: this process runs its own config file");
+            let old = upgrade::receive_config(&paths).context("hot upgrade: mosnconfig.sock")?;
+            let merged = upgrade::merge_inherited(&loaded.raw, &old);
+            let mut l = mosn_config::from_value(&merged)
+                .map_err(|e| anyhow::anyhow!("the inherited config: {e}"))?;
+            if let Some(d) = args.config.as_deref().and_then(std::path::Path::parent) {
+                mosn_config::resolve_paths(&mut l.config, d);
+            }
+            tracing::info!(
+                "hot upgrade: running the old process's effective config (inherit_old_mosnconfig)"
+            );
+            from_old = Some(l);
         }
         inherited = fds;
         taking_over = Some((control, owned));
     }
+    let loaded = from_old.as_ref().unwrap_or(loaded);
+    let cfg = &loaded.config;
     let server = mosn_proxy::Server::start_inheriting(cfg, None, &mut inherited)?;
     for (name, addr) in server.listeners() {
         tracing::info!(listener = %name, address = %addr, "listening");
@@ -343,7 +356,8 @@ fn run(loaded: &mosn_config::Loaded, args: &RunArgs) -> anyhow::Result<()> {
                     fds.extend(c.sockets().unwrap_or_default());
                 }
                 tracing::info!(sockets = fds.len(), "hot upgrade: handing the sockets over");
-                match upgrade::hand_over(&paths, &fds) {
+                let effective = cfg.inherit_old_mosnconfig.then(|| live.effective());
+                match upgrade::hand_over(&paths, &fds, effective.as_ref()) {
                     Ok(()) => {
                         upgraded = true;
                         server.transfer_connections_to(paths.conn.clone());

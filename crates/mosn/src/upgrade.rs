@@ -9,9 +9,10 @@
 //!
 //! While the old process drains, its idle HTTP/1 keep-alive connections (MOSN closes them) and
 //! its Bolt and Dubbo connections between frames move to the new one over `conn.sock` (MOSN's
-//! "transfer read" message), so their clients keep their connections. Not yet:
-//! `inherit_old_mosnconfig` (`mosnconfig.sock`; the new process runs its own file config, with a
-//! warning).
+//! "transfer read" message), so their clients keep their connections. With
+//! `inherit_old_mosnconfig`, the old process also sends its effective config (the file's, with
+//! what the Dubbo registry added) on `mosnconfig.sock`, and the new one runs its `servers`,
+//! `cluster_manager` and `extends`.
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -38,6 +39,9 @@ pub struct Paths {
     pub listen: PathBuf,
     /// `conn.sock`: owned by the new process while the old one moves connections to it.
     pub conn: PathBuf,
+    /// `mosnconfig.sock`: owned by the new process while the old one sends its effective config
+    /// (`inherit_old_mosnconfig`).
+    pub mosnconfig: PathBuf,
 }
 
 impl Paths {
@@ -55,6 +59,7 @@ impl Paths {
             reconfig: dir.join("reconfig.sock"),
             listen: dir.join("listen.sock"),
             conn: dir.join("conn.sock"),
+            mosnconfig: dir.join("mosnconfig.sock"),
         }
     }
 }
@@ -128,6 +133,49 @@ pub fn receive(paths: &Paths) -> anyhow::Result<(UnixStream, Vec<OwnedFd>, Owned
     Ok((s, fds, owned))
 }
 
+/// New process (`inherit_old_mosnconfig`): receives the old process's effective config on
+/// `mosnconfig.sock` (accepted within 10 s, read to the end), as MOSN's `GetInheritConfig`.
+///
+/// Errors: nothing came, or it is not JSON.
+pub fn receive_config(paths: &Paths) -> anyhow::Result<serde_json::Value> {
+    let (l, _owned) = OwnedPath::bind(&paths.mosnconfig)
+        .with_context(|| format!("listening on {}", paths.mosnconfig.display()))?;
+    l.set_nonblocking(true)?;
+    let until = Instant::now() + ACCEPT_LISTEN;
+    let mut s = loop {
+        match l.accept() {
+            Ok((s, _)) => break s,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < until => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Err(e) => return Err(e).context("waiting for the old process on mosnconfig.sock"),
+        }
+    };
+    s.set_nonblocking(false)?;
+    s.set_read_timeout(Some(ACCEPT_LISTEN))?;
+    let mut data = Vec::new();
+    s.read_to_end(&mut data)?;
+    serde_json::from_slice(&data).context("the inherited config is not JSON")
+}
+
+/// The config a new process runs with `inherit_old_mosnconfig`: its own file's, with `servers`,
+/// `cluster_manager` and `extends` taken from the old process's effective config (MOSN keeps
+/// only those three).
+pub fn merge_inherited(own: &serde_json::Value, old: &serde_json::Value) -> serde_json::Value {
+    let mut v = own.clone();
+    for key in ["servers", "cluster_manager", "extends"] {
+        match old.get(key) {
+            Some(x) => v[key] = x.clone(),
+            None => {
+                if let Some(o) = v.as_object_mut() {
+                    o.remove(key);
+                }
+            }
+        }
+    }
+    v
+}
+
 /// New process: the servers run; tell the old process (`0x00`) and wait for its ack (3 s).
 ///
 /// Errors: the old process did not answer.
@@ -183,7 +231,11 @@ pub fn serve_reconfig(
 /// times), waits for it to be ready (up to 10 min) and acknowledges.
 ///
 /// Errors: the new process could not be reached, or did not get ready.
-pub fn hand_over(paths: &Paths, fds: &[OwnedFd]) -> anyhow::Result<()> {
+pub fn hand_over(
+    paths: &Paths,
+    fds: &[OwnedFd],
+    config: Option<&serde_json::Value>,
+) -> anyhow::Result<()> {
     let mut tries = 0;
     let s = loop {
         match UnixStream::connect(&paths.listen) {
@@ -198,6 +250,22 @@ pub fn hand_over(paths: &Paths, fds: &[OwnedFd]) -> anyhow::Result<()> {
     };
     let raw: Vec<_> = fds.iter().map(|f| f.as_raw_fd()).collect();
     mosn_net::fdpass::send_fds(&s, &[0], &raw).context("sending the listening sockets")?;
+    // `inherit_old_mosnconfig`: the effective config on mosnconfig.sock (MOSN's
+    // `SendInheritConfig`: dialled 10 times, written, closed).
+    if let Some(cfg) = config {
+        let mut tries = 0;
+        let mut c = loop {
+            match UnixStream::connect(&paths.mosnconfig) {
+                Ok(c) => break c,
+                Err(_) if tries + 1 < DIAL_TRIES => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                Err(e) => return Err(e).context("dialling mosnconfig.sock"),
+            }
+        };
+        c.write_all(serde_json::to_string_pretty(cfg)?.as_bytes())?;
+    }
     let mut s = s;
     s.set_read_timeout(Some(WAIT_READY))?;
     let mut b = [0u8; 1];

@@ -377,3 +377,31 @@ fn a_bolt_connection_moves_between_frames_through_two_upgrades() {
     assert!(ok >= 5000, "only {ok} calls");
     eprintln!("one Bolt connection through two upgrades: {ok} calls, 0 failed");
 }
+
+/// `inherit_old_mosnconfig`: the new process runs the old one's effective `servers` (sent on
+/// `mosnconfig.sock`), not its own file's, which changed meanwhile.
+#[test]
+fn inherit_old_mosnconfig_takes_the_running_config() {
+    let dir = temp_dir("upgrade-inherit");
+    let listener = closed_port();
+    let cfg = |body: &str| {
+        json!({
+            "inherit_old_mosnconfig": true,
+            "servers": [{"default_log_path": "stderr", "graceful_timeout": "2s",
+                "routers": [{"router_config_name": "r", "virtual_hosts": [{"name": "v", "domains": ["*"],
+                    "routers": [{"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": body}}]}]}],
+                "listeners": [{"name": "l", "address": listener.to_string(), "filter_chains": [{"filters": [
+                    {"type": "proxy", "config": {"downstream_protocol": "Http1", "router_config_name": "r"}}]}]}]}]
+        })
+    };
+    let file = dir.join("mosn.json");
+    std::fs::write(&file, cfg("running config").to_string()).unwrap();
+    let mut a = spawn(&file);
+    a.log_line(&["hot upgrade: listening"]);
+    std::fs::write(&file, cfg("file on disk").to_string()).unwrap();
+    let b = spawn(&file);
+    b.log_line(&["inherit_old_mosnconfig"]);
+    b.log_line(&["hot upgrade: this process serves"]);
+    assert_eq!(wait_timeout(&mut a.child, Duration::from_secs(10)), Some(0));
+    assert_eq!(http(listener, "GET", "/", &[], "").body, "running config");
+}
