@@ -354,49 +354,14 @@ pub fn server_config(contexts: &[TlsContext]) -> Result<Arc<ServerConfig>, TlsEr
     Ok(Arc::new(cfg))
 }
 
-/// Accepts any server certificate: `insecure_skip`. Signatures are still checked.
+/// A custom upstream certificate verifier. With `check` unset it accepts any certificate
+/// (`insecure_skip`); with it set it verifies the chain against the roots, then the subject
+/// alternative names (URI or DNS) against a list instead of the host name: Envoy's
+/// `match_subject_alt_names`, by which Istio checks a SPIFFE identity
+/// (`spiffe://cluster.local/ns/<ns>/sa/<account>`). Handshake signatures are always checked.
 #[derive(Debug)]
-struct SkipVerify(WebPkiSupportedAlgorithms);
-
-impl ServerCertVerifier for SkipVerify {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(m, c, d, &self.0)
-    }
-    fn verify_tls13_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(m, c, d, &self.0)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_schemes()
-    }
-}
-
-/// Verifies the upstream's chain against the roots, then its subject alternative names (URI or DNS)
-/// against a list instead of the host name: Envoy's `match_subject_alt_names`, by which Istio
-/// checks a SPIFFE identity (`spiffe://cluster.local/ns/<ns>/sa/<account>`).
-#[derive(Debug)]
-struct SanVerifier {
-    roots: Arc<rustls::RootCertStore>,
-    names: SanList,
+struct UpstreamVerifier {
+    check: Option<(Arc<rustls::RootCertStore>, SanList)>,
     algs: WebPkiSupportedAlgorithms,
 }
 
@@ -504,7 +469,7 @@ fn subject_alt_names(der: &[u8]) -> Vec<String> {
         .collect()
 }
 
-impl ServerCertVerifier for SanVerifier {
+impl ServerCertVerifier for UpstreamVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -513,15 +478,18 @@ impl ServerCertVerifier for SanVerifier {
         _: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        let Some((roots, names)) = &self.check else {
+            return Ok(ServerCertVerified::assertion());
+        };
         let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
         rustls::client::verify_server_cert_signed_by_trust_anchor(
             &cert,
-            &self.roots,
+            roots,
             intermediates,
             now,
             self.algs.all,
         )?;
-        self.names.check(end_entity)?;
+        names.check(end_entity)?;
         Ok(ServerCertVerified::assertion())
     }
     fn verify_tls12_signature(
@@ -558,9 +526,10 @@ pub fn client_config(ctx: &TlsContext) -> Result<Arc<ClientConfig>, TlsError> {
     let builder = if ctx.insecure_skip {
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(SkipVerify(
-                provider.signature_verification_algorithms,
-            )))
+            .with_custom_certificate_verifier(Arc::new(UpstreamVerifier {
+                check: None,
+                algs: provider.signature_verification_algorithms,
+            }))
     } else {
         let ca = ctx.ca_cert.as_deref().ok_or_else(|| {
             err(
@@ -573,9 +542,8 @@ pub fn client_config(ctx: &TlsContext) -> Result<Arc<ClientConfig>, TlsError> {
             None => builder.with_root_certificates(roots(ctx, ca)?),
             Some(names) => builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(SanVerifier {
-                    roots: Arc::new(roots(ctx, ca)?),
-                    names,
+                .with_custom_certificate_verifier(Arc::new(UpstreamVerifier {
+                    check: Some((Arc::new(roots(ctx, ca)?), names)),
                     algs: provider.signature_verification_algorithms,
                 })),
         }

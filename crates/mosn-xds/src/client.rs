@@ -164,6 +164,18 @@ struct State {
     subscribed: BTreeMap<&'static str, BTreeSet<String>>,
 }
 
+impl State {
+    /// The names subscribed for a non-wildcard type, in order; empty when none.
+    fn names(&self, type_url: &str) -> Vec<String> {
+        self.subscribed
+            .get(type_url)
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect()
+    }
+}
+
 struct Shared {
     cfg: Xds,
     sink: Arc<dyn Apply>,
@@ -326,13 +338,7 @@ impl Shared {
             }
         });
         let mut st = self.lock();
-        let names: Vec<String> = st
-            .subscribed
-            .get(t)
-            .into_iter()
-            .flatten()
-            .cloned()
-            .collect();
+        let names: Vec<String> = st.names(t);
         match nack {
             None => {
                 st.versions.insert(t, resp.version_info.clone());
@@ -389,13 +395,7 @@ impl Shared {
             .map(|(t, _)| DiscoveryRequest {
                 type_url: (*t).into(),
                 version_info: st.versions.get(t).cloned().unwrap_or_default(),
-                resource_names: st
-                    .subscribed
-                    .get(t)
-                    .into_iter()
-                    .flatten()
-                    .cloned()
-                    .collect(),
+                resource_names: st.names(t),
                 ..Default::default()
             })
             .collect()
@@ -710,13 +710,7 @@ async fn delta(
     {
         let st = s.lock();
         for (t, wildcard) in &on_ads {
-            let names: Vec<String> = st
-                .subscribed
-                .get(t)
-                .into_iter()
-                .flatten()
-                .cloned()
-                .collect();
+            let names: Vec<String> = st.names(t);
             if *wildcard || !names.is_empty() {
                 tx.send(DeltaDiscoveryRequest {
                     type_url: (*t).into(),

@@ -143,6 +143,28 @@ def quietly(requests):
         return
 
 
+def pump(context, out, types, respond):
+    """Yields respond(t) for each type the reader queues, and for every type in `types` when the
+    served resources change; respond may return None for nothing to send. Ends with the stream."""
+    seen = state["stamp"]
+    while context.is_active():
+        try:
+            queued = [out.get(timeout=0.05)]
+        except queue.Empty:
+            with cond:
+                stamp = state["stamp"]
+            if stamp == seen:
+                continue
+            seen = stamp
+            queued = list(types)
+        for t in queued:
+            if t is None:
+                return
+            r = respond(t)
+            if r is not None:
+                yield r
+
+
 def sotw(request_iterator, context, api):
     """A state-of-the-world stream (ADS, or SDS as istio-agent serves it)."""
     sid = next(streams)
@@ -176,21 +198,7 @@ def sotw(request_iterator, context, api):
         return resp
 
     threading.Thread(target=reader, daemon=True).start()
-    seen = state["stamp"]
-    while context.is_active():
-        try:
-            t = out.get(timeout=0.05)
-        except queue.Empty:
-            with cond:
-                stamp = state["stamp"]
-            if stamp != seen:
-                seen = stamp
-                for t in list(wanted):
-                    yield respond(t)
-            continue
-        if t is None:
-            return
-        yield respond(t)
+    yield from pump(context, out, wanted, respond)
 
 
 class SDS(sds_pb2_grpc.SecretDiscoveryServiceServicer):
@@ -250,25 +258,7 @@ class ADS(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
             return resp
 
         threading.Thread(target=reader, daemon=True).start()
-        seen = state["stamp"]
-        while context.is_active():
-            try:
-                t = out.get(timeout=0.05)
-            except queue.Empty:
-                with cond:
-                    stamp = state["stamp"]
-                if stamp != seen:
-                    seen = stamp
-                    for t in list(subs):
-                        r = diff(t)
-                        if r is not None:
-                            yield r
-                continue
-            if t is None:
-                return
-            r = diff(t)
-            if r is not None:
-                yield r
+        yield from pump(context, out, subs, diff)
 
 
 def main():
