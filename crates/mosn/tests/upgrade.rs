@@ -405,3 +405,87 @@ fn inherit_old_mosnconfig_takes_the_running_config() {
     assert_eq!(wait_timeout(&mut a.child, Duration::from_secs(10)), Some(0));
     assert_eq!(http(listener, "GET", "/", &[], "").body, "running config");
 }
+
+/// A new process that dies after taking the sockets and before saying it is ready: the old
+/// process reports the failed upgrade, goes on serving without failing a request of the load,
+/// listens on `reconfig.sock` again, and a later upgrade by a real process succeeds.
+///
+/// The dying process is played by the test (a stand-in, not a real `mosn`): it follows MOSN's
+/// protocol up to the sockets and closes, which is what the old process sees of a new process
+/// killed at that point; a real process cannot be killed at that exact point without a race.
+#[test]
+fn a_new_process_dying_before_it_is_ready_leaves_the_old_one_serving() {
+    use std::os::unix::net::{UnixListener, UnixStream};
+    let dir = temp_dir("upgrade-dies");
+    let app = text_upstream("app");
+    let listener = closed_port();
+    let socks = dir.join("socks");
+    let cfg = json!({
+        "uds_dir": socks.to_str().unwrap(),
+        "servers": [{"default_log_path": "stderr", "graceful_timeout": "2s",
+            "routers": [{"router_config_name": "r", "virtual_hosts": [{"name": "v", "domains": ["*"],
+                "routers": [{"match": {"prefix": "/"}, "route": {"cluster_name": "app"}}]}]}],
+            "listeners": [{"name": "l", "address": listener.to_string(), "filter_chains": [{"filters": [
+                {"type": "proxy", "config": {"downstream_protocol": "Http1", "router_config_name": "r"}}]}]}]}],
+        "cluster_manager": {"clusters": [{"name": "app", "type": "SIMPLE", "lb_type": "LB_ROUNDROBIN",
+            "hosts": [{"address": app.to_string()}]}]}
+    });
+    let file = dir.join("mosn.json");
+    std::fs::write(&file, cfg.to_string()).unwrap();
+    let mut a = spawn(&file);
+    a.log_line(&["hot upgrade: listening"]);
+    let load = Load::start(listener, 4);
+    std::thread::sleep(Duration::from_millis(300));
+
+    // The stand-in: listen.sock first, then ask on reconfig.sock (MOSN answers one 0x00 byte).
+    let listen = UnixListener::bind(socks.join("listen.sock")).unwrap();
+    let mut ask = UnixStream::connect(socks.join("reconfig.sock")).unwrap();
+    let mut b = [9u8; 1];
+    ask.read_exact(&mut b).unwrap();
+    assert_eq!(b, [0], "reconfig.sock answers 0x00");
+    listen.set_nonblocking(true).unwrap();
+    let mut from_old = None;
+    within(
+        Duration::from_secs(15),
+        "the old process dials listen.sock",
+        || {
+            from_old = listen.accept().ok().map(|(s, _)| s);
+            from_old.is_some()
+        },
+    );
+    let mut from_old = from_old.unwrap();
+    from_old.set_nonblocking(false).unwrap();
+    from_old
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // The sockets come with one data byte; reading it without SCM_RIGHTS space drops them.
+    from_old.read_exact(&mut b).unwrap();
+    drop(from_old);
+    drop(listen);
+    std::fs::remove_file(socks.join("listen.sock")).unwrap();
+    a.log_line(&["hot upgrade failed; this process goes on serving"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        a.child.try_wait().unwrap().is_none(),
+        "the old process goes on"
+    );
+
+    // A real upgrade afterwards works: the old process listens on reconfig.sock again.
+    // (Probing it by connecting would itself ask for an upgrade.)
+    within(Duration::from_secs(5), "reconfig.sock again", || {
+        socks.join("reconfig.sock").exists()
+    });
+    let new = spawn(&file);
+    new.log_line(&["hot upgrade: this process serves"]);
+    assert_eq!(wait_timeout(&mut a.child, Duration::from_secs(10)), Some(0));
+    std::thread::sleep(Duration::from_millis(300));
+    let (ok, failed) = load.finish();
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {:?}",
+        failed.len(),
+        ok + failed.len() as u64,
+        &failed[..failed.len().min(5)]
+    );
+    assert!(ok > 500, "only {ok} requests");
+}
