@@ -277,6 +277,7 @@ fn bolt_echo() -> std::net::SocketAddr {
 /// if it ended)`.
 struct StickyBolt {
     stop: Arc<AtomicBool>,
+    answered: Arc<std::sync::atomic::AtomicU64>,
     thread: std::thread::JoinHandle<(u64, Option<String>)>,
 }
 
@@ -286,7 +287,8 @@ impl StickyBolt {
         use mosn_protocol::bolt::{Bolt, Frame, Version};
         use mosn_protocol::xprotocol::XProtocol;
         let stop = Arc::new(AtomicBool::new(false));
-        let s2 = stop.clone();
+        let answered = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (s2, a2) = (stop.clone(), answered.clone());
         let thread = std::thread::spawn(move || {
             let proto = Bolt::default();
             let mut s = std::net::TcpStream::connect(addr).unwrap();
@@ -323,13 +325,32 @@ impl StickyBolt {
                     return (ok, Some(format!("wrong answer to call {id}")));
                 }
                 ok += 1;
+                a2.store(ok, Ordering::Relaxed);
             }
             (ok, None)
         });
-        StickyBolt { stop, thread }
+        StickyBolt {
+            stop,
+            answered,
+            thread,
+        }
     }
 
-    fn finish(self) -> (u64, Option<String>) {
+    /// Calls answered so far.
+    fn answered(&self) -> u64 {
+        self.answered.load(Ordering::Relaxed)
+    }
+
+    /// Waits (30 s at most) until `at_least` calls are answered or the connection ended, then
+    /// stops: the number of calls does not depend on how fast a loaded machine runs.
+    fn finish(self, at_least: u64) -> (u64, Option<String>) {
+        let until = std::time::Instant::now() + Duration::from_secs(30);
+        while self.answered() < at_least
+            && !self.thread.is_finished()
+            && std::time::Instant::now() < until
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         self.stop.store(true, Ordering::Relaxed);
         self.thread.join().unwrap()
     }
@@ -360,20 +381,27 @@ fn a_bolt_connection_moves_between_frames_through_two_upgrades() {
     let mut a = spawn(&file);
     a.log_line(&["hot upgrade: listening"]);
     let sticky = StickyBolt::start(listener);
-    std::thread::sleep(Duration::from_millis(300));
+    // Calls go on across each step: the count grows while each process serves the connection.
+    let grows = |what: &str| {
+        let from = sticky.answered();
+        within(Duration::from_secs(10), what, || {
+            sticky.answered() > from + 100
+        });
+    };
+    grows("calls answered by the first process");
     let mut b = spawn(&file);
     b.log_line(&["hot upgrade: this process serves"]);
     assert_eq!(wait_timeout(&mut a.child, Duration::from_secs(10)), Some(0));
-    std::thread::sleep(Duration::from_millis(300));
+    grows("calls answered by the second process");
     b.log_line(&["hot upgrade: listening"]);
     b.signal("-HUP");
     assert_eq!(wait_timeout(&mut b.child, Duration::from_secs(10)), Some(0));
-    std::thread::sleep(Duration::from_millis(300));
-    let (ok, end) = sticky.finish();
+    grows("calls answered by the third process");
+    // MOSN's TestTransfer runs 5000 calls through the same two upgrades.
+    let (ok, end) = sticky.finish(5000);
     let c = std::fs::read_to_string(&pid_file).unwrap_or_default();
     let _ = std::process::Command::new("kill").arg(c.trim()).status();
     assert_eq!(end, None, "the Bolt connection ended");
-    // MOSN's TestTransfer runs 5000 calls through the same two upgrades.
     assert!(ok >= 5000, "only {ok} calls");
     eprintln!("one Bolt connection through two upgrades: {ok} calls, 0 failed");
 }
