@@ -88,16 +88,18 @@ pub async fn serve(accepted: Accepted) {
     let mut idle_timer = std::pin::pin!(tokio::time::sleep(Duration::from_secs(86400)));
     let mut idle_armed = false;
     let mut draining = false;
-    if ctx.draining() {
-        conn.graceful_shutdown();
-        draining = true;
-    }
     let mut streams = FuturesUnordered::new();
     // The context new streams start with: a new config snapshot applies from the next stream.
     let mut current = ctx.clone();
     let mut calm = false;
     let mut calm_deadline = std::pin::pin!(tokio::time::sleep(Duration::from_secs(86400)));
     loop {
+        // A busy connection may not be waiting on `drain` when the drain starts (another branch
+        // won that turn and the notification went with the dropped future): look every turn.
+        if !draining && ctx.draining() {
+            conn.graceful_shutdown();
+            draining = true;
+        }
         match idle {
             Some(t) if streams.is_empty() && !idle_armed => {
                 idle_timer.as_mut().reset(Instant::now() + t);

@@ -194,6 +194,11 @@ impl Load {
         }
     }
 
+    /// Requests answered so far.
+    pub fn ok(&self) -> u64 {
+        self.ok.load(Ordering::Relaxed)
+    }
+
     pub fn finish(self) -> (u64, Vec<String>) {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.threads {
