@@ -9,9 +9,13 @@
 //!     "listening ADDR".
 //! bolt-load client --target ADDR [--protocol bolt|boltv2|dubbo] [--connections 8]
 //!                  [--in-flight 16] [--duration 10] [--size 128] [--service NAME] [--v2]
+//!                  [--progress]
 //!     keeps `in-flight` requests outstanding on each of `connections` connections for `duration`
-//!     seconds (a new request as soon as an answer comes), then prints one line:
+//!     seconds or until SIGINT/SIGTERM (a new request as soon as an answer comes), collects the
+//!     answers still owed, then prints one line:
 //!     "requests=N errors=E rps=R p50_us=A p99_us=B max_us=C".
+//!     With `--progress`, also "progress requests=N errors=E" every 100 ms while it runs.
+//!     A connection that closes with requests owed counts them as errors; it is not reopened.
 //! ```
 //!
 //! Bolt requests carry `size` bytes of content and the `service` header. Dubbo requests are
@@ -25,6 +29,8 @@
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -84,6 +90,9 @@ enum Mode {
         /// Bolt v2 frames (with CRC32); the same as `--protocol boltv2`.
         #[arg(long)]
         v2: bool,
+        /// Print the running totals every 100 ms.
+        #[arg(long)]
+        progress: bool,
     },
 }
 
@@ -191,16 +200,50 @@ fn main() -> Result<()> {
             size,
             service,
             v2,
+            progress,
         } => {
             if connections == 0 || in_flight == 0 {
                 bail!("--connections and --in-flight must be at least 1");
             }
+            let started = Instant::now();
             let run = Run {
                 target,
                 connections,
                 in_flight,
-                until: Instant::now() + Duration::from_secs(duration),
+                until: started + Duration::from_secs(duration),
+                live: Arc::new(Live::default()),
             };
+            rt.block_on(async {
+                let live = run.live.clone();
+                tokio::spawn(async move {
+                    use tokio::signal::unix::{signal, SignalKind};
+                    let (Ok(mut int), Ok(mut term)) = (
+                        signal(SignalKind::interrupt()),
+                        signal(SignalKind::terminate()),
+                    ) else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = int.recv() => {}
+                        _ = term.recv() => {}
+                    }
+                    live.stop.store(true, Ordering::Relaxed);
+                });
+                if progress {
+                    let live = run.live.clone();
+                    tokio::spawn(async move {
+                        let mut tick = tokio::time::interval(Duration::from_millis(100));
+                        loop {
+                            tick.tick().await;
+                            println!(
+                                "progress requests={} errors={}",
+                                live.answered.load(Ordering::Relaxed),
+                                live.errors.load(Ordering::Relaxed)
+                            );
+                        }
+                    });
+                }
+            });
             let stats = match protocol {
                 Proto::Dubbo => {
                     let svc = service.unwrap_or("org.apache.dubbo.demo.EchoService".into());
@@ -215,7 +258,7 @@ fn main() -> Result<()> {
                     rt.block_on(run.all(bolt, size, &svc))?
                 }
             };
-            stats.print(duration);
+            stats.print(started.elapsed());
             Ok(())
         }
     }
@@ -234,7 +277,7 @@ impl Stats {
         self.errors += o.errors;
     }
 
-    fn print(mut self, secs: u64) {
+    fn print(mut self, took: Duration) {
         self.latencies.sort_unstable();
         let n = self.latencies.len();
         let at = |q: f64| {
@@ -246,7 +289,7 @@ impl Stats {
         println!(
             "requests={n} errors={} rps={:.0} p50_us={} p99_us={} max_us={}",
             self.errors,
-            n as f64 / secs.max(1) as f64,
+            n as f64 / took.as_secs_f64().max(0.001),
             at(0.50),
             at(0.99),
             self.latencies.last().copied().unwrap_or(0)
@@ -254,13 +297,22 @@ impl Stats {
     }
 }
 
+/// Totals shared by a run's connections while it runs, and its stop signal.
+#[derive(Default)]
+struct Live {
+    answered: AtomicU64,
+    errors: AtomicU64,
+    stop: AtomicBool,
+}
+
 /// One load run's shape.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Run {
     target: SocketAddr,
     connections: usize,
     in_flight: usize,
     until: Instant,
+    live: Arc<Live>,
 }
 
 impl Run {
@@ -272,7 +324,11 @@ impl Run {
         let (req, want) = proto.template(size, service);
         let mut tasks = Vec::new();
         for _ in 0..self.connections {
-            tasks.push(tokio::spawn(self.client(proto, req.clone(), want.clone())));
+            tasks.push(tokio::spawn(self.clone().client(
+                proto,
+                req.clone(),
+                want.clone(),
+            )));
         }
         let mut all = Stats::default();
         for t in tasks {
@@ -291,6 +347,7 @@ impl Run {
             target,
             in_flight,
             until,
+            live,
             ..
         } = self;
         let mut s = TcpStream::connect(target)
@@ -315,24 +372,33 @@ impl Run {
             next_id = next_id.wrapping_add(1);
             outstanding += 1;
         }
-        let drain_until = until + Duration::from_secs(5);
+        let mut drain_until = until + Duration::from_secs(5);
+        let mut stopped = false;
         while outstanding > 0 {
             if !wbuf.is_empty() {
-                s.write_all(&wbuf).await?;
+                if s.write_all(&wbuf).await.is_err() {
+                    stats.errors += outstanding as u64;
+                    live.errors.fetch_add(outstanding as u64, Ordering::Relaxed);
+                    break;
+                }
                 wbuf.clear();
             }
             let now = Instant::now();
+            if !stopped && live.stop.load(Ordering::Relaxed) {
+                stopped = true;
+                drain_until = drain_until.min(now + Duration::from_secs(5));
+            }
             if now >= drain_until {
                 stats.errors += outstanding as u64;
                 break;
             }
             let n = tokio::time::timeout(drain_until - now, s.read_buf(&mut rbuf)).await;
             match n {
-                Ok(Ok(0)) | Err(_) => {
+                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => {
                     stats.errors += outstanding as u64;
+                    live.errors.fetch_add(outstanding as u64, Ordering::Relaxed);
                     break;
                 }
-                Ok(Err(e)) => return Err(e.into()),
                 Ok(Ok(_)) => {}
             }
             let now = Instant::now();
@@ -348,10 +414,12 @@ impl Run {
                     .min(u32::MAX as u128) as u32;
                 if proto.http_status(&f) == 200 && proto.answer_body(&f) == want {
                     stats.latencies.push(us);
+                    live.answered.fetch_add(1, Ordering::Relaxed);
                 } else {
                     stats.errors += 1;
+                    live.errors.fetch_add(1, Ordering::Relaxed);
                 }
-                if now < until {
+                if now < until && !stopped {
                     sent[next_id as usize % in_flight] = now;
                     send(next_id, &mut wbuf);
                     next_id = next_id.wrapping_add(1);

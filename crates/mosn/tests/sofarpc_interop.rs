@@ -20,39 +20,15 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 const TEST: &str = "com.nodejs.test.TestService:1.0";
 const OTHER: &str = "com.nodejs.test.OtherService:1.0";
 
-fn node() -> Command {
-    let modules = repo().join("target/peers/sofa/node_modules");
-    assert!(
-        modules.join("sofa-rpc-node").exists(),
-        "{} is missing: run scripts/install-test-deps.sh",
-        modules.display()
-    );
-    let mut c = Command::new("node");
-    c.env("NODE_PATH", modules).arg(peer_script());
-    c
-}
-
-fn peer_script() -> PathBuf {
-    repo().join("crates/mosn/tests/peers/sofa_peer.js")
-}
-
-/// A SOFARPC server answering `echo` with `name:`; `port` 0 takes one from the OS.
-fn sofa_server(name: &str, port: u16) -> (Killed, SocketAddr) {
-    let mut cmd = node();
-    cmd.args(["server", name, &port.to_string()]);
-    peer_on_port(cmd)
-}
-
 /// Runs a client mode of the peer script (60 s at most); its stdout.
 fn client(args: &[&str]) -> String {
-    let mut child = node()
+    let mut child = sofa_node()
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

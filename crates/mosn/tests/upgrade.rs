@@ -628,6 +628,171 @@ fn a_bolt_connection_moves_between_frames_through_two_upgrades() {
     eprintln!("one Bolt connection through two upgrades: {ok} calls, 0 failed");
 }
 
+/// The project's Bolt load generator (`bolt-load client --progress`) in the background: its
+/// running totals, and its summary once stopped.
+struct BoltLoad {
+    child: std::process::Child,
+    answered: Arc<std::sync::atomic::AtomicU64>,
+    errors: Arc<std::sync::atomic::AtomicU64>,
+    summary: std::sync::mpsc::Receiver<String>,
+}
+
+/// `bolt-load`, built beside the tests by scripts/test.sh (`cargo build -p bolt-load`).
+fn bolt_load() -> std::process::Command {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .unwrap()
+        .join("bolt-load");
+    assert!(
+        bin.exists(),
+        "{} is missing: run scripts/test.sh (or cargo build -p bolt-load)",
+        bin.display()
+    );
+    std::process::Command::new(bin)
+}
+
+impl BoltLoad {
+    /// 4 connections with 16 calls in flight each, never reopened (a connection that closes
+    /// counts its owed calls as errors).
+    fn start(target: std::net::SocketAddr) -> BoltLoad {
+        let mut child = bolt_load()
+            .args(["client", "--connections", "4", "--in-flight", "16"])
+            .args(["--duration", "600", "--progress", "--target"])
+            .arg(target.to_string())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let answered = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (tx, summary) = std::sync::mpsc::channel();
+        let (a2, e2) = (answered.clone(), errors.clone());
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                let field = |k: &str| {
+                    l.split_whitespace()
+                        .find_map(|f| f.strip_prefix(k))
+                        .and_then(|v| v.parse::<u64>().ok())
+                };
+                if l.starts_with("progress ") {
+                    a2.store(field("requests=").unwrap_or(0), Ordering::Relaxed);
+                    e2.store(field("errors=").unwrap_or(0), Ordering::Relaxed);
+                } else {
+                    let _ = tx.send(l);
+                }
+            }
+        });
+        BoltLoad {
+            child,
+            answered,
+            errors,
+            summary,
+        }
+    }
+
+    fn answered(&self) -> u64 {
+        self.answered.load(Ordering::Relaxed)
+    }
+
+    /// Stops it (SIGINT: the calls owed are collected first): its summary line.
+    fn finish(mut self) -> String {
+        let _ = std::process::Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let line = self
+            .summary
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_default();
+        let _ = self.child.wait();
+        line
+    }
+}
+
+/// Bolt under a pipelined load through both upgrades: `bolt-load` (4 connections, 16 calls in
+/// flight on each) and a real SOFARPC client (sofa-rpc-node, 8 calls in flight) through one
+/// listener. Each connection moves between frames: the old process stops reading it, answers
+/// the calls it took, and hands the socket over with the bytes of any frame begun, so the calls
+/// waiting in the socket are read by the new process. `bolt-load` never reopens a connection, so
+/// its calls answered under the third process went over the connections opened to the first.
+#[test]
+fn bolt_load_and_a_sofarpc_client_through_two_upgrades() {
+    let dir = temp_dir("upgrade-bolt-load");
+    let mut echo = bolt_load()
+        .args(["server"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(echo.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let echo_addr = line.trim().strip_prefix("listening ").unwrap().to_string();
+    let _echo = Killed(echo);
+    let (_sofa, sofa) = sofa_server("up", 0);
+    let listener = closed_port();
+    let pid_file = dir.join("mosn.pid");
+    let cfg = json!({
+        "pid": pid_file.to_str().unwrap(),
+        "servers": [{"default_log_path": "stderr", "graceful_timeout": "3s",
+            "routers": [{"router_config_name": "r", "virtual_hosts": [{"name": "v", "domains": ["*"],
+                "routers": [
+                    {"match": {"headers": [{"name": "service", "value": "com.nodejs.test.TestService:1.0"}]},
+                        "route": {"cluster_name": "sofa"}},
+                    {"match": {"headers": [{"name": "service", "value": ".*", "regex": true}]},
+                        "route": {"cluster_name": "echo"}}]}]}],
+            "listeners": [{"name": "bolt", "address": listener.to_string(), "filter_chains": [{"filters": [
+                {"type": "proxy", "config": {"downstream_protocol": "bolt", "upstream_protocol": "bolt",
+                    "router_config_name": "r"}}]}]}]}],
+        "cluster_manager": {"clusters": [
+            {"name": "echo", "type": "SIMPLE", "lb_type": "LB_ROUNDROBIN", "hosts": [{"address": echo_addr}]},
+            {"name": "sofa", "type": "SIMPLE", "lb_type": "LB_ROUNDROBIN", "hosts": [{"address": sofa.to_string()}]}]}
+    });
+    let file = dir.join("mosn.json");
+    std::fs::write(&file, cfg.to_string()).unwrap();
+    let mut a = spawn(&file);
+    a.log_line(&["hot upgrade: listening"]);
+    let load = BoltLoad::start(listener);
+    let sofa_load = sofa_node()
+        .args(["load", &listener.to_string(), "TestService", "600000"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let grows = |what: &str| {
+        let from = load.answered();
+        within(Duration::from_secs(30), what, || {
+            load.answered() > from + 500
+        });
+    };
+    let (_b, c) = upgrade_twice(&mut a, &file, &pid_file, &grows);
+    within(LOAD_LIMIT, "100,000 Bolt calls", || {
+        load.answered() >= AT_LEAST || load.errors.load(Ordering::Relaxed) > 0
+    });
+    let summary = load.finish();
+    let _ = std::process::Command::new("kill")
+        .arg(sofa_load.id().to_string())
+        .status();
+    let sofa_out = sofa_load.wait_with_output().unwrap();
+    drop(c);
+    let sofa_out = String::from_utf8_lossy(&sofa_out.stdout);
+    let sofa: serde_json::Value = serde_json::from_str(sofa_out.trim())
+        .unwrap_or_else(|e| panic!("SOFARPC load said {sofa_out:?}: {e}"));
+    let calls: u64 = summary
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("requests="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("bolt-load said {summary:?}"));
+    assert!(summary.contains(" errors=0 "), "bolt-load: {summary}");
+    assert!(calls >= AT_LEAST, "bolt-load: {summary}");
+    assert_eq!(sofa["failed"], 0, "SOFARPC client: {sofa}");
+    assert!(
+        sofa["ok"].as_u64().unwrap_or(0) > 100,
+        "SOFARPC client: {sofa}"
+    );
+    eprintln!("Bolt through two upgrades: bolt-load {summary}; SOFARPC client {sofa}");
+}
+
 /// `inherit_old_mosnconfig`: the new process runs the old one's effective `servers` (sent on
 /// `mosnconfig.sock`), not its own file's, which changed meanwhile.
 #[test]

@@ -430,3 +430,25 @@ pub fn peer_on_port(mut cmd: Command) -> (Killed, SocketAddr) {
         .unwrap_or_else(|| panic!("peer {cmd:?} said {line:?}"));
     (Killed(child), SocketAddr::from(([127, 0, 0, 1], port)))
 }
+
+/// `node crates/mosn/tests/peers/sofa_peer.js` with npm's sofa-rpc-node and sofa-bolt-node
+/// (installed by scripts/install-test-deps.sh into target/peers/sofa); the mode comes next.
+pub fn sofa_node() -> Command {
+    let modules = repo().join("target/peers/sofa/node_modules");
+    assert!(
+        modules.join("sofa-rpc-node").exists(),
+        "{} is missing: run scripts/install-test-deps.sh",
+        modules.display()
+    );
+    let mut c = Command::new("node");
+    c.env("NODE_PATH", modules)
+        .arg(repo().join("crates/mosn/tests/peers/sofa_peer.js"));
+    c
+}
+
+/// A SOFARPC server (sofa_peer.js) answering `echo` with `name:`; `port` 0 takes one from the OS.
+pub fn sofa_server(name: &str, port: u16) -> (Killed, SocketAddr) {
+    let mut cmd = sofa_node();
+    cmd.args(["server", name, &port.to_string()]);
+    peer_on_port(cmd)
+}

@@ -9,7 +9,7 @@
 //       matched to its call. Prints "OK N".
 //   node sofa_peer.js errors TARGET             a business exception and an unknown service; prints
 //       one JSON line per case with what the client saw.
-//   node sofa_peer.js load TARGET SERVICE MS    calls (8 in flight) for MS ms; prints JSON
+//   node sofa_peer.js load TARGET SERVICE MS    calls (8 in flight) for MS ms (or until SIGTERM); prints JSON
 //       {ok, failed, timeouts, maxMs, okAfterFirstFailure, firstError} (timeout per call 1000 ms;
 //       `timeouts` counts the failures that were the client's own timeout).
 //   node sofa_peer.js content SERVICE ARG FILE  writes to FILE the hessian2 content (the SofaRequest
@@ -84,7 +84,9 @@ async function errors(target) {
 
 async function load(target, service, ms) {
   const { client, c } = await consumer(target, service);
-  const until = Date.now() + ms;
+  let until = Date.now() + ms;
+  // SIGTERM ends the run early: calls in flight finish, then the totals are printed.
+  process.on('SIGTERM', () => { until = 0; });
   let ok = 0, failed = 0, timeouts = 0, maxMs = 0, okAfterFirstFailure = 0, firstError = '';
   const worker = async () => {
     while (Date.now() < until) {
