@@ -191,6 +191,8 @@ pub struct Accepted {
     pub addrs: (SocketAddr, SocketAddr),
     /// Bytes already read from it (by protocol detection), to be served first.
     pub initial: bytes::BytesMut,
+    /// A connection moved here by a hot upgrade: the answers the old process still owes it.
+    pub late: Option<crate::transfer::LateAnswers>,
 }
 
 impl Accepted {

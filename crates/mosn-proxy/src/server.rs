@@ -315,6 +315,7 @@ impl Server {
             workers: self.cmds.clone(),
             next: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             ids: Arc::new(std::sync::atomic::AtomicU32::new(1)),
+            late: Default::default(),
         }
     }
 
@@ -579,7 +580,12 @@ pub enum WorkerCmd {
     Close(usize),
     /// Serve a connection a previous process moved here (hot upgrade), on the listener at this
     /// slot, from these unread bytes.
-    Adopt(usize, std::net::TcpStream, bytes::BytesMut),
+    Adopt(
+        usize,
+        std::net::TcpStream,
+        bytes::BytesMut,
+        Option<crate::transfer::LateAnswers>,
+    ),
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -678,7 +684,7 @@ fn run_worker(
                         }
                         serve(index, s, &mut stops);
                     }
-                    WorkerCmd::Adopt(index, s, unread) => {
+                    WorkerCmd::Adopt(index, s, unread, late) => {
                         let snapshot = config.load_full();
                         tokio::task::spawn_local(crate::worker::accept::adopt(
                             worker.clone(),
@@ -686,6 +692,7 @@ fn run_worker(
                             index,
                             s,
                             unread,
+                            late,
                         ));
                     }
                     WorkerCmd::Close(index) => {

@@ -5,9 +5,14 @@
 //! on and answers a `u32 BE` connection id (0: refused).
 //!
 //! mosn-rs moves HTTP/1 keep-alive connections between requests (MOSN closes them) and Bolt and
-//! Dubbo connections between frames once every call is answered, so a client keeps its
-//! connection, and its client-side port, across an upgrade. TLS connections are not moved (their
-//! session state stays in the old process); they drain.
+//! Dubbo connections between frames, so a client keeps its connection, and its client-side port,
+//! across an upgrade. The answers a moved RPC connection is still owed by the old process follow
+//! it with MOSN's "transfer write" message: the byte `0x01` (no descriptor), `u32 BE data_len`,
+//! `u32 BE connection_id` (the id the new process gave), then the bytes, which the new process
+//! writes to that connection between its own frames. mosn-rs ends the answers owed to a
+//! connection with an empty message (MOSN writes those 0 bytes and goes on), so the new process
+//! knows when the old one owes that connection nothing more. TLS connections are not moved
+//! (their session state stays in the old process); they drain.
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -18,6 +23,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use bytes::Bytes;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+
+/// New process: the answers the old process still owes one moved connection, whole frames per
+/// item, in order; the channel ends when nothing more is owed.
+pub type LateAnswers = UnboundedReceiver<Bytes>;
 
 use crate::server::WorkerCmd;
 use crate::snapshot::Snapshot;
@@ -53,15 +64,12 @@ pub enum TransferError {
     Refused,
 }
 
-/// Old process: sends one connection (its socket and its unread bytes) to `conn` and returns the
-/// id the new process gave it. Blocking; run it off the worker's event loop.
-///
-/// Errors: [`TransferError`]; the connection is then still this process's to close.
-pub fn send(conn: &Path, socket: &OwnedFd, unread: &[u8]) -> Result<u32, TransferError> {
+/// Dials the new process's `conn.sock` (one unix connection per message, as MOSN does).
+fn dial(conn: &Path) -> Result<UnixStream, TransferError> {
     let mut tries = 0;
-    let mut s = loop {
+    loop {
         match UnixStream::connect(conn) {
-            Ok(s) => break s,
+            Ok(s) => return Ok(s),
             // The new process binds conn.sock right after it got the sockets.
             Err(_) if tries < 20 => {
                 tries += 1;
@@ -69,7 +77,15 @@ pub fn send(conn: &Path, socket: &OwnedFd, unread: &[u8]) -> Result<u32, Transfe
             }
             Err(e) => return Err(e.into()),
         }
-    };
+    }
+}
+
+/// Old process: sends one connection (its socket and its unread bytes) to `conn` and returns the
+/// id the new process gave it. Blocking; run it off the worker's event loop.
+///
+/// Errors: [`TransferError`]; the connection is then still this process's to close.
+pub fn send(conn: &Path, socket: &OwnedFd, unread: &[u8]) -> Result<u32, TransferError> {
+    let mut s = dial(conn)?;
     s.set_read_timeout(Some(Duration::from_secs(3)))?;
     mosn_net::fdpass::send_fds(&s, &[0], &[socket.as_raw_fd()])?;
     let mut head = [0u8; 8];
@@ -81,6 +97,31 @@ pub fn send(conn: &Path, socket: &OwnedFd, unread: &[u8]) -> Result<u32, Transfe
     match u32::from_be_bytes(id) {
         0 => Err(TransferError::Refused),
         id => Ok(id),
+    }
+}
+
+/// Old process: sends answers owed to the moved connection `id` (MOSN's "transfer write"; empty
+/// `data`: nothing more is owed). Blocking; run it off the worker's event loop.
+///
+/// Errors: [`TransferError::Io`] when `conn.sock` cannot be reached; the answers are then lost.
+pub fn send_write(conn: &Path, id: u32, data: &[u8]) -> Result<(), TransferError> {
+    let mut s = dial(conn)?;
+    let mut head = [0u8; 9];
+    head[0] = 1;
+    head[1..5].copy_from_slice(&(data.len() as u32).to_be_bytes());
+    head[5..].copy_from_slice(&id.to_be_bytes());
+    s.write_all(&head)?;
+    s.write_all(data)?;
+    Ok(())
+}
+
+/// Old process: forwards answers owed to the moved connection `id` (off the event loop); see
+/// [`send_write`]. A failure is logged: those answers are lost with it.
+pub async fn forward(path: PathBuf, id: u32, data: Bytes) {
+    let len = data.len();
+    let sent = tokio::task::spawn_blocking(move || send_write(&path, id, &data)).await;
+    if let Ok(Err(e)) = sent {
+        tracing::warn!(id, bytes = len, error = %e, "hot upgrade: answers owed to a moved connection were lost");
     }
 }
 
@@ -115,6 +156,28 @@ pub async fn move_tcp(
 
 /// Most unread bytes a moved connection may carry (a request head and a little more).
 pub const MAX_UNREAD: usize = 1 << 20;
+/// Most bytes of one "transfer write" message (answers owed to a moved connection).
+pub const MAX_LATE: usize = 64 << 20;
+
+/// New process: where the answers the old process still owes a moved connection go, by the id
+/// given it. An entry goes when its connection ends, or when the old process says it owes
+/// nothing more (an empty message); all go when `conn.sock` closes.
+pub type Late = Arc<std::sync::Mutex<std::collections::HashMap<u32, UnboundedSender<Bytes>>>>;
+
+/// What one `conn.sock` message was.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Message {
+    /// A connection moved here, with the id given it ("transfer read").
+    Moved(u32),
+    /// Answers owed to a moved connection, `bytes` long (0: no more), passed on or dropped when
+    /// that connection is gone ("transfer write").
+    Late {
+        /// The moved connection's id.
+        id: u32,
+        /// How many bytes.
+        bytes: usize,
+    },
+}
 
 /// New process: takes moved connections and gives each to a worker.
 #[derive(Clone)]
@@ -123,18 +186,23 @@ pub struct Adopter {
     pub(crate) workers: Vec<tokio::sync::mpsc::UnboundedSender<WorkerCmd>>,
     pub(crate) next: Arc<AtomicUsize>,
     pub(crate) ids: Arc<AtomicU32>,
+    pub(crate) late: Late,
 }
 
 impl Adopter {
-    /// Serves one `conn.sock` message: reads the socket and its unread bytes, hands them to a
-    /// worker (on the listener of the socket's local address), answers the id. Blocking.
+    /// Serves one `conn.sock` message. "Transfer read": reads the socket and its unread bytes,
+    /// hands them to a worker (on the listener of the socket's local address), answers the id.
+    /// "Transfer write": passes the bytes to the moved connection of that id. Blocking.
     ///
     /// Errors: a malformed message, or no listener for the socket (answered with id 0).
-    pub fn serve(&self, mut s: UnixStream) -> Result<u32, TransferError> {
+    pub fn serve(&self, mut s: UnixStream) -> Result<Message, TransferError> {
         s.set_read_timeout(Some(Duration::from_secs(3)))?;
         let (data, mut fds) = mosn_net::fdpass::recv_fds(&s, 1)?;
         let mut head = [0u8; 8];
         s.read_exact(&mut head)?;
+        if data == [1] && fds.is_empty() {
+            return self.late(s, head);
+        }
         let data_len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
         let tls_len = u32::from_be_bytes([head[4], head[5], head[6], head[7]]) as usize;
         let ok_shape = data == [0] && fds.len() == 1 && data_len <= MAX_UNREAD && tls_len == 0;
@@ -159,11 +227,18 @@ impl Adopter {
         tcp.set_nonblocking(true)?;
         let w = self.next.fetch_add(1, Ordering::Relaxed) % self.workers.len();
         let id = self.ids.fetch_add(1, Ordering::Relaxed).max(1);
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        {
+            let mut late = self.late.lock().unwrap_or_else(|e| e.into_inner());
+            late.retain(|_, tx| !tx.is_closed());
+            late.insert(id, tx);
+        }
         if self.workers[w]
             .send(WorkerCmd::Adopt(
                 slot,
                 tcp,
                 bytes::BytesMut::from(&unread[..]),
+                Some(rx),
             ))
             .is_err()
         {
@@ -171,6 +246,38 @@ impl Adopter {
             return Err(TransferError::Refused);
         }
         s.write_all(&id.to_be_bytes())?;
-        Ok(id)
+        Ok(Message::Moved(id))
+    }
+
+    /// The rest of a "transfer write" message after its header (`data_len`, `connection_id`).
+    fn late(&self, mut s: UnixStream, head: [u8; 8]) -> Result<Message, TransferError> {
+        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        let id = u32::from_be_bytes([head[4], head[5], head[6], head[7]]);
+        if len > MAX_LATE {
+            return Err(TransferError::Refused);
+        }
+        let mut data = vec![0u8; len];
+        s.read_exact(&mut data)?;
+        let mut late = self.late.lock().unwrap_or_else(|e| e.into_inner());
+        if len == 0 {
+            // Nothing more is owed: the connection's receiver sees its end.
+            late.remove(&id);
+        } else if let Some(tx) = late.get(&id) {
+            if tx.send(Bytes::from(data)).is_err() {
+                late.remove(&id);
+                tracing::info!(
+                    id,
+                    bytes = len,
+                    "hot upgrade: answers for a connection already gone were dropped"
+                );
+            }
+        } else {
+            tracing::info!(
+                id,
+                bytes = len,
+                "hot upgrade: answers for an unknown connection were dropped"
+            );
+        }
+        Ok(Message::Late { id, bytes: len })
     }
 }

@@ -9,7 +9,8 @@
 //!
 //! While the old process drains, its idle HTTP/1 keep-alive connections (MOSN closes them) and
 //! its Bolt and Dubbo connections between frames move to the new one over `conn.sock` (MOSN's
-//! "transfer read" message), so their clients keep their connections. With
+//! "transfer read" message), so their clients keep their connections; the answers the old
+//! process still owes a moved RPC connection follow it ("transfer write"). With
 //! `inherit_old_mosnconfig`, the old process also sends its effective config (the file's, with
 //! what the Dubbo registry added) on `mosnconfig.sock`, and the new one runs its `servers`,
 //! `cluster_manager` and `extends`.
@@ -298,7 +299,8 @@ pub fn serve_moved_connections(
                     Ok((s, _)) => {
                         let _ = s.set_nonblocking(false);
                         match adopter.serve(s) {
-                            Ok(_) => moved += 1,
+                            Ok(mosn_proxy::transfer::Message::Moved(_)) => moved += 1,
+                            Ok(mosn_proxy::transfer::Message::Late { .. }) => {}
                             Err(e) => tracing::warn!(error = %e, "hot upgrade: a moved connection was refused"),
                         }
                     }

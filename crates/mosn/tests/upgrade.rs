@@ -456,6 +456,12 @@ fn an_upgrade_keeps_the_sockets_of_listeners_the_control_plane_sends_later() {
 
 /// A Bolt echo upstream on the project's own codec: each call is answered with its content.
 fn bolt_echo() -> std::net::SocketAddr {
+    bolt_echo_holding(Arc::new(AtomicBool::new(true)))
+}
+
+/// [`bolt_echo`], except that calls whose content starts with `hold` are answered only once
+/// `release` is set (the others meanwhile as they come).
+fn bolt_echo_holding(release: Arc<AtomicBool>) -> std::net::SocketAddr {
     use mosn_protocol::bolt::{status, Bolt};
     use mosn_protocol::xprotocol::{FrameKind, XProtocol};
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -463,8 +469,10 @@ fn bolt_echo() -> std::net::SocketAddr {
     std::thread::spawn(move || {
         for s in l.incoming() {
             let Ok(mut s) = s else { return };
+            let release = release.clone();
             std::thread::spawn(move || {
                 let proto = Bolt::default();
+                let out_sock = Arc::new(std::sync::Mutex::new(s.try_clone().unwrap()));
                 let mut buf = bytes::BytesMut::new();
                 let mut chunk = [0u8; 16384];
                 loop {
@@ -480,7 +488,15 @@ fn bolt_echo() -> std::net::SocketAddr {
                         };
                         let mut out = bytes::BytesMut::new();
                         proto.encode(&reply, &mut out);
-                        if s.write_all(&out).is_err() {
+                        if f.content.starts_with(b"hold") {
+                            let (release, out_sock) = (release.clone(), out_sock.clone());
+                            std::thread::spawn(move || {
+                                while !release.load(Ordering::Relaxed) {
+                                    std::thread::sleep(Duration::from_millis(5));
+                                }
+                                let _ = out_sock.lock().unwrap().write_all(&out);
+                            });
+                        } else if out_sock.lock().unwrap().write_all(&out).is_err() {
                             return;
                         }
                     }
@@ -791,6 +807,93 @@ fn bolt_load_and_a_sofarpc_client_through_two_upgrades() {
         "SOFARPC client: {sofa}"
     );
     eprintln!("Bolt through two upgrades: bolt-load {summary}; SOFARPC client {sofa}");
+}
+
+/// A Bolt connection moves while the old process still owes it an answer (MOSN's "transfer
+/// write"): the connection goes on to the new process at once, which answers the calls sent
+/// since, and the owed answer reaches the client later through the new process, on the same
+/// connection. The upstream holds that one call until the client has had 50 answers from the new
+/// process: an old process that waited for the owed answer before moving the connection would
+/// stall it, and the test would fail.
+#[test]
+fn a_bolt_connection_moves_with_an_answer_still_owed() {
+    use mosn_api::Headers;
+    use mosn_protocol::bolt::{Bolt, Frame, Version};
+    use mosn_protocol::xprotocol::XProtocol;
+    let dir = temp_dir("upgrade-owed");
+    let release = Arc::new(AtomicBool::new(false));
+    let up = bolt_echo_holding(release.clone());
+    let listener = closed_port();
+    let cfg = json!({
+        "servers": [{"default_log_path": "stderr", "graceful_timeout": "20s",
+            "routers": [{"router_config_name": "r", "virtual_hosts": [{"name": "v", "domains": ["*"],
+                "routers": [{"match": {"headers": [{"name": "service", "value": ".*", "regex": true}]},
+                    "route": {"cluster_name": "up"}}]}]}],
+            "listeners": [{"name": "bolt", "address": listener.to_string(), "filter_chains": [{"filters": [
+                {"type": "proxy", "config": {"downstream_protocol": "bolt", "upstream_protocol": "bolt",
+                    "router_config_name": "r"}}]}]}]}],
+        "cluster_manager": {"clusters": [{"name": "up", "type": "SIMPLE", "lb_type": "LB_ROUNDROBIN",
+            "hosts": [{"address": up.to_string()}]}]}
+    });
+    let file = dir.join("mosn.json");
+    std::fs::write(&file, cfg.to_string()).unwrap();
+    let mut a = spawn(&file);
+    a.log_line(&["hot upgrade: listening"]);
+
+    let proto = Bolt::default();
+    let mut s = std::net::TcpStream::connect(listener).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = bytes::BytesMut::new();
+    let call = |s: &mut std::net::TcpStream, id: u32, content: &str| {
+        let mut f = Frame::request(Version::V1, id);
+        f.class = bytes::Bytes::from_static(b"com.alipay.sofa.rpc.core.request.SofaRequest");
+        f.set("service", b"com.example.Echo");
+        f.content = bytes::Bytes::from(content.to_string());
+        f.timeout_ms = 30_000;
+        let mut out = bytes::BytesMut::new();
+        proto.encode(&f, &mut out);
+        s.write_all(&out).unwrap();
+    };
+    let mut answer = |s: &mut std::net::TcpStream| loop {
+        if let Some(r) = proto.decode(&mut buf).unwrap() {
+            return (
+                r.request_id,
+                String::from_utf8_lossy(&r.content).into_owned(),
+            );
+        }
+        let mut chunk = [0u8; 16384];
+        match s.read(&mut chunk) {
+            Ok(0) => panic!("the connection closed"),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) => panic!("no answer: {e}"),
+        }
+    };
+    call(&mut s, 1, "first");
+    assert_eq!(answer(&mut s), (1, "first".to_string()));
+    // The call the old process will still owe when the connection moves.
+    call(&mut s, 2, "hold me");
+    let b = spawn(&file);
+    b.log_line(&["hot upgrade: this process serves"]);
+    a.log_line(&["hot upgrade: draining"]);
+    for id in 3..53 {
+        call(&mut s, id, &format!("call {id}"));
+        assert_eq!(
+            answer(&mut s),
+            (id, format!("call {id}")),
+            "a call sent after the upgrade"
+        );
+    }
+    release.store(true, Ordering::Relaxed);
+    assert_eq!(
+        answer(&mut s),
+        (2, "hold me".to_string()),
+        "the answer owed by the old process"
+    );
+    // The old process owes nothing more: it exits well before its 20 s graceful timeout.
+    assert_eq!(wait_timeout(&mut a.child, Duration::from_secs(10)), Some(0));
+    call(&mut s, 53, "after");
+    assert_eq!(answer(&mut s), (53, "after".to_string()));
+    drop(b);
 }
 
 /// `inherit_old_mosnconfig`: the new process runs the old one's effective `servers` (sent on

@@ -81,6 +81,7 @@ pub(crate) async fn adopt(
     index: usize,
     s: std::net::TcpStream,
     unread: BytesMut,
+    late: Option<crate::transfer::LateAnswers>,
 ) {
     let Ok(s) = tokio::net::TcpStream::from_std(s) else {
         return;
@@ -112,16 +113,16 @@ pub(crate) async fn adopt(
             _ => return,
         },
     };
-    serve_protocol(
-        w,
-        snapshot.clone(),
-        index,
-        Stream::Tcp(s),
-        (peer, local),
-        protocol,
-        unread,
-    )
-    .await
+    let a = crate::conn::Accepted {
+        worker: w,
+        snapshot,
+        listener: index,
+        io: Stream::Tcp(s),
+        addrs: (peer, local),
+        initial: unread,
+        late,
+    };
+    serve_protocol(a, protocol).await
 }
 
 /// Longest time a client may take to complete its TLS handshake (or, on an `inspector` listener,
@@ -273,28 +274,22 @@ async fn serve_proxy(
             }
         }
     };
-    serve_protocol(w, snapshot.clone(), index, io, addrs, protocol, initial).await
-}
-
-/// Serves a connection by its protocol's driver; `initial` holds bytes already read.
-async fn serve_protocol(
-    w: Rc<Worker>,
-    snapshot: Arc<Snapshot>,
-    index: usize,
-    io: Stream,
-    addrs: (SocketAddr, SocketAddr),
-    protocol: Protocol,
-    initial: BytesMut,
-) {
-    use mosn_protocol::bolt::Bolt;
     let a = crate::conn::Accepted {
         worker: w,
-        snapshot,
+        snapshot: snapshot.clone(),
         listener: index,
         io,
         addrs,
         initial,
+        late: None,
     };
+    serve_protocol(a, protocol).await
+}
+
+/// Serves a connection by its protocol's driver.
+async fn serve_protocol(a: crate::conn::Accepted, protocol: Protocol) {
+    use mosn_protocol::bolt::Bolt;
+    let index = a.listener;
     match protocol {
         Protocol::Http1 => crate::http1::serve(a).await,
         Protocol::Http2 => crate::http2::serve(a).await,
@@ -379,8 +374,16 @@ async fn serve_stream<S>(
             let (seen, verdict) = sniff(&mut s, info.header_timeout).await;
             match verdict {
                 Some(p) => {
-                    let addrs = (peer, local);
-                    serve_protocol(w, snapshot.clone(), index, s.into(), addrs, p, seen).await
+                    let a = crate::conn::Accepted {
+                        worker: w,
+                        snapshot: snapshot.clone(),
+                        listener: index,
+                        io: s.into(),
+                        addrs: (peer, local),
+                        initial: seen,
+                        late: None,
+                    };
+                    serve_protocol(a, p).await
                 }
                 // MOSN's fallback_for_unknown_protocol: the bytes go to the tcp_proxy that
                 // follows `proxy`, those already read first.

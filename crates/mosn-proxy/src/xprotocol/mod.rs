@@ -79,7 +79,9 @@ pub struct XPools {
 
 /// Serves one downstream connection of protocol `proto` until it closes. `initial` holds bytes
 /// already read (by protocol detection).
-pub async fn serve<P: Served>(accepted: Accepted, proto: P) {
+pub async fn serve<P: Served>(mut accepted: Accepted, proto: P) {
+    // Moved here by a hot upgrade: answers the old process still owes this connection.
+    let mut late = accepted.late.take();
     let (_conn, mut ctx, io, initial) = accepted.open();
     let peer = ctx.peer;
     let proto = Rc::new(proto);
@@ -127,33 +129,36 @@ pub async fn serve<P: Served>(accepted: Accepted, proto: P) {
                 }
             }
         }
-        if (!reading || draining) && streams.is_empty() && wbuf.is_empty() {
-            // Between frames with nothing owed: the connection moves, with the bytes of a
-            // frame begun (calls sent since stay in the socket, which moves too).
-            if let (true, true, Some(path)) = (moving, reading, ctx.worker.transfer.get()) {
-                let (stream, initial) = io.into_inner();
-                let mut unread = initial.to_vec();
-                unread.extend_from_slice(&rbuf);
-                let mosn_net::Stream::Tcp(s) = stream else {
-                    break;
-                };
-                match crate::transfer::move_tcp(s, unread, path).await {
-                    Ok(_) | Err(None) => return,
-                    Err(Some(s)) => {
-                        // Not taken: it drains here, told so where the protocol can.
-                        io = Counted::new(mosn_net::Stream::Tcp(s), initial, &ctx);
-                        moving = false;
-                        if let Some(g) = proto.goaway() {
-                            proto.encode(&g, &mut wbuf);
-                        }
-                        continue;
+        // Between frames, every answer ready written, and owing nothing a previous process
+        // still had to forward: the connection moves, with the bytes of a frame begun (calls
+        // sent since stay in the socket, which moves too). The answers still owed follow it.
+        let movable = moving && reading && wbuf.is_empty() && late.is_none();
+        if let (true, Some(path)) = (movable, ctx.worker.transfer.get()) {
+            let (stream, initial) = io.into_inner();
+            let mut unread = initial.to_vec();
+            unread.extend_from_slice(&rbuf);
+            let mosn_net::Stream::Tcp(s) = stream else {
+                break;
+            };
+            match crate::transfer::move_tcp(s, unread, path.clone()).await {
+                Ok(id) => return forward_owed(streams, id, path).await,
+                Err(None) => return,
+                Err(Some(s)) => {
+                    // Not taken: it drains here, told so where the protocol can.
+                    io = Counted::new(mosn_net::Stream::Tcp(s), initial, &ctx);
+                    moving = false;
+                    if let Some(g) = proto.goaway() {
+                        proto.encode(&g, &mut wbuf);
                     }
+                    continue;
                 }
             }
+        }
+        if (!reading || (draining && late.is_none())) && streams.is_empty() && wbuf.is_empty() {
             break;
         }
         let idle_at = idle
-            .filter(|_| streams.is_empty() && wbuf.is_empty())
+            .filter(|_| streams.is_empty() && wbuf.is_empty() && late.is_none())
             .map(|t| last_active + t);
         let mut idle_timer = std::pin::pin!(async {
             match idle_at {
@@ -177,6 +182,15 @@ pub async fn serve<P: Served>(accepted: Accepted, proto: P) {
             while let Poll::Ready(Some(out)) = streams.poll_next_unpin(cx) {
                 if let Some(answer) = out {
                     wbuf.extend_from_slice(&answer);
+                }
+                done = true;
+            }
+            // Whole frames from the previous process go out between this one's.
+            while let Some(rx) = late.as_mut() {
+                match rx.poll_recv(cx) {
+                    Poll::Ready(Some(answers)) => wbuf.extend_from_slice(&answers),
+                    Poll::Ready(None) => late = None,
+                    Poll::Pending => break,
                 }
                 done = true;
             }
@@ -224,6 +238,28 @@ pub async fn serve<P: Served>(accepted: Accepted, proto: P) {
             }
         }
     }
+}
+
+/// Old process, once the connection moved as `id`: forwards each answer still owed to the new
+/// process as it completes (every answer ready at once in one message), then says nothing more
+/// is owed.
+async fn forward_owed<F>(mut streams: FuturesUnordered<F>, id: u32, path: std::path::PathBuf)
+where
+    F: Future<Output = Option<BytesMut>>,
+{
+    use futures_util::FutureExt;
+    while let Some(first) = streams.next().await {
+        let mut batch = first.unwrap_or_default();
+        while let Some(Some(more)) = streams.next().now_or_never() {
+            if let Some(answer) = more {
+                batch.extend_from_slice(&answer);
+            }
+        }
+        if !batch.is_empty() {
+            crate::transfer::forward(path.clone(), id, batch.freeze()).await;
+        }
+    }
+    crate::transfer::forward(path, id, bytes::Bytes::new()).await;
 }
 
 /// Serves one request: route, then the upstream exchange or a local answer in the protocol's own
