@@ -55,6 +55,8 @@ pub struct AdminState {
     /// Extensions (`extends`) that report state: `/api/v1/extends` answers `{name: state}`, and
     /// their metric sets join the others.
     pub extensions: Vec<Extension>,
+    /// Counters a previous process handed over on a hot upgrade, added to this one's.
+    pub carried: crate::carried::Carried,
 }
 
 /// A running extension's reports (e.g. `dubbo_registry`).
@@ -74,6 +76,7 @@ impl AdminState {
         for e in &self.extensions {
             sets.extend((e.metrics)());
         }
+        self.carried.add_to(&mut sets);
         sets
     }
 }

@@ -5,6 +5,7 @@
 //! Source: MOSN `pkg/admin/server` and `pkg/metrics/sink/prometheus`.
 
 pub mod api;
+pub mod carried;
 pub mod metrics;
 pub mod prometheus;
 pub mod stats_json;
@@ -40,6 +41,7 @@ pub struct ControlServer {
     /// Duplicates of the admin and sink sockets, for handing them over on a hot upgrade.
     sockets: Vec<std::os::fd::OwnedFd>,
     stop: watch::Sender<bool>,
+    open: watch::Sender<bool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -71,6 +73,11 @@ fn bind(
 }
 
 impl ControlServer {
+    /// Starts answering, when started closed ([`start_inheriting`]'s `open: false`).
+    pub fn open(&self) {
+        let _ = self.open.send(true);
+    }
+
     /// Duplicates of the admin and Prometheus sink sockets (for a hot upgrade).
     ///
     /// Errors: a descriptor could not be duplicated.
@@ -88,11 +95,13 @@ pub fn start(
     sinks: &[mosn_config::PrometheusSink],
     state: Arc<AdminState>,
 ) -> Result<ControlServer, std::io::Error> {
-    start_inheriting(admin, sinks, state, &mut Vec::new())
+    start_inheriting(admin, sinks, state, &mut Vec::new(), true)
 }
 
 /// As [`start`], adopting inherited sockets on the same ports (a hot upgrade's); those not used
-/// stay in `inherited`.
+/// stay in `inherited`. With `open: false` the sockets are bound (errors come now) but nothing is
+/// accepted until [`ControlServer::open`]: a new process of a hot upgrade answers once the old
+/// one stopped and handed its counters over (connections wait in the sockets' queues meanwhile).
 ///
 /// Errors: as [`start`].
 pub fn start_inheriting(
@@ -100,6 +109,7 @@ pub fn start_inheriting(
     sinks: &[mosn_config::PrometheusSink],
     state: Arc<AdminState>,
     inherited: &mut Vec<std::os::fd::OwnedFd>,
+    open: bool,
 ) -> Result<ControlServer, std::io::Error> {
     let named = |what: String| {
         move |e: std::io::Error| std::io::Error::new(e.kind(), format!("{what}: {e}"))
@@ -123,6 +133,7 @@ pub fn start_inheriting(
         .map(|(l, _)| std::os::fd::AsFd::as_fd(l).try_clone_to_owned())
         .collect::<std::io::Result<Vec<_>>>()?;
     let (stop, rx) = watch::channel(false);
+    let (open, opened) = watch::channel(open);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -133,7 +144,13 @@ pub fn start_inheriting(
                 for (l, site) in sockets {
                     match tokio::net::TcpListener::from_std(l) {
                         Ok(l) => {
-                            tokio::spawn(serve(l, Arc::new(site), state.clone(), rx.clone()));
+                            tokio::spawn(serve(
+                                l,
+                                Arc::new(site),
+                                state.clone(),
+                                rx.clone(),
+                                opened.clone(),
+                            ));
                         }
                         Err(e) => tracing::error!(error = %e, "control socket unusable"),
                     }
@@ -147,6 +164,7 @@ pub fn start_inheriting(
         metrics,
         sockets: held,
         stop,
+        open,
         thread: Some(thread),
     })
 }
@@ -156,7 +174,12 @@ async fn serve(
     site: Arc<Site>,
     state: Arc<AdminState>,
     mut stop: watch::Receiver<bool>,
+    mut open: watch::Receiver<bool>,
 ) {
+    tokio::select! {
+        _ = open.wait_for(|o| *o) => {}
+        _ = stop.wait_for(|s| *s) => return,
+    }
     loop {
         let s = tokio::select! {
             r = l.accept() => match r { Ok((s, _)) => s, Err(_) => continue },

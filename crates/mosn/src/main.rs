@@ -252,6 +252,7 @@ fn run(loaded: &mosn_config::Loaded, args: &RunArgs) -> anyhow::Result<()> {
             .map(dubbo_registry::extension)
             .chain(xds.iter().map(|(_, s)| xds::extension(s)))
             .collect(),
+        carried: Default::default(),
     });
     let mut control = if cfg.admin.is_some() || !cfg.metrics.prometheus.is_empty() {
         let c = mosn_admin::start_inheriting(
@@ -259,6 +260,8 @@ fn run(loaded: &mosn_config::Loaded, args: &RunArgs) -> anyhow::Result<()> {
             &cfg.metrics.prometheus,
             state.clone(),
             &mut inherited,
+            // A new process answers once the old one has handed its counters over.
+            taking_over.is_none(),
         )?;
         if let Some(a) = c.admin {
             tracing::info!(address = %a, "admin listening");
@@ -286,8 +289,18 @@ fn run(loaded: &mosn_config::Loaded, args: &RunArgs) -> anyhow::Result<()> {
             grace * 2 + Duration::from_secs(40),
         )
         .context("hot upgrade: conn.sock")?;
-        upgrade::ready(control).context("hot upgrade: the old process did not acknowledge")?;
+        let control_conn =
+            upgrade::ready(control).context("hot upgrade: the old process did not acknowledge")?;
+        let carried = state.clone();
+        upgrade::carried_metrics(control_conn, move |m| {
+            if let Err(e) = carried.carried.replace(&m) {
+                tracing::warn!(error = %e, "hot upgrade: the old process's counters were refused");
+            }
+        });
         tracing::info!("hot upgrade: this process serves; the old one drains");
+    }
+    if let Some(c) = &control {
+        c.open();
     }
     if let Some(pid) = &cfg.pid {
         std::fs::write(pid, format!("{}\n", std::process::id()))
@@ -317,6 +330,7 @@ fn run(loaded: &mosn_config::Loaded, args: &RunArgs) -> anyhow::Result<()> {
         .filter(|_| args.watch)
         .map(|p| (p.to_path_buf(), file_stamp(p)));
     let mut upgraded = false;
+    let mut handover = None;
     let graceful = loop {
         let next = rt.block_on(async {
             tokio::select! {
@@ -357,9 +371,16 @@ fn run(loaded: &mosn_config::Loaded, args: &RunArgs) -> anyhow::Result<()> {
                 }
                 tracing::info!(sockets = fds.len(), "hot upgrade: handing the sockets over");
                 let effective = cfg.inherit_old_mosnconfig.then(|| live.effective());
-                match upgrade::hand_over(&paths, &fds, effective.as_ref()) {
-                    Ok(()) => {
+                match upgrade::hand_over(&paths, &fds, effective.as_ref())
+                    .and_then(|mut h| h.acknowledge().map(|()| h).map_err(Into::into))
+                {
+                    Ok(mut h) => {
                         upgraded = true;
+                        // The new process serves the admin API from the counters this one
+                        // showed last: this one stops answering it first.
+                        drop(control.take());
+                        h.metrics(&mosn_admin::carried::Carried::export(&state.metric_sets()));
+                        handover = Some(h);
                         server.transfer_connections_to(paths.conn.clone());
                         break true;
                     }
@@ -373,8 +394,6 @@ fn run(loaded: &mosn_config::Loaded, args: &RunArgs) -> anyhow::Result<()> {
     };
     drop(upgrade_tx);
     if upgraded {
-        // The new process serves the admin API now; this one stops its own and drains.
-        drop(control.take());
         tracing::info!("hot upgrade: handed over; draining");
     }
     if graceful {
@@ -401,6 +420,10 @@ fn run(loaded: &mosn_config::Loaded, args: &RunArgs) -> anyhow::Result<()> {
                 requests = left,
                 "graceful timeout reached with requests in flight"
             );
+        }
+        // Drained: what this process counted meanwhile joins the new one's counters.
+        if let Some(h) = handover.take() {
+            h.finish(&mosn_admin::carried::Carried::export(&state.metric_sets()));
         }
     } else {
         drop(server);

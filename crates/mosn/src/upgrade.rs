@@ -178,15 +178,105 @@ pub fn merge_inherited(own: &serde_json::Value, old: &serde_json::Value) -> serd
 }
 
 /// New process: the servers run; tell the old process (`0x00`) and wait for its ack (3 s).
+/// Returns the control connection, on which a mosn-rs old process goes on with its counters
+/// ([`carried_metrics`]).
 ///
 /// Errors: the old process did not answer.
-pub fn ready(mut control: UnixStream) -> anyhow::Result<()> {
+pub fn ready(mut control: UnixStream) -> anyhow::Result<UnixStream> {
     control.write_all(&[0])?;
     control.set_read_timeout(Some(WAIT_ACK))?;
     let mut b = [0u8; 1];
     let n = control.read(&mut b)?;
     anyhow::ensure!(n == 1, "the old process closed before acknowledging");
-    Ok(())
+    Ok(control)
+}
+
+/// Tag of a metrics message on the `listen.sock` control connection after the ack (mosn-rs's
+/// addition to MOSN's protocol): `M`, `u32 BE` length, the JSON of
+/// [`mosn_admin::carried::Carried::export`].
+const METRICS_TAG: u8 = b'M';
+/// Largest metrics message, in bytes.
+const MAX_METRICS: usize = 64 << 20;
+/// How long a new process waits after the ack for the old one's counters (a mosn-rs old process
+/// writes them with the ack; MOSN writes none).
+const WAIT_METRICS: Duration = Duration::from_secs(1);
+
+fn write_metrics(s: &mut UnixStream, metrics: &serde_json::Value) -> std::io::Result<()> {
+    let body = metrics.to_string().into_bytes();
+    let mut head = [METRICS_TAG, 0, 0, 0, 0];
+    head[1..].copy_from_slice(&(body.len() as u32).to_be_bytes());
+    s.write_all(&head)?;
+    s.write_all(&body)
+}
+
+fn read_metrics(s: &mut UnixStream) -> anyhow::Result<Option<serde_json::Value>> {
+    let mut head = [0u8; 5];
+    match s.read_exact(&mut head) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    anyhow::ensure!(
+        head[0] == METRICS_TAG && len <= MAX_METRICS,
+        "not a metrics message"
+    );
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body)?;
+    Ok(Some(serde_json::from_slice(&body)?))
+}
+
+/// New process, after [`ready`]: takes the old process's counters, the first (sent with the
+/// ack) before returning, so the admin API answers with them from its first scrape; the final
+/// ones (sent once the old process drained) on a thread, each given to `apply`.
+pub fn carried_metrics(
+    mut control: UnixStream,
+    apply: impl Fn(serde_json::Value) + Send + 'static,
+) {
+    let _ = control.set_read_timeout(Some(WAIT_METRICS));
+    match read_metrics(&mut control) {
+        Ok(Some(m)) => apply(m),
+        Ok(None) => return,
+        Err(e) => {
+            tracing::info!(error = %e, "hot upgrade: no counters from the old process; metrics start at 0");
+            return;
+        }
+    }
+    let _ = control.set_read_timeout(None);
+    let _ = std::thread::Builder::new()
+        .name("mosn-carried-metrics".into())
+        .spawn(move || {
+            while let Ok(Some(m)) = read_metrics(&mut control) {
+                apply(m);
+            }
+        });
+}
+
+/// Old process: the new one is ready. [`Handover::acknowledge`] lets it go on.
+pub struct Handover(UnixStream);
+
+impl Handover {
+    /// Acknowledges (`0x00`): the new process goes on.
+    ///
+    /// Errors: the new process is gone (the upgrade failed).
+    pub fn acknowledge(&mut self) -> std::io::Result<()> {
+        self.0.write_all(&[0])
+    }
+
+    /// This process's counters as exported, sent once it stopped answering the admin API (the
+    /// new process answers it with them from then on).
+    pub fn metrics(&mut self, metrics: &serde_json::Value) {
+        if let Err(e) = write_metrics(&mut self.0, metrics) {
+            tracing::info!(error = %e, "hot upgrade: the counters did not reach the new process");
+        }
+    }
+
+    /// Drained: the final counters, then the control connection closes.
+    pub fn finish(mut self, metrics: &serde_json::Value) {
+        if let Err(e) = write_metrics(&mut self.0, metrics) {
+            tracing::info!(error = %e, "hot upgrade: the final counters did not reach the new process");
+        }
+    }
 }
 
 /// Running process: listens on `reconfig.sock` (after 1 s, as MOSN) and reports each new process
@@ -229,14 +319,14 @@ pub fn serve_reconfig(
 }
 
 /// Old process: sends every listening socket to the new process on `listen.sock` (dialled 10
-/// times), waits for it to be ready (up to 10 min) and acknowledges.
+/// times) and waits for it to be ready (up to 10 min); [`Handover::acknowledge`] follows.
 ///
 /// Errors: the new process could not be reached, or did not get ready.
 pub fn hand_over(
     paths: &Paths,
     fds: &[OwnedFd],
     config: Option<&serde_json::Value>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Handover> {
     let mut tries = 0;
     let s = loop {
         match UnixStream::connect(&paths.listen) {
@@ -272,8 +362,7 @@ pub fn hand_over(
     let mut b = [0u8; 1];
     let n = s.read(&mut b)?;
     anyhow::ensure!(n == 1, "the new process closed before it was ready");
-    s.write_all(&[0])?;
-    Ok(())
+    Ok(Handover(s))
 }
 
 /// New process: listens on `conn.sock` (before saying it is ready, so the old process finds it)
