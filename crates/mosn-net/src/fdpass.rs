@@ -113,7 +113,7 @@ mod tests {
 /// What an inherited socket is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SocketKind {
-    /// A listening TCP socket on this address.
+    /// A TCP socket (listening, or a connection) on this local address.
     Tcp(std::net::SocketAddr),
     /// A UDP socket on this address.
     Udp(std::net::SocketAddr),
@@ -122,7 +122,7 @@ pub enum SocketKind {
 }
 
 /// What kind of socket `fd` is, by its type and local address (`None`: something else).
-pub fn socket_kind(fd: &OwnedFd) -> Option<SocketKind> {
+pub fn socket_kind(fd: &impl std::os::fd::AsFd) -> Option<SocketKind> {
     let s = socket2::SockRef::from(fd);
     let local = s.local_addr().ok()?;
     let ty = s.r#type().ok()?;

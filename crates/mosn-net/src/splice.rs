@@ -55,6 +55,8 @@ pub const CHUNK: usize = PIPE_BYTES;
 pub struct Pipe {
     r: OwnedFd,
     w: OwnedFd,
+    /// Bytes [`Pipe::put`] there, for the next [`copy`] to write first.
+    held: std::cell::Cell<usize>,
 }
 
 impl Pipe {
@@ -65,7 +67,11 @@ impl Pipe {
         let (r, w) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
         // A smaller pipe still works: splice moves what fits.
         let _ = nix::fcntl::fcntl(&w, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_BYTES as i32));
-        Ok(Pipe { r, w })
+        Ok(Pipe {
+            r,
+            w,
+            held: std::cell::Cell::new(0),
+        })
     }
 }
 
@@ -85,6 +91,10 @@ fn splice(from: impl AsFd, to: impl AsFd, len: usize) -> io::Result<usize> {
 /// side of `to` (the half-close reaches the other peer). `moved(n)` is called for every `n` bytes
 /// delivered. Returns the total.
 ///
+/// Cancel-safe at every await: the bytes read from `from` and not yet written to `to` are then
+/// exactly those in `pipe` (see [`Pipe::take`]), so a hot upgrade can stop a copy anywhere and
+/// carry them over.
+///
 /// Errors: a read or write error on either socket (a reset); the caller closes both.
 pub async fn copy<A: SpliceIo, B: SpliceIo>(
     from: &A,
@@ -93,18 +103,9 @@ pub async fn copy<A: SpliceIo, B: SpliceIo>(
     moved: &dyn Fn(usize),
 ) -> io::Result<u64> {
     let mut total = 0u64;
+    // Bytes a previous process left in the pipe (see [`Pipe::put`]) go first.
+    let mut left = pipe.held.replace(0);
     loop {
-        let n = loop {
-            from.readable().await?;
-            match from.try_io(Interest::READABLE, || splice(from, &pipe.w, CHUNK)) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                r => break r?,
-            }
-        };
-        if n == 0 {
-            break;
-        }
-        let mut left = n;
         while left > 0 {
             to.writable().await?;
             match to.try_io(Interest::WRITABLE, || splice(&pipe.r, to, left)) {
@@ -117,9 +118,91 @@ pub async fn copy<A: SpliceIo, B: SpliceIo>(
                 }
             }
         }
+        let n = loop {
+            from.readable().await?;
+            match from.try_io(Interest::READABLE, || splice(from, &pipe.w, CHUNK)) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                r => break r?,
+            }
+        };
+        if n == 0 {
+            break;
+        }
+        left = n;
     }
     // The peer may already be gone; the copy itself is complete.
     let fd = to.as_fd();
     let _ = socket2::SockRef::from(&fd).shutdown(Shutdown::Write);
     Ok(total)
+}
+
+impl Pipe {
+    /// Takes every byte in the pipe (read from one socket, not yet written to the other: a
+    /// stopped [`copy`]'s). Never blocks.
+    ///
+    /// Errors: reading the pipe failed.
+    pub fn take(&self) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match nix::unistd::read(&self.r, &mut buf) {
+                Ok(0) => return Ok(out),
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(nix::errno::Errno::EAGAIN) => return Ok(out),
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Puts bytes into the empty pipe for the next [`copy`] through it to write first (a moved
+    /// connection's bytes in flight).
+    ///
+    /// Errors: [`io::ErrorKind::StorageFull`] when the pipe cannot hold them all; a write error.
+    pub fn put(&self, bytes: &[u8]) -> io::Result<()> {
+        let mut at = 0;
+        while at < bytes.len() {
+            match nix::unistd::write(&self.w, &bytes[at..]) {
+                Ok(n) => at += n,
+                Err(nix::errno::Errno::EAGAIN) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::StorageFull,
+                        "the pipe cannot hold the bytes in flight",
+                    ))
+                }
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.held.set(self.held.get() + bytes.len());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Bytes taken out of one pipe and put into another (a moved connection's bytes in flight)
+    /// are written first, before what the copy reads after.
+    #[tokio::test]
+    async fn bytes_put_in_the_pipe_go_out_first() {
+        let (mut client, from) = UnixStream::pair().unwrap();
+        let (to, mut server) = UnixStream::pair().unwrap();
+        let old = Pipe::new().unwrap();
+        nix::unistd::write(&old.w, b"in flight, ").unwrap();
+        let carried = old.take().unwrap();
+        assert_eq!(carried, b"in flight, ");
+        assert!(old.take().unwrap().is_empty(), "take empties the pipe");
+        let pipe = Pipe::new().unwrap();
+        pipe.put(&carried).unwrap();
+        client.write_all(b"then the rest").await.unwrap();
+        drop(client);
+        let n = copy(&from, &to, &pipe, &|_| {}).await.unwrap();
+        let mut got = Vec::new();
+        server.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"in flight, then the rest");
+        assert_eq!(n, got.len() as u64);
+    }
 }

@@ -586,6 +586,9 @@ pub enum WorkerCmd {
         bytes::BytesMut,
         Option<crate::transfer::LateAnswers>,
     ),
+    /// Serve a `tcp_proxy` connection a previous process moved here with its upstream
+    /// connection, on the listener at this slot.
+    AdoptPair(usize, Box<crate::transfer::MovedPair<std::net::TcpStream>>),
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -693,6 +696,15 @@ fn run_worker(
                             s,
                             unread,
                             late,
+                        ));
+                    }
+                    WorkerCmd::AdoptPair(index, pair) => {
+                        let snapshot = config.load_full();
+                        tokio::task::spawn_local(crate::tcp::adopt_pair(
+                            worker.clone(),
+                            snapshot,
+                            index,
+                            *pair,
                         ));
                     }
                     WorkerCmd::Close(index) => {

@@ -82,7 +82,8 @@ pub struct WorkerStats {
     pub upstream: Arc<UpstreamStatsSet>,
     /// Requests in flight on this worker (all listeners), watched by a draining shutdown.
     pub active_requests: Gauge,
-    /// Open downstream `proxy` connections (a drain waits for them to close).
+    /// Open downstream `proxy` and `tcp_proxy` connections (a drain waits for them to close or,
+    /// on a hot upgrade, to move).
     pub active_connections: Gauge,
     /// Requests with a response flag, in [`FLAGS`] order.
     pub flags: [Counter; 13],

@@ -6,10 +6,15 @@
 //! Half-close travels in both directions: when one side ends its stream, the other side's write
 //! half is shut down and the reverse direction goes on. A reset on either side, or
 //! `idle_timeout` without bytes, closes both.
+//!
+//! On a hot upgrade, a spliced (plaintext) connection moves to the new process with its upstream
+//! connection and the bytes in flight inside the proxy (those in its pipes,
+//! [`crate::transfer::MovedPair`]): the bytes keep flowing, through the new process.
 
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use mosn_api::ResponseFlag;
@@ -21,7 +26,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::time::Instant;
 
-use crate::snapshot::{Snapshot, TcpProxy};
+use crate::snapshot::{ListenerKind, Snapshot, TcpProxy};
 use crate::worker::state::Worker;
 
 /// Serves one client connection of a `tcp_proxy` listener until both directions end. `peer` and
@@ -41,10 +46,78 @@ pub async fn serve<D: SpliceIo + AsyncRead + AsyncWrite + Unpin>(
         l.connection_total.inc();
         l.connection_active.inc();
     }
-    proxy(&worker, snapshot, listener, tp, down, (peer, local), prefix).await;
+    let relaying = Relaying::new(&stats);
+    let moved = proxy(&worker, snapshot, listener, tp, down, (peer, local), prefix).await;
+    drop(relaying);
     if let Some(l) = ls {
         l.connection_active.dec();
-        l.connection_destroy.inc();
+        // A connection moved to a new process closes there.
+        if !moved {
+            l.connection_destroy.inc();
+        }
+    }
+}
+
+/// Serves a `tcp_proxy` connection a previous process moved here with its upstream connection
+/// (hot upgrade): the bytes go on flowing between the two. The upstream connection counts under
+/// the route's cluster, and under its host when the cluster still has that address.
+pub(crate) async fn adopt_pair(
+    worker: Rc<Worker>,
+    snapshot: Arc<Snapshot>,
+    listener: usize,
+    pair: crate::transfer::MovedPair<std::net::TcpStream>,
+) {
+    let crate::transfer::MovedPair {
+        client,
+        upstream,
+        to_upstream,
+        to_client,
+    } = pair;
+    let (Ok(down), Ok(up)) = (TcpStream::from_std(client), TcpStream::from_std(upstream)) else {
+        return;
+    };
+    let (Ok(peer), Ok(local), Ok(up_addr)) = (down.peer_addr(), down.local_addr(), up.peer_addr())
+    else {
+        return;
+    };
+    // A listener of another kind now (a config changed meanwhile): both close.
+    let Some(ListenerKind::Tcp(tp)) = snapshot.listeners.get(listener).map(|l| &l.kind) else {
+        return;
+    };
+    let cluster = tp
+        .target(peer, local)
+        .map(|t| &snapshot.clusters.targets[t].cluster);
+    let ci = cluster.map_or(usize::MAX, |c| c.index);
+    let hi = cluster
+        .and_then(|c| c.hosts.iter().find(|h| h.address == HostAddr::Tcp(up_addr)))
+        .map_or(usize::MAX, |h| h.id);
+    tracing::debug!(%peer, upstream = %up_addr, "hot upgrade: serving a moved tcp_proxy connection");
+    let stats = worker.stats.clone();
+    let _relaying = Relaying::new(&stats);
+    let ls = stats.listeners.get(listener);
+    if let Some(l) = ls {
+        l.connection_active.inc();
+    }
+    stats.upstream.both(ci, hi, |s| s.connection_active.inc());
+    let counts = Counts {
+        worker: &worker,
+        listener,
+        ci,
+        hi,
+    };
+    let carried = Some((to_upstream, to_client));
+    let moved = pump_or_move(&counts, tp, &down, &up, peer, true, carried).await;
+    stats.upstream.both(ci, hi, |s| {
+        s.connection_active.dec();
+        if !moved {
+            s.connection_close.inc();
+        }
+    });
+    if let Some(l) = ls {
+        l.connection_active.dec();
+        if !moved {
+            l.connection_destroy.inc();
+        }
     }
 }
 
@@ -124,6 +197,8 @@ async fn connect_upstream(
     None
 }
 
+/// Connects the upstream and relays until the connection ends; true when it moved to a new
+/// process instead (hot upgrade).
 async fn proxy<D: SpliceIo + AsyncRead + AsyncWrite + Unpin>(
     worker: &Worker,
     snapshot: &Snapshot,
@@ -132,10 +207,10 @@ async fn proxy<D: SpliceIo + AsyncRead + AsyncWrite + Unpin>(
     down: D,
     (peer, local): (SocketAddr, SocketAddr),
     prefix: &[u8],
-) {
+) -> bool {
     let Some((mut up, ci, hi, _slot)) = connect_upstream(worker, snapshot, tp, (peer, local)).await
     else {
-        return;
+        return false;
     };
     let up_stats = &*worker.stats.upstream;
     up_stats.both(ci, hi, |s| {
@@ -154,7 +229,7 @@ async fn proxy<D: SpliceIo + AsyncRead + AsyncWrite + Unpin>(
                 s.connection_active.dec();
                 s.connection_close.inc();
             });
-            return;
+            return false;
         }
         up_stats.both(ci, hi, |s| {
             s.connection_bytes_write.add(prefix.len() as u64)
@@ -166,16 +241,28 @@ async fn proxy<D: SpliceIo + AsyncRead + AsyncWrite + Unpin>(
         ci,
         hi,
     };
-    match up {
-        Stream::Tcp(u) => pump(&counts, tp, &down, &u, peer).await,
-        Stream::Unix(u) => pump(&counts, tp, &down, &u, peer).await,
+    // Only TCP on both sides moves on a hot upgrade (a unix client's socket path is this
+    // process's listener's, which the new process has too, but nothing tells them apart there).
+    let tcp_client = matches!(
+        mosn_net::fdpass::socket_kind(&down),
+        Some(mosn_net::fdpass::SocketKind::Tcp(_))
+    );
+    let moved = match up {
+        Stream::Tcp(u) => pump_or_move(&counts, tp, &down, &u, peer, tcp_client, None).await,
+        Stream::Unix(u) => pump_or_move(&counts, tp, &down, &u, peer, false, None).await,
         // TLS to the upstream: bytes are copied, not spliced.
-        other => copy_pump(&counts, tp, down, other, peer).await,
-    }
+        other => {
+            copy_pump(&counts, tp, down, other, peer).await;
+            false
+        }
+    };
     up_stats.both(ci, hi, |s| {
         s.connection_active.dec();
-        s.connection_close.inc();
+        if !moved {
+            s.connection_close.inc();
+        }
     });
+    moved
 }
 
 /// Serves a client connection whose TLS the listener terminated (bytes are copied, not
@@ -194,6 +281,7 @@ pub async fn serve_tls(
         l.connection_total.inc();
         l.connection_active.inc();
     }
+    let _relaying = Relaying::new(&stats);
     if let Some((up, ci, hi, _slot)) = connect_upstream(&worker, snapshot, tp, (peer, local)).await
     {
         let up_stats = &*stats.upstream;
@@ -216,6 +304,23 @@ pub async fn serve_tls(
     if let Some(l) = ls {
         l.connection_active.dec();
         l.connection_destroy.inc();
+    }
+}
+
+/// Counts a relayed connection among the worker's open connections while it lives, so a drain
+/// (SIGTERM, or a hot upgrade until it moved) waits for it, up to `graceful_timeout`.
+struct Relaying<'a>(&'a crate::stats::WorkerStats);
+
+impl<'a> Relaying<'a> {
+    fn new(stats: &'a crate::stats::WorkerStats) -> Self {
+        stats.active_connections.inc();
+        Relaying(stats)
+    }
+}
+
+impl Drop for Relaying<'_> {
+    fn drop(&mut self) {
+        self.0.active_connections.dec();
     }
 }
 
@@ -287,19 +392,87 @@ where
     }
 }
 
-/// Moves bytes both ways with `splice(2)` until both directions end, one side resets, or the
-/// idle timeout passes.
+/// Splices bytes both ways until the connection ends; with `movable`, a hot upgrade moves it
+/// (both sockets, and the bytes in the pipes) to the new process. `carried`: bytes a previous
+/// process had in flight, (to the upstream, to the client), written first. True when it moved.
+async fn pump_or_move<D: SpliceIo, U: SpliceIo>(
+    counts: &Counts<'_>,
+    tp: &TcpProxy,
+    down: &D,
+    up: &U,
+    peer: SocketAddr,
+    mut movable: bool,
+    carried: Option<(Vec<u8>, Vec<u8>)>,
+) -> bool {
+    let (Ok(to_up), Ok(to_down)) = (Pipe::new(), Pipe::new()) else {
+        tracing::warn!("tcp_proxy: no pipe for splice (file descriptors exhausted?)");
+        return false;
+    };
+    if let Some((u, c)) = carried {
+        if let Err(e) = to_up.put(&u).and_then(|()| to_down.put(&c)) {
+            tracing::warn!(%peer, error = %e, "tcp_proxy: a moved connection's bytes in flight do not fit; closed");
+            return false;
+        }
+    }
+    loop {
+        if !pump(counts, tp, down, up, peer, (&to_up, &to_down), movable).await {
+            return false;
+        }
+        // A hot upgrade: the sockets go (duplicates: ours close after) with the pipes' bytes.
+        movable = false;
+        let (Ok(u), Ok(c)) = (to_up.take(), to_down.take()) else {
+            return false;
+        };
+        let fds = (
+            down.as_fd().try_clone_to_owned(),
+            up.as_fd().try_clone_to_owned(),
+        );
+        if let (Some(path), (Ok(client), Ok(upstream))) = (counts.worker.transfer.get(), fds) {
+            let pair = crate::transfer::MovedPair {
+                client,
+                upstream,
+                to_upstream: u.clone(),
+                to_client: c.clone(),
+            };
+            if crate::transfer::move_pair(pair, path).await.is_ok() {
+                tracing::debug!(%peer, in_flight = u.len() + c.len(), "hot upgrade: tcp_proxy connection moved");
+                return true;
+            }
+        }
+        // Not taken: it goes on here, its bytes in flight first, until it ends or the process
+        // exits.
+        if to_up.put(&u).and_then(|()| to_down.put(&c)).is_err() {
+            return false;
+        }
+    }
+}
+
+/// Resolves once a hot upgrade drains this process towards a new one that takes connections.
+async fn upgrade_started(worker: &Worker) {
+    loop {
+        let notified = worker.drain.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if worker.draining.get() && worker.transfer.get().is_some() {
+            return;
+        }
+        notified.await;
+    }
+}
+
+/// Moves bytes both ways with `splice(2)` through `pipes` (to the upstream, to the client) until
+/// both directions end, one side resets, or the idle timeout passes (false); with `movable`,
+/// until a hot upgrade starts (true: the copies stop where they are, their bytes in flight left
+/// in the pipes).
 async fn pump<D: SpliceIo, U: SpliceIo>(
     counts: &Counts<'_>,
     tp: &TcpProxy,
     down: &D,
     up: &U,
     peer: SocketAddr,
-) {
-    let (Ok(to_up), Ok(to_down)) = (Pipe::new(), Pipe::new()) else {
-        tracing::warn!("tcp_proxy: no pipe for splice (file descriptors exhausted?)");
-        return;
-    };
+    (to_up, to_down): (&Pipe, &Pipe),
+    movable: bool,
+) -> bool {
     let last = Cell::new(Instant::now());
     let client_to_up = |n: usize| {
         last.set(Instant::now());
@@ -309,9 +482,36 @@ async fn pump<D: SpliceIo, U: SpliceIo>(
         last.set(Instant::now());
         counts.up_to_client(n);
     };
-    let a = splice::copy(down, up, &to_up, &client_to_up);
-    let b = splice::copy(up, down, &to_down, &up_to_client);
-    both_ways(a, b, &last, tp.idle_timeout, peer).await
+    let a = splice::copy(down, up, to_up, &client_to_up);
+    let b = splice::copy(up, down, to_down, &up_to_client);
+    let upgrade = async {
+        if movable {
+            upgrade_started(counts.worker).await
+        } else {
+            std::future::pending().await
+        }
+    };
+    let idle = idle_watch(&last, tp.idle_timeout);
+    tokio::pin!(a, b, upgrade, idle);
+    let (mut a_done, mut b_done) = (false, false);
+    while !(a_done && b_done) {
+        tokio::select! {
+            r = &mut a, if !a_done => {
+                a_done = true;
+                if r.is_err() { return false; }
+            }
+            r = &mut b, if !b_done => {
+                b_done = true;
+                if r.is_err() { return false; }
+            }
+            () = &mut upgrade => return true,
+            _ = &mut idle => {
+                tracing::debug!(%peer, "tcp_proxy: idle timeout");
+                return false;
+            }
+        }
+    }
+    false
 }
 
 /// Runs the two directions of a connection until both end, one fails, or `idle` passes without

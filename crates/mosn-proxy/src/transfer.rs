@@ -13,6 +13,13 @@
 //! connection with an empty message (MOSN writes those 0 bytes and goes on), so the new process
 //! knows when the old one owes that connection nothing more. TLS connections are not moved
 //! (their session state stays in the old process); they drain.
+//!
+//! A plaintext `tcp_proxy` connection moves with its upstream connection (mosn-rs's own message;
+//! MOSN lets these die with the old process): the byte `0x02` with both sockets (`SCM_RIGHTS`,
+//! client first), then `u32 BE to_upstream_len`, `u32 BE to_client_len` and those bytes: what
+//! the old process had read from one side and not yet written to the other. The new process
+//! writes them first and relays on; the answer is the same `u32 BE` id. The bytes keep flowing,
+//! through the new process, and none is lost or repeated.
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -97,6 +104,64 @@ pub fn send(conn: &Path, socket: &OwnedFd, unread: &[u8]) -> Result<u32, Transfe
     match u32::from_be_bytes(id) {
         0 => Err(TransferError::Refused),
         id => Ok(id),
+    }
+}
+
+/// A `tcp_proxy` connection on its way to a new process: both sockets, and the bytes read from
+/// one side and not yet written to the other.
+#[derive(Debug)]
+pub struct MovedPair<S> {
+    /// The client's socket.
+    pub client: S,
+    /// The upstream socket.
+    pub upstream: S,
+    /// Read from the client, owed to the upstream.
+    pub to_upstream: Vec<u8>,
+    /// Read from the upstream, owed to the client.
+    pub to_client: Vec<u8>,
+}
+
+/// Old process: sends a `tcp_proxy` connection (message `0x02`) to `conn`; returns the id the
+/// new process gave it. Blocking.
+///
+/// Errors: [`TransferError`]; both sockets are then still this process's.
+pub fn send_pair(conn: &Path, pair: &MovedPair<OwnedFd>) -> Result<u32, TransferError> {
+    let mut s = dial(conn)?;
+    s.set_read_timeout(Some(Duration::from_secs(3)))?;
+    let fds = [pair.client.as_raw_fd(), pair.upstream.as_raw_fd()];
+    mosn_net::fdpass::send_fds(&s, &[2], &fds)?;
+    let mut head = [0u8; 8];
+    head[..4].copy_from_slice(&(pair.to_upstream.len() as u32).to_be_bytes());
+    head[4..].copy_from_slice(&(pair.to_client.len() as u32).to_be_bytes());
+    s.write_all(&head)?;
+    s.write_all(&pair.to_upstream)?;
+    s.write_all(&pair.to_client)?;
+    let mut id = [0u8; 4];
+    s.read_exact(&mut id)?;
+    match u32::from_be_bytes(id) {
+        0 => Err(TransferError::Refused),
+        id => Ok(id),
+    }
+}
+
+/// Old process: moves a `tcp_proxy` connection (off the event loop); the pair back when the new
+/// process did not take it.
+pub async fn move_pair(
+    pair: MovedPair<OwnedFd>,
+    path: PathBuf,
+) -> Result<u32, Option<MovedPair<OwnedFd>>> {
+    let sent = tokio::task::spawn_blocking(move || {
+        let r = send_pair(&path, &pair);
+        (r, pair)
+    })
+    .await;
+    match sent {
+        Ok((Ok(id), _)) => Ok(id),
+        Ok((Err(e), pair)) => {
+            tracing::info!(error = %e, "hot upgrade: tcp_proxy connection not moved; it drains here");
+            Err(Some(pair))
+        }
+        Err(_) => Err(None),
     }
 }
 
@@ -203,6 +268,9 @@ impl Adopter {
         if data == [1] && fds.is_empty() {
             return self.late(s, head);
         }
+        if data == [2] && fds.len() == 2 {
+            return self.pair(s, fds, head);
+        }
         let data_len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
         let tls_len = u32::from_be_bytes([head[4], head[5], head[6], head[7]]) as usize;
         let ok_shape = data == [0] && fds.len() == 1 && data_len <= MAX_UNREAD && tls_len == 0;
@@ -244,6 +312,61 @@ impl Adopter {
         {
             let _ = s.write_all(&0u32.to_be_bytes());
             return Err(TransferError::Refused);
+        }
+        s.write_all(&id.to_be_bytes())?;
+        Ok(Message::Moved(id))
+    }
+
+    /// A `tcp_proxy` connection pair (message `0x02`): served on the listener of the client
+    /// socket's local address.
+    fn pair(
+        &self,
+        mut s: UnixStream,
+        mut fds: Vec<OwnedFd>,
+        head: [u8; 8],
+    ) -> Result<Message, TransferError> {
+        let (Some(up), Some(client)) = (fds.pop(), fds.pop()) else {
+            return Err(TransferError::Refused);
+        };
+        let to_up = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        let to_client = u32::from_be_bytes([head[4], head[5], head[6], head[7]]) as usize;
+        if to_up > MAX_UNREAD || to_client > MAX_UNREAD {
+            let _ = s.write_all(&0u32.to_be_bytes());
+            return Err(TransferError::Refused);
+        }
+        let (mut to_upstream, mut to_client) = (vec![0u8; to_up], vec![0u8; to_client]);
+        s.read_exact(&mut to_upstream)?;
+        s.read_exact(&mut to_client)?;
+        let (client, up) = (
+            std::net::TcpStream::from(client),
+            std::net::TcpStream::from(up),
+        );
+        let slot = client
+            .local_addr()
+            .ok()
+            .and_then(|local| self.config.load().listener_for(local));
+        let refuse = |s: &mut UnixStream| {
+            let _ = s.write_all(&0u32.to_be_bytes());
+            Err(TransferError::Refused)
+        };
+        let (Some(slot), false) = (slot, self.workers.is_empty()) else {
+            return refuse(&mut s);
+        };
+        client.set_nonblocking(true)?;
+        up.set_nonblocking(true)?;
+        let w = self.next.fetch_add(1, Ordering::Relaxed) % self.workers.len();
+        let id = self.ids.fetch_add(1, Ordering::Relaxed).max(1);
+        let pair = MovedPair {
+            client,
+            upstream: up,
+            to_upstream,
+            to_client,
+        };
+        if self.workers[w]
+            .send(WorkerCmd::AdoptPair(slot, Box::new(pair)))
+            .is_err()
+        {
+            return refuse(&mut s);
         }
         s.write_all(&id.to_be_bytes())?;
         Ok(Message::Moved(id))

@@ -964,6 +964,157 @@ fn a_bolt_connection_moves_with_an_answer_still_owed() {
     drop(b);
 }
 
+/// A TCP echo upstream: every byte comes back.
+fn tcp_echo() -> std::net::SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            std::thread::spawn(move || {
+                let mut back = s.try_clone().unwrap();
+                let _ = std::io::copy(&mut s, &mut back);
+            });
+        }
+    });
+    addr
+}
+
+/// An iperf-style stream through `tcp_proxy`: one connection on which a writer sends numbered
+/// 64-byte records as fast as the path takes them and a reader checks that every one comes back
+/// from the echo upstream, in order: `(records back, the end if it ended)`.
+struct Stream64 {
+    stop: Arc<AtomicBool>,
+    back: Arc<std::sync::atomic::AtomicU64>,
+    port: u16,
+    reader: std::thread::JoinHandle<Option<String>>,
+    writer: std::thread::JoinHandle<()>,
+}
+
+impl Stream64 {
+    fn start(addr: std::net::SocketAddr) -> Stream64 {
+        let s = std::net::TcpStream::connect(addr).unwrap();
+        let port = s.local_addr().unwrap().port();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let back = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mut w = s.try_clone().unwrap();
+        let s2 = stop.clone();
+        let writer = std::thread::spawn(move || {
+            let mut n = 0u64;
+            let mut batch = Vec::with_capacity(64 * 256);
+            while !s2.load(Ordering::Relaxed) {
+                batch.clear();
+                for _ in 0..256 {
+                    let mut rec = [0xabu8; 64];
+                    rec[..8].copy_from_slice(&n.to_be_bytes());
+                    batch.extend_from_slice(&rec);
+                    n += 1;
+                }
+                if w.write_all(&batch).is_err() {
+                    return;
+                }
+            }
+            let _ = w.shutdown(std::net::Shutdown::Write);
+        });
+        let (mut r, b2) = (s, back.clone());
+        let reader = std::thread::spawn(move || {
+            let mut rec = [0u8; 64];
+            let mut want = 0u64;
+            loop {
+                match r.read_exact(&mut rec) {
+                    Ok(()) => {}
+                    // The writer stopped and the half-close came back through the proxy.
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return None,
+                    Err(e) => return Some(format!("after {want} records: {e}")),
+                }
+                let n = u64::from_be_bytes(rec[..8].try_into().unwrap());
+                if n != want || rec[8..].iter().any(|b| *b != 0xab) {
+                    return Some(format!("record {n} where {want} was due"));
+                }
+                want += 1;
+                b2.store(want, Ordering::Relaxed);
+            }
+        });
+        Stream64 {
+            stop,
+            back,
+            port,
+            reader,
+            writer,
+        }
+    }
+
+    fn back(&self) -> u64 {
+        self.back.load(Ordering::Relaxed)
+    }
+
+    /// Stops writing; the reader ends at the echoed half-close: `(records back, the end if the
+    /// stream broke)`.
+    fn finish(self) -> (u64, Option<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.writer.join().unwrap();
+        let end = self.reader.join().unwrap();
+        (self.back.load(Ordering::Relaxed), end)
+    }
+}
+
+/// `tcp_proxy` through both upgrades: a stream that keeps flowing (every record back, in order,
+/// on one connection whose client port stays) and an idle connection, each moved with its
+/// upstream connection to the new process (MOSN lets them die with the old one). The old
+/// processes exit once drained, so the records that came back after that went through the new
+/// processes on the same connections.
+#[test]
+fn tcp_proxy_streams_keep_flowing_through_two_upgrades() {
+    let dir = temp_dir("upgrade-tcp");
+    let up = tcp_echo();
+    let listener = closed_port();
+    let pid_file = dir.join("mosn.pid");
+    let cfg = json!({
+        "pid": pid_file.to_str().unwrap(),
+        "servers": [{"default_log_path": "stderr", "graceful_timeout": "3s",
+            "listeners": [{"name": "tcp", "address": listener.to_string(), "filter_chains": [{"filters": [
+                {"type": "tcp_proxy", "config": {"cluster": "up"}}]}]}]}],
+        "cluster_manager": {"clusters": [{"name": "up", "type": "SIMPLE", "lb_type": "LB_ROUNDROBIN",
+            "hosts": [{"address": up.to_string()}]}]}
+    });
+    let file = dir.join("mosn.json");
+    std::fs::write(&file, cfg.to_string()).unwrap();
+    let mut a = spawn(&file);
+    a.log_line(&["hot upgrade: listening"]);
+    let stream = Stream64::start(listener);
+    let mut idle = std::net::TcpStream::connect(listener).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let echo = |s: &mut std::net::TcpStream, what: &[u8]| {
+        s.write_all(what).unwrap();
+        let mut got = vec![0u8; what.len()];
+        s.read_exact(&mut got).unwrap();
+        assert_eq!(got, what);
+    };
+    echo(&mut idle, b"before");
+    let grows = |what: &str| {
+        let from = stream.back();
+        within(Duration::from_secs(30), what, || {
+            stream.back() > from + 10_000
+        });
+    };
+    let (_b, c) = upgrade_twice(&mut a, &file, &pid_file, &grows);
+    within(LOAD_LIMIT, "100,000 records back", || {
+        stream.back() >= AT_LEAST
+    });
+    echo(&mut idle, b"after two upgrades");
+    let port = stream.port;
+    let (records, end) = stream.finish();
+    drop(c);
+    assert_eq!(end, None, "the stream broke");
+    assert!(records >= AT_LEAST, "only {records} records");
+    eprintln!(
+        "tcp_proxy through two upgrades: {records} records ({} MB) back in order on one connection (client port {port}), and an idle connection moved too",
+        records * 64 / 1_000_000
+    );
+}
+
 /// `inherit_old_mosnconfig`: the new process runs the old one's effective `servers` (sent on
 /// `mosnconfig.sock`), not its own file's, which changed meanwhile.
 #[test]

@@ -113,6 +113,20 @@ impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A failing test shows what the process logged.
+        if std::thread::panicking() {
+            let seen = self.seen.borrow();
+            let rest: Vec<String> = self.lines.try_iter().collect();
+            eprintln!(
+                "--- log of mosn pid {} ---\n{}\n---",
+                self.child.id(),
+                seen.iter()
+                    .chain(&rest)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+        }
     }
 }
 
