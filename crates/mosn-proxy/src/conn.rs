@@ -225,8 +225,8 @@ pub struct Counted {
 
 impl Counted {
     /// True for a plaintext TCP connection (one a hot upgrade can move).
-    pub fn is_plain_tcp(&self) -> bool {
-        matches!(self.io, Stream::Tcp(_))
+    pub fn is_plain(&self) -> bool {
+        matches!(self.io, Stream::Tcp(_) | Stream::Unix(_))
     }
 
     /// The stream back, with the initial bytes not read yet.

@@ -582,7 +582,7 @@ pub enum WorkerCmd {
     /// slot, from these unread bytes.
     Adopt(
         usize,
-        std::net::TcpStream,
+        crate::transfer::Moved,
         bytes::BytesMut,
         Option<crate::transfer::LateAnswers>,
     ),

@@ -228,6 +228,14 @@ impl Snapshot {
             })
     }
 
+    /// The slot of the unix listener on `path` (a moved unix connection's).
+    pub fn listener_for_path(&self, path: &std::path::Path) -> Option<usize> {
+        self.listeners.iter().position(|l| {
+            l.removed_at.is_none()
+                && matches!(&l.address, mosn_config::ListenAddr::Unix(p) if p == path)
+        })
+    }
+
     /// Compiles a validated config.
     ///
     /// Errors: a route table that does not compile (unknown cluster, bad regex).

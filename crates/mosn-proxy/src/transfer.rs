@@ -190,16 +190,24 @@ pub async fn forward(path: PathBuf, id: u32, data: Bytes) {
     }
 }
 
-/// Old process: moves a plaintext connection with its unread bytes to the new process's
-/// `conn.sock` at `path` (off the event loop); the stream back when the new process did not take
-/// it (it then stays, to drain here).
-pub async fn move_tcp(
-    s: tokio::net::TcpStream,
+/// Old process: moves a plaintext connection (TCP, or unix as MOSN's `TestTransfer` client
+/// mesh has) with its unread bytes to the new process's `conn.sock` at `path` (off the event
+/// loop); the stream back when the new process did not take it, or cannot (TLS; it then stays,
+/// to drain here).
+pub async fn move_stream(
+    s: mosn_net::Stream,
     unread: Vec<u8>,
     path: PathBuf,
-) -> Result<u32, Option<tokio::net::TcpStream>> {
-    let peer = s.peer_addr().ok();
-    let fd: OwnedFd = s.into_std().map_err(|_| None)?.into();
+) -> Result<u32, Option<mosn_net::Stream>> {
+    let peer = match &s {
+        mosn_net::Stream::Tcp(t) => t.peer_addr().ok(),
+        _ => None,
+    };
+    let (fd, unix): (OwnedFd, bool) = match s {
+        mosn_net::Stream::Tcp(t) => (t.into_std().map_err(|_| None)?.into(), false),
+        mosn_net::Stream::Unix(u) => (u.into_std().map_err(|_| None)?.into(), true),
+        other => return Err(Some(other)),
+    };
     let sent = tokio::task::spawn_blocking(move || {
         let r = send(&path, &fd, &unread);
         (r, fd)
@@ -213,9 +221,36 @@ pub async fn move_tcp(
         }
         Ok((Err(e), fd)) => {
             tracing::info!(?peer, error = %e, "hot upgrade: connection not moved; it drains here");
-            Err(tokio::net::TcpStream::from_std(std::net::TcpStream::from(fd)).ok())
+            let back = if unix {
+                tokio::net::UnixStream::from_std(std::os::unix::net::UnixStream::from(fd))
+                    .ok()
+                    .map(mosn_net::Stream::Unix)
+            } else {
+                tokio::net::TcpStream::from_std(std::net::TcpStream::from(fd))
+                    .ok()
+                    .map(mosn_net::Stream::Tcp)
+            };
+            Err(back)
         }
         Err(_) => Err(None),
+    }
+}
+
+/// A moved connection's socket, as the new process gets it.
+#[derive(Debug)]
+pub enum Moved {
+    /// A TCP connection.
+    Tcp(std::net::TcpStream),
+    /// A unix stream connection (on a unix listener of the same path).
+    Unix(std::os::unix::net::UnixStream),
+}
+
+impl Moved {
+    fn set_nonblocking(&self) -> std::io::Result<()> {
+        match self {
+            Moved::Tcp(s) => s.set_nonblocking(true),
+            Moved::Unix(s) => s.set_nonblocking(true),
+        }
     }
 }
 
@@ -283,16 +318,23 @@ impl Adopter {
         let Some(fd) = fds.pop() else {
             return Err(TransferError::Refused);
         };
-        let tcp = std::net::TcpStream::from(fd);
-        let slot = tcp
-            .local_addr()
-            .ok()
-            .and_then(|local| self.config.load().listener_for(local));
+        use mosn_net::fdpass::{socket_kind, SocketKind};
+        let (slot, socket) = match socket_kind(&fd) {
+            Some(SocketKind::Tcp(local)) => (
+                self.config.load().listener_for(local),
+                Moved::Tcp(std::net::TcpStream::from(fd)),
+            ),
+            Some(SocketKind::Unix(path)) => (
+                self.config.load().listener_for_path(&path),
+                Moved::Unix(std::os::unix::net::UnixStream::from(fd)),
+            ),
+            _ => (None, Moved::Tcp(std::net::TcpStream::from(fd))),
+        };
         let (Some(slot), false) = (slot, self.workers.is_empty()) else {
             let _ = s.write_all(&0u32.to_be_bytes());
             return Err(TransferError::Refused);
         };
-        tcp.set_nonblocking(true)?;
+        socket.set_nonblocking()?;
         let w = self.next.fetch_add(1, Ordering::Relaxed) % self.workers.len();
         let id = self.ids.fetch_add(1, Ordering::Relaxed).max(1);
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -304,7 +346,7 @@ impl Adopter {
         if self.workers[w]
             .send(WorkerCmd::Adopt(
                 slot,
-                tcp,
+                socket,
                 bytes::BytesMut::from(&unread[..]),
                 Some(rx),
             ))

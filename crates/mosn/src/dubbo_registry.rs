@@ -94,6 +94,7 @@ pub fn start(
     loaded: &mosn_config::Loaded,
     live: Arc<crate::live::Live>,
     server: &mosn_proxy::Server,
+    inherited: &mut Vec<std::os::fd::OwnedFd>,
 ) -> anyhow::Result<Option<Arc<Registry>>> {
     let Some(d) = &loaded.config.dubbo_registry else {
         return Ok(None);
@@ -126,8 +127,21 @@ pub fn start(
         server_port,
         any_version: d.sub_any_version,
     };
-    let r = Registry::start(settings, live)
-        .with_context(|| format!("dubbo_registry: cannot listen on port {}", d.api_port))?;
+    // A hot upgrade hands the old process's API socket over (matched by port, as admin ones).
+    let handed = inherited.iter().position(|fd| {
+        d.api_port != 0
+            && matches!(mosn_net::fdpass::socket_kind(fd),
+                Some(mosn_net::fdpass::SocketKind::Tcp(a)) if a.port() == d.api_port)
+    });
+    let r = match handed {
+        Some(i) => Registry::start_on(
+            settings,
+            std::net::TcpListener::from(inherited.swap_remove(i)),
+            live,
+        ),
+        None => Registry::start(settings, live),
+    }
+    .with_context(|| format!("dubbo_registry: cannot listen on port {}", d.api_port))?;
     tracing::info!(address = %r.api_addr(), "dubbo_registry listening");
     Ok(Some(Arc::new(r)))
 }

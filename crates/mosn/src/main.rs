@@ -228,7 +228,7 @@ fn run(loaded: &mosn_config::Loaded, args: &RunArgs) -> anyhow::Result<()> {
         server.rerouter(),
         dump.clone(),
     ));
-    let registry = dubbo_registry::start(loaded, live.clone(), &server)?;
+    let registry = dubbo_registry::start(loaded, live.clone(), &server, &mut inherited)?;
     let xds = xds::start(loaded, live.clone())?;
     let state = Arc::new(mosn_admin::AdminState {
         config: dump,
@@ -291,11 +291,19 @@ fn run(loaded: &mosn_config::Loaded, args: &RunArgs) -> anyhow::Result<()> {
         .context("hot upgrade: conn.sock")?;
         let control_conn =
             upgrade::ready(control).context("hot upgrade: the old process did not acknowledge")?;
-        let carried = state.clone();
-        upgrade::carried_metrics(control_conn, move |m| {
-            if let Err(e) = carried.carried.replace(&m) {
-                tracing::warn!(error = %e, "hot upgrade: the old process's counters were refused");
+        let (carried, reg) = (state.clone(), registry.clone());
+        upgrade::after_ack(control_conn, move |m| {
+            match m {
+            upgrade::AfterAck::Metrics(m) => {
+                if let Err(e) = carried.carried.replace(&m) {
+                    tracing::warn!(error = %e, "hot upgrade: the old process's counters were refused");
+                }
             }
+            upgrade::AfterAck::Registry(r) => match &reg {
+                Some(reg) => reg.take_over(&r),
+                None => tracing::warn!("hot upgrade: the old process had a Dubbo registry, this one has none; its registrations are dropped"),
+            },
+        }
         });
         tracing::info!("hot upgrade: this process serves; the old one drains");
     }
@@ -369,6 +377,9 @@ fn run(loaded: &mosn_config::Loaded, args: &RunArgs) -> anyhow::Result<()> {
                 if let Some(c) = &control {
                     fds.extend(c.sockets().unwrap_or_default());
                 }
+                if let Some(r) = &registry {
+                    fds.extend(r.api_socket());
+                }
                 tracing::info!(sockets = fds.len(), "hot upgrade: handing the sockets over");
                 let effective = cfg.inherit_old_mosnconfig.then(|| live.effective());
                 match upgrade::hand_over(&paths, &fds, effective.as_ref())
@@ -380,6 +391,11 @@ fn run(loaded: &mosn_config::Loaded, args: &RunArgs) -> anyhow::Result<()> {
                         // showed last: this one stops answering it first.
                         drop(control.take());
                         h.metrics(&mosn_admin::carried::Carried::export(&state.metric_sets()));
+                        // Likewise the registry's API, whose registrations the new one makes
+                        // again.
+                        if let Some(r) = &registry {
+                            h.registry(&r.hand_over());
+                        }
                         handover = Some(h);
                         server.transfer_connections_to(paths.conn.clone());
                         break true;

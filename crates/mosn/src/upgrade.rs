@@ -191,25 +191,36 @@ pub fn ready(mut control: UnixStream) -> anyhow::Result<UnixStream> {
     Ok(control)
 }
 
-/// Tag of a metrics message on the `listen.sock` control connection after the ack (mosn-rs's
-/// addition to MOSN's protocol): `M`, `u32 BE` length, the JSON of
-/// [`mosn_admin::carried::Carried::export`].
+/// What an old mosn-rs process sends on the `listen.sock` control connection after the ack
+/// (mosn-rs's addition to MOSN's protocol; MOSN's new process reads the ack and closes): messages
+/// of a tag byte, a `u32 BE` length and JSON.
+#[derive(Debug)]
+pub enum AfterAck {
+    /// `M`: the counters it exported ([`mosn_admin::carried::Carried::export`]), at the ack and
+    /// again, final, once drained.
+    Metrics(serde_json::Value),
+    /// `R`: the Dubbo registry's registrations, for the new process to make again
+    /// ([`mosn_discovery::dubbo::Registry::hand_over`]).
+    Registry(serde_json::Value),
+}
+
 const METRICS_TAG: u8 = b'M';
-/// Largest metrics message, in bytes.
+const REGISTRY_TAG: u8 = b'R';
+/// Largest message after the ack, in bytes.
 const MAX_METRICS: usize = 64 << 20;
 /// How long a new process waits after the ack for the old one's counters (a mosn-rs old process
 /// writes them with the ack; MOSN writes none).
 const WAIT_METRICS: Duration = Duration::from_secs(1);
 
-fn write_metrics(s: &mut UnixStream, metrics: &serde_json::Value) -> std::io::Result<()> {
-    let body = metrics.to_string().into_bytes();
-    let mut head = [METRICS_TAG, 0, 0, 0, 0];
+fn write_message(s: &mut UnixStream, tag: u8, v: &serde_json::Value) -> std::io::Result<()> {
+    let body = v.to_string().into_bytes();
+    let mut head = [tag, 0, 0, 0, 0];
     head[1..].copy_from_slice(&(body.len() as u32).to_be_bytes());
     s.write_all(&head)?;
     s.write_all(&body)
 }
 
-fn read_metrics(s: &mut UnixStream) -> anyhow::Result<Option<serde_json::Value>> {
+fn read_message(s: &mut UnixStream) -> anyhow::Result<Option<AfterAck>> {
     let mut head = [0u8; 5];
     match s.read_exact(&mut head) {
         Ok(()) => {}
@@ -217,37 +228,42 @@ fn read_metrics(s: &mut UnixStream) -> anyhow::Result<Option<serde_json::Value>>
         Err(e) => return Err(e.into()),
     }
     let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-    anyhow::ensure!(
-        head[0] == METRICS_TAG && len <= MAX_METRICS,
-        "not a metrics message"
-    );
+    anyhow::ensure!(len <= MAX_METRICS, "a message of {len} bytes");
     let mut body = vec![0u8; len];
     s.read_exact(&mut body)?;
-    Ok(Some(serde_json::from_slice(&body)?))
+    let v = serde_json::from_slice(&body)?;
+    match head[0] {
+        METRICS_TAG => Ok(Some(AfterAck::Metrics(v))),
+        REGISTRY_TAG => Ok(Some(AfterAck::Registry(v))),
+        t => anyhow::bail!("unknown message {t:#04x}"),
+    }
 }
 
-/// New process, after [`ready`]: takes the old process's counters, the first (sent with the
-/// ack) before returning, so the admin API answers with them from its first scrape; the final
-/// ones (sent once the old process drained) on a thread, each given to `apply`.
-pub fn carried_metrics(
-    mut control: UnixStream,
-    apply: impl Fn(serde_json::Value) + Send + 'static,
-) {
+/// New process, after [`ready`]: takes what the old process sends after the ack. The first
+/// message (its counters, sent with the ack) is taken before returning, so the admin API answers
+/// with them from its first scrape; the rest (the registry's registrations, the final counters
+/// once the old process drained) on a thread, each given to `apply`.
+pub fn after_ack(mut control: UnixStream, apply: impl Fn(AfterAck) + Send + 'static) {
     let _ = control.set_read_timeout(Some(WAIT_METRICS));
-    match read_metrics(&mut control) {
+    match read_message(&mut control) {
         Ok(Some(m)) => apply(m),
         Ok(None) => return,
         Err(e) => {
-            tracing::info!(error = %e, "hot upgrade: no counters from the old process; metrics start at 0");
+            tracing::info!(error = %e, "hot upgrade: nothing from the old process after the ack (not mosn-rs?); metrics start at 0");
             return;
         }
     }
     let _ = control.set_read_timeout(None);
     let _ = std::thread::Builder::new()
-        .name("mosn-carried-metrics".into())
-        .spawn(move || {
-            while let Ok(Some(m)) = read_metrics(&mut control) {
-                apply(m);
+        .name("mosn-after-ack".into())
+        .spawn(move || loop {
+            match read_message(&mut control) {
+                Ok(Some(m)) => apply(m),
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "hot upgrade: a message from the old process was refused");
+                    return;
+                }
             }
         });
 }
@@ -266,14 +282,21 @@ impl Handover {
     /// This process's counters as exported, sent once it stopped answering the admin API (the
     /// new process answers it with them from then on).
     pub fn metrics(&mut self, metrics: &serde_json::Value) {
-        if let Err(e) = write_metrics(&mut self.0, metrics) {
+        if let Err(e) = write_message(&mut self.0, METRICS_TAG, metrics) {
             tracing::info!(error = %e, "hot upgrade: the counters did not reach the new process");
+        }
+    }
+
+    /// The Dubbo registry's registrations, sent once this process stopped answering its API.
+    pub fn registry(&mut self, registrations: &serde_json::Value) {
+        if let Err(e) = write_message(&mut self.0, REGISTRY_TAG, registrations) {
+            tracing::warn!(error = %e, "hot upgrade: the registry's registrations did not reach the new process");
         }
     }
 
     /// Drained: the final counters, then the control connection closes.
     pub fn finish(mut self, metrics: &serde_json::Value) {
-        if let Err(e) = write_metrics(&mut self.0, metrics) {
+        if let Err(e) = write_message(&mut self.0, METRICS_TAG, metrics) {
             tracing::info!(error = %e, "hot upgrade: the final counters did not reach the new process");
         }
     }

@@ -529,3 +529,82 @@ fn routes_by_version_and_method_reach_the_right_real_provider() {
     assert_eq!(python_call(addr, "2.0.0", "echo", "['py']"), "C:py");
     assert_eq!(python_call(addr, "1.0.0", "who", "[]"), "A");
 }
+
+/// A hot upgrade with the registry: the new process takes the API socket (same port) and makes
+/// the old process's registrations again in its own ZooKeeper sessions (its nodes carry its
+/// pid); the old process stops answering the API at the handover and its nodes go with its
+/// sessions when it exits, so ZooKeeper always lists this proxy as a provider. With
+/// `inherit_old_mosnconfig` (as the OpenKruise setup has it) the new process starts with the
+/// routes and providers the registry had learned, so calls through the mesh go on before, during
+/// and after the upgrade, and none fails.
+#[test]
+fn a_hot_upgrade_keeps_the_registry_and_its_nodes() {
+    let zoo = ZooKeeper::start();
+    ZK_ADDR.with(|a| *a.borrow_mut() = zoo.addr());
+    let (_a, app) = provider("A", "1.0.0");
+    let dir = temp_dir("dubbo-registry-upgrade");
+    let (ingress, egress, api_addr) = (closed_port(), closed_port(), closed_port());
+    let mut cfg = mesh_config(app);
+    cfg["servers"][0]["listeners"][0]["address"] = json!(ingress.to_string());
+    cfg["servers"][0]["listeners"][1]["address"] = json!(egress.to_string());
+    cfg["extends"][0]["config"]["api_port"] = json!(api_addr.port());
+    cfg["admin"] = Value::Null;
+    cfg["inherit_old_mosnconfig"] = json!(true);
+    let cfg_path = dir.join("mosn.json");
+    std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+    let mut old = spawn(&cfg_path);
+    old.log_line(&["hot upgrade: listening"]);
+    assert!(api(api_addr, "pub", SERVICE).contains(r#""err_no":0"#));
+    assert!(api(api_addr, "sub", SERVICE).contains(r#""err_no":0"#));
+    let z = zk_session(&zoo.addr()).expect("test session");
+    let providers = format!("/dubbo/{SERVICE}/providers");
+    let pid_of = |nodes: &[String], pid: u32| {
+        nodes
+            .iter()
+            .filter(|n| n.contains(&mosn_discovery_escape(&format!("&pid={pid}&"))))
+            .count()
+    };
+    assert_eq!(pid_of(&z.children(&providers), old.child.id()), 1);
+    assert!(
+        eventually(Duration::from_secs(10), || node()
+            .args(["seq", &egress.to_string(), "1.0.0", "1"])
+            .output()
+            .is_ok_and(|o| o.status.success())),
+        "the subscription's provider is routed"
+    );
+    let mut s = Stream::start(egress);
+    s.run(Duration::from_millis(800));
+    assert!(
+        s.seen.iter().any(|(_, r)| r.is_ok()),
+        "calls go through the mesh"
+    );
+
+    let new = spawn(&cfg_path);
+    new.log_line(&["hot upgrade: this process serves"]);
+    new.log_line(&["dubbo_registry: registered again after a hot upgrade"]);
+    assert_eq!(
+        wait_timeout(&mut old.child, Duration::from_secs(20)),
+        Some(0)
+    );
+    // The old process's nodes go with its sessions; the new one's stay.
+    let (mut nodes, until) = (Vec::new(), Instant::now() + Duration::from_secs(20));
+    while Instant::now() < until {
+        nodes = z.children(&providers);
+        if pid_of(&nodes, old.child.id()) == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(pid_of(&nodes, old.child.id()), 0, "{nodes:?}");
+    assert_eq!(pid_of(&nodes, new.child.id()), 1, "{nodes:?}");
+    let consumers = z.children(&format!("/dubbo/{SERVICE}/consumers"));
+    assert_eq!(pid_of(&consumers, new.child.id()), 1, "{consumers:?}");
+    // The API on the same port is the new process's: the registration is there already.
+    let again = api(api_addr, "pub", SERVICE);
+    assert!(again.contains("already registered"), "{again}");
+    s.run(Duration::from_millis(800));
+    let after = s.seen.len();
+    assert!(after > 10, "calls go on after the upgrade");
+    assert!(s.failures().is_empty(), "{:?}", s.failures());
+    eprintln!("registry through a hot upgrade: {after} calls, 0 failed; nodes now {nodes:?}");
+}

@@ -579,6 +579,10 @@ fn bolt_echo_holding(release: Arc<AtomicBool>) -> std::net::SocketAddr {
     addr
 }
 
+/// A client connection of either kind.
+trait ReadWrite: Read + Write + Send {}
+impl<T: Read + Write + Send> ReadWrite for T {}
+
 /// One Bolt connection making calls back to back, never reconnecting: `(calls answered, the end
 /// if it ended)`.
 struct StickyBolt {
@@ -589,6 +593,15 @@ struct StickyBolt {
 
 impl StickyBolt {
     fn start(addr: std::net::SocketAddr) -> StickyBolt {
+        StickyBolt::over(move || {
+            let s = std::net::TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            Box::new(s)
+        })
+    }
+
+    /// Over the connection `connect` opens (TCP, or a unix socket).
+    fn over(connect: impl FnOnce() -> Box<dyn ReadWrite> + Send + 'static) -> StickyBolt {
         use mosn_api::Headers;
         use mosn_protocol::bolt::{Bolt, Frame, Version};
         use mosn_protocol::xprotocol::XProtocol;
@@ -597,8 +610,7 @@ impl StickyBolt {
         let (s2, a2) = (stop.clone(), answered.clone());
         let thread = std::thread::spawn(move || {
             let proto = Bolt::default();
-            let mut s = std::net::TcpStream::connect(addr).unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut s = connect();
             let mut buf = bytes::BytesMut::new();
             let mut chunk = [0u8; 16384];
             let mut ok = 0u64;
@@ -1112,6 +1124,159 @@ fn tcp_proxy_streams_keep_flowing_through_two_upgrades() {
     eprintln!(
         "tcp_proxy through two upgrades: {records} records ({} MB) back in order on one connection (client port {port}), and an idle connection moved too",
         records * 64 / 1_000_000
+    );
+}
+
+/// MOSN's `TestTransfer` (`test/integrate/transfer`): a Bolt mesh in one mosn, the client-side
+/// listener on a unix socket, routed to the server-side listener on TCP, routed to the app; one
+/// client connection on the unix socket makes calls back to back (MOSN's makes one every 100 ms)
+/// through an upgrade by SIGHUP, then one by a second process started directly, MOSN's order.
+/// The 5000 calls are all answered, on the one connection: the unix connection moved twice, and
+/// the server-side mesh's connections moved as Bolt connections do.
+#[test]
+fn mosn_test_transfer_bolt_mesh_over_a_unix_socket() {
+    let dir = temp_dir("upgrade-mesh");
+    let app = bolt_echo();
+    let client_sock = dir.join("client.sock");
+    let server_mesh = closed_port();
+    let pid_file = dir.join("mosn.pid");
+    let route = |cluster: &str| {
+        json!([{"match": {"headers": [{"name": "service", "value": ".*", "regex": true}]},
+            "route": {"cluster_name": cluster}}])
+    };
+    let bolt = |router: &str| {
+        json!([{"filters": [{"type": "proxy", "config": {"downstream_protocol": "bolt",
+            "upstream_protocol": "bolt", "router_config_name": router}}]}])
+    };
+    let cfg = json!({
+        "pid": pid_file.to_str().unwrap(),
+        "servers": [{"default_log_path": "stderr", "graceful_timeout": "5s",
+            "routers": [
+                {"router_config_name": "client_router", "virtual_hosts": [{"name": "v", "domains": ["*"], "routers": route("server_mesh")}]},
+                {"router_config_name": "server_router", "virtual_hosts": [{"name": "v", "domains": ["*"], "routers": route("app")}]}],
+            "listeners": [
+                {"name": "client_mesh", "address": client_sock.to_str().unwrap(), "network": "unix",
+                    "filter_chains": bolt("client_router")},
+                {"name": "server_mesh", "address": server_mesh.to_string(), "filter_chains": bolt("server_router")}]}],
+        "cluster_manager": {"clusters": [
+            {"name": "server_mesh", "type": "SIMPLE", "lb_type": "LB_ROUNDROBIN", "hosts": [{"address": server_mesh.to_string()}]},
+            {"name": "app", "type": "SIMPLE", "lb_type": "LB_ROUNDROBIN", "hosts": [{"address": app.to_string()}]}]}
+    });
+    let file = dir.join("mosn.json");
+    std::fs::write(&file, cfg.to_string()).unwrap();
+    let pid = || {
+        std::fs::read_to_string(&pid_file)
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    let mut a = spawn(&file);
+    a.log_line(&["hot upgrade: listening"]);
+    let path = client_sock.clone();
+    let sticky = StickyBolt::over(move || {
+        let s = std::os::unix::net::UnixStream::connect(path).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Box::new(s)
+    });
+    let grows = |what: &str| {
+        let from = sticky.answered();
+        within(Duration::from_secs(20), what, || {
+            sticky.answered() > from + 100
+        });
+    };
+    grows("calls answered by the first process");
+    // SIGHUP: the process starts its successor, hands over and exits once drained.
+    a.signal("-HUP");
+    a.log_line(&["SIGHUP: started the new process"]);
+    assert_eq!(wait_timeout(&mut a.child, Duration::from_secs(15)), Some(0));
+    let mut second = String::new();
+    within(Duration::from_secs(5), "the successor's pid file", || {
+        second = pid();
+        !second.is_empty() && second != a.child.id().to_string()
+    });
+    let second = Pid(second.parse().unwrap());
+    grows("calls answered by the SIGHUP'd successor");
+    // A second process started directly, once the successor listens on reconfig.sock (the first
+    // process removed its own when it exited).
+    within(
+        Duration::from_secs(10),
+        "the successor's reconfig.sock",
+        || dir.join("reconfig.sock").exists(),
+    );
+    let c = spawn(&file);
+    c.log_line(&["hot upgrade: this process serves"]);
+    within(
+        Duration::from_secs(15),
+        "the second process to exit",
+        || {
+            std::fs::metadata(format!("/proc/{}", second.0)).is_err()
+                || std::fs::read_to_string(format!("/proc/{}/stat", second.0))
+                    .is_ok_and(|s| s.contains(") Z "))
+        },
+    );
+    grows("calls answered by the directly started process");
+    let (ok, end) = sticky.finish(5000);
+    drop(c);
+    drop(second);
+    assert_eq!(end, None, "the unix connection ended");
+    assert!(ok >= 5000, "only {ok} calls");
+    eprintln!("MOSN's TestTransfer shape: {ok} calls on one unix connection through SIGHUP and a second start, 0 failed");
+}
+
+/// An old process killed (SIGKILL) while it moves its connections: what it was serving at that
+/// moment may fail (at most one request per client of the load, each having one in flight), and
+/// the new process serves everything else: the clients reconnect to it and no later request
+/// fails.
+#[test]
+fn an_old_process_killed_mid_transfer_loses_at_most_what_it_was_serving() {
+    let dir = temp_dir("upgrade-killed");
+    let app = text_upstream("app");
+    let listener = closed_port();
+    let cfg = json!({
+        "servers": [{"default_log_path": "stderr", "graceful_timeout": "5s",
+            "routers": [{"router_config_name": "r", "virtual_hosts": [{"name": "v", "domains": ["*"],
+                "routers": [{"match": {"prefix": "/"}, "route": {"cluster_name": "app"}}]}]}],
+            "listeners": [{"name": "l", "address": listener.to_string(), "filter_chains": [{"filters": [
+                {"type": "proxy", "config": {"downstream_protocol": "Http1", "router_config_name": "r"}}]}]}]}],
+        "cluster_manager": {"clusters": [{"name": "app", "type": "SIMPLE", "lb_type": "LB_ROUNDROBIN",
+            "hosts": [{"address": app.to_string()}]}]}
+    });
+    let file = dir.join("mosn.json");
+    std::fs::write(&file, cfg.to_string()).unwrap();
+    let mut a = spawn(&file);
+    a.log_line(&["hot upgrade: listening"]);
+    const CLIENTS: usize = 8;
+    let load = Load::start(listener, CLIENTS);
+    let from = load.ok();
+    within(Duration::from_secs(20), "the load runs", || {
+        load.ok() > from + 500
+    });
+    let b = spawn(&file);
+    b.log_line(&["hot upgrade: this process serves"]);
+    // The old process is moving its keep-alive connections now: killed in the middle of it.
+    a.signal("-KILL");
+    let _ = a.child.wait();
+    let at_kill = load.ok();
+    within(
+        Duration::from_secs(20),
+        "requests served by the new process",
+        || load.ok() > at_kill + 2000,
+    );
+    let (ok, failed) = load.finish();
+    assert!(
+        b.child.id() > 0 && std::fs::metadata(format!("/proc/{}", b.child.id())).is_ok(),
+        "the new process goes on"
+    );
+    assert!(
+        failed.len() <= CLIENTS,
+        "{} requests failed, more than the {CLIENTS} in flight: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(10)]
+    );
+    eprintln!(
+        "old process killed mid-transfer: {} of {} requests failed (at most {CLIENTS} were in flight)",
+        failed.len(),
+        ok + failed.len() as u64
     );
 }
 

@@ -89,8 +89,9 @@ struct Sub {
 struct State {
     sessions: BTreeMap<String, Session>,
     /// Registered URLs (MOSN's `URL.Key()`): `<role>|<addr>|<interface>|<group>|<version>` →
-    /// node path.
-    registered: BTreeMap<String, String>,
+    /// node path, and the request that registered it (a hot upgrade's new process runs them
+    /// again).
+    registered: BTreeMap<String, (String, Op, Request)>,
     subs: BTreeMap<String, Sub>,
     /// Interfaces ever subscribed → their providers (kept after `/unsub`, as MOSN does).
     services: BTreeMap<String, Vec<SocketAddr>>,
@@ -114,6 +115,10 @@ pub struct Registry {
     inner: Arc<Inner>,
     api: SocketAddr,
     handle: tokio::runtime::Handle,
+    /// A duplicate of the API socket, for handing it over on a hot upgrade.
+    api_socket: std::os::fd::OwnedFd,
+    /// Stops the API (a hot upgrade's old process, once the new one serves it).
+    api_stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl Registry {
@@ -122,7 +127,21 @@ impl Registry {
     /// Errors: the API address cannot be bound, or the thread cannot start.
     pub fn start(settings: Settings, routing: Arc<dyn Routing>) -> std::io::Result<Registry> {
         let listener = std::net::TcpListener::bind(settings.api)?;
+        Registry::start_on(settings, listener, routing)
+    }
+
+    /// As [`Registry::start`], on a socket already bound (a hot upgrade hands the old
+    /// process's over).
+    ///
+    /// Errors: the thread cannot start.
+    pub fn start_on(
+        settings: Settings,
+        listener: std::net::TcpListener,
+        routing: Arc<dyn Routing>,
+    ) -> std::io::Result<Registry> {
         listener.set_nonblocking(true)?;
+        let api_socket = std::os::fd::AsFd::as_fd(&listener).try_clone_to_owned()?;
+        let (api_stop, mut stopped) = tokio::sync::watch::channel(false);
         let api = listener.local_addr()?;
         let inner = Arc::new(Inner {
             settings,
@@ -139,12 +158,95 @@ impl Registry {
             .spawn(move || {
                 rt.block_on(async move {
                     match tokio::net::TcpListener::from_std(listener) {
-                        Ok(l) => serve_api(i2, l).await,
+                        Ok(l) => {
+                            tokio::select! {
+                                () = serve_api(i2, l) => {}
+                                _ = stopped.wait_for(|s| *s) => {}
+                            }
+                            // The sessions go on (their nodes stay until this process exits).
+                            std::future::pending::<()>().await
+                        }
                         Err(e) => tracing::error!(error = %e, "dubbo_registry: API socket"),
                     }
                 })
             })?;
-        Ok(Registry { inner, api, handle })
+        Ok(Registry {
+            inner,
+            api,
+            handle,
+            api_socket,
+            api_stop,
+        })
+    }
+
+    /// A duplicate of the API socket (for a hot upgrade).
+    ///
+    /// Errors: the descriptor could not be duplicated.
+    pub fn api_socket(&self) -> std::io::Result<std::os::fd::OwnedFd> {
+        self.api_socket.try_clone()
+    }
+
+    /// Hot upgrade, old process: stops answering the API (the new process answers on the same
+    /// socket) and returns what the new process must register again, in order: one
+    /// `{"op": "pub"|"sub", "addr", "interface", "group", "version", "methods"}` per registration.
+    /// This process's own nodes stay in ZooKeeper until it exits (its sessions close then), so
+    /// consumers always find a provider node of this proxy.
+    pub fn hand_over(&self) -> Value {
+        let _ = self.api_stop.send(true);
+        let st = self.inner.lock();
+        Value::Array(
+            st.registered
+                .values()
+                .map(|(_, op, r)| {
+                    json!({"op": if *op == Op::Sub { "sub" } else { "pub" }, "addr": r.addr,
+                        "interface": r.interface, "group": r.group, "version": r.version,
+                        "methods": r.methods})
+                })
+                .collect(),
+        )
+    }
+
+    /// Hot upgrade, new process: registers again what the old process had ([`Registry::hand_over`]),
+    /// in this process's sessions (its nodes carry this process's pid). A registration that fails
+    /// is logged; the others go on.
+    pub fn take_over(&self, v: &Value) {
+        let items: Vec<(Op, Request)> = v
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|x| {
+                let op = match x["op"].as_str()? {
+                    "sub" => Op::Sub,
+                    "pub" => Op::Pub,
+                    _ => return None,
+                };
+                let s = |k: &str| x[k].as_str().map(str::to_string);
+                Some((
+                    op,
+                    Request {
+                        addr: s("addr")?,
+                        interface: s("interface")?,
+                        group: s("group").unwrap_or_default(),
+                        version: s("version").unwrap_or_default(),
+                        methods: x["methods"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|m| m.as_str().map(str::to_string))
+                            .collect(),
+                    },
+                ))
+            })
+            .collect();
+        let inner = self.inner.clone();
+        self.handle.spawn(async move {
+            for (op, r) in items {
+                match run(&inner, op, &r).await {
+                    Ok(()) => tracing::info!(interface = %r.interface, ?op, "dubbo_registry: registered again after a hot upgrade"),
+                    Err(e) => tracing::warn!(interface = %r.interface, ?op, error = %e, "dubbo_registry: registering again after a hot upgrade failed"),
+                }
+            }
+        });
     }
 
     /// The address the API listens on.
@@ -337,7 +439,8 @@ async fn run(inner: &Arc<Inner>, op: Op, r: &Request) -> Result<(), String> {
                 .await
                 .map_err(|e| format!("zookeeper {}: {e}", r.addr))?;
             let mut st = inner.lock();
-            st.registered.insert(key.clone(), node.clone());
+            st.registered
+                .insert(key.clone(), (node.clone(), op, r.clone()));
             if let Some(x) = st.sessions.get_mut(&r.addr) {
                 x.nodes.insert(node.clone());
             }
@@ -363,7 +466,7 @@ async fn run(inner: &Arc<Inner>, op: Op, r: &Request) -> Result<(), String> {
             Ok(())
         }
         Op::Unsub | Op::Unpub => {
-            let Some(node) = inner.lock().registered.get(&key).cloned() else {
+            let Some(node) = inner.lock().registered.get(&key).map(|(n, ..)| n.clone()) else {
                 return Err(format!("Path{{{url}}} has not registered"));
             };
             let client = session(inner, &r.addr).await?;

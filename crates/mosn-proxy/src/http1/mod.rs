@@ -93,7 +93,7 @@ impl Downstream {
     pub fn closing(&self, keep_alive: bool) -> bool {
         let movable = || {
             !self.stays
-                && matches!(self.io, Stream::Tcp(_))
+                && matches!(self.io, Stream::Tcp(_) | Stream::Unix(_))
                 && self.ctx.worker.transfer.get().is_some()
         };
         !keep_alive || (self.ctx.draining() && !movable())
@@ -133,7 +133,7 @@ impl Downstream {
             if idle
                 && !self.stays
                 && self.ctx.worker.draining.get()
-                && matches!(self.io, Stream::Tcp(_))
+                && matches!(self.io, Stream::Tcp(_) | Stream::Unix(_))
             {
                 if let Some(path) = self.ctx.worker.transfer.get() {
                     return HeadRead::Transfer(path);
@@ -394,13 +394,9 @@ async fn transfer(d: Downstream, path: std::path::PathBuf) -> Option<Downstream>
             stays,
         })
     };
-    let s = match io {
-        Stream::Tcp(s) => s,
-        other => return back(other),
-    };
-    match crate::transfer::move_tcp(s, rbuf.to_vec(), path).await {
+    match crate::transfer::move_stream(io, rbuf.to_vec(), path).await {
         Ok(_) => None,
-        Err(Some(s)) => back(Stream::Tcp(s)),
+        Err(Some(s)) => back(s),
         Err(None) => None,
     }
 }

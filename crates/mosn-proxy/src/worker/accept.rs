@@ -79,17 +79,28 @@ pub(crate) async fn adopt(
     w: Rc<Worker>,
     snapshot: Arc<Snapshot>,
     index: usize,
-    s: std::net::TcpStream,
+    s: crate::transfer::Moved,
     unread: BytesMut,
     late: Option<crate::transfer::LateAnswers>,
 ) {
-    let Ok(s) = tokio::net::TcpStream::from_std(s) else {
-        return;
+    let (s, peer, local) = match s {
+        crate::transfer::Moved::Tcp(s) => {
+            let Ok(s) = tokio::net::TcpStream::from_std(s) else {
+                return;
+            };
+            let (Ok(peer), Ok(local)) = (s.peer_addr(), s.local_addr()) else {
+                return;
+            };
+            let _ = s.set_nodelay(true);
+            (Stream::Tcp(s), peer, local)
+        }
+        crate::transfer::Moved::Unix(s) => {
+            let Ok(s) = tokio::net::UnixStream::from_std(s) else {
+                return;
+            };
+            (Stream::Unix(s), UNIX_PEER, UNIX_PEER)
+        }
     };
-    let (Ok(peer), Ok(local)) = (s.peer_addr(), s.local_addr()) else {
-        return;
-    };
-    let _ = s.set_nodelay(true);
     tracing::debug!(%peer, "hot upgrade: serving a moved connection");
     let downstream = match snapshot.listeners.get(index).map(|l| &l.kind) {
         Some(ListenerKind::Proxy { downstream, .. }) => *downstream,
@@ -106,9 +117,7 @@ pub(crate) async fn adopt(
         mosn_config::Protocol::Auto => match detect(&unread, AUTO) {
             Detected::Protocol(p) => p,
             _ if unread.is_empty() => {
-                let io = Stream::Tcp(s);
-                return serve_proxy(w, &snapshot, index, io, (peer, local), downstream, false)
-                    .await;
+                return serve_proxy(w, &snapshot, index, s, (peer, local), downstream, false).await;
             }
             _ => return,
         },
@@ -117,7 +126,7 @@ pub(crate) async fn adopt(
         worker: w,
         snapshot,
         listener: index,
-        io: Stream::Tcp(s),
+        io: s,
         addrs: (peer, local),
         initial: unread,
         late,

@@ -122,7 +122,7 @@ pub async fn serve<P: Served>(mut accepted: Accepted, proto: P) {
         }
         if ctx.draining() && !draining {
             draining = true;
-            moving = io.is_plain_tcp() && ctx.worker.transfer.get().is_some();
+            moving = io.is_plain() && ctx.worker.transfer.get().is_some();
             if !moving {
                 if let Some(g) = proto.goaway() {
                     proto.encode(&g, &mut wbuf);
@@ -137,15 +137,12 @@ pub async fn serve<P: Served>(mut accepted: Accepted, proto: P) {
             let (stream, initial) = io.into_inner();
             let mut unread = initial.to_vec();
             unread.extend_from_slice(&rbuf);
-            let mosn_net::Stream::Tcp(s) = stream else {
-                break;
-            };
-            match crate::transfer::move_tcp(s, unread, path.clone()).await {
+            match crate::transfer::move_stream(stream, unread, path.clone()).await {
                 Ok(id) => return forward_owed(streams, id, path).await,
                 Err(None) => return,
                 Err(Some(s)) => {
                     // Not taken: it drains here, told so where the protocol can.
-                    io = Counted::new(mosn_net::Stream::Tcp(s), initial, &ctx);
+                    io = Counted::new(s, initial, &ctx);
                     moving = false;
                     if let Some(g) = proto.goaway() {
                         proto.encode(&g, &mut wbuf);
