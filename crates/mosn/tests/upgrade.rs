@@ -1280,6 +1280,102 @@ fn an_old_process_killed_mid_transfer_loses_at_most_what_it_was_serving() {
     );
 }
 
+/// TLS connections do not move (their session state stays in the old process): through both
+/// upgrades, curl makes requests back to back on keep-alive HTTPS connections; the old process
+/// answers the request in flight with `Connection: close` and closes cleanly, and curl goes on on
+/// a new connection, which the new process takes. Every request gets its 200, none is reset, and
+/// curl opened a new connection once per upgrade (or more, never fewer).
+#[test]
+fn tls_connections_drain_cleanly_through_two_upgrades() {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let dir = temp_dir("upgrade-tls");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "upgrade test ca");
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let w = |n: &str, t: &str| {
+        let p = dir.join(n);
+        std::fs::write(&p, t).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let (ca_path, cert_path, key_path) = (
+        w("ca.pem", &ca.pem()),
+        w("s.pem", &cert.pem()),
+        w("s.key", &key.serialize_pem()),
+    );
+    let app = text_upstream("app");
+    let listener = closed_port();
+    let pid_file = dir.join("mosn.pid");
+    let cfg = json!({
+        "pid": pid_file.to_str().unwrap(),
+        "servers": [{"default_log_path": "stderr", "graceful_timeout": "3s",
+            "routers": [{"router_config_name": "r", "virtual_hosts": [{"name": "v", "domains": ["*"],
+                "routers": [{"match": {"prefix": "/"}, "route": {"cluster_name": "app"}}]}]}],
+            "listeners": [{"name": "tls", "address": listener.to_string(), "filter_chains": [{
+                "tls_context": {"status": true, "cert_chain": cert_path, "private_key": key_path},
+                "filters": [{"type": "proxy", "config": {"downstream_protocol": "Http1", "router_config_name": "r"}}]}]}]}],
+        "cluster_manager": {"clusters": [{"name": "app", "type": "SIMPLE", "lb_type": "LB_ROUNDROBIN",
+            "hosts": [{"address": app.to_string()}]}]}
+    });
+    let file = dir.join("mosn.json");
+    std::fs::write(&file, cfg.to_string()).unwrap();
+    let mut a = spawn(&file);
+    a.log_line(&["hot upgrade: listening"]);
+    // One line per request: the status (000 when it failed) and whether it opened a connection.
+    let mut curl = std::process::Command::new("curl")
+        .args(["-s", "--http1.1", "--cacert", &ca_path, "--resolve"])
+        .arg(format!("localhost:{}:127.0.0.1", listener.port()))
+        .args(["-o", "/dev/null", "-w", "%{http_code} %{num_connects}\\n"])
+        .arg(format!(
+            "https://localhost:{}/r[1-1000000]",
+            listener.port()
+        ))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("curl (scripts/install-test-deps.sh installs it)");
+    let out = curl.stdout.take().unwrap();
+    let lines = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let l2 = lines.clone();
+    let reader = std::thread::spawn(move || {
+        for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            l2.lock().unwrap().push(l);
+        }
+    });
+    let count = || lines.lock().unwrap().len();
+    let grows = |what: &str| {
+        let from = count();
+        within(Duration::from_secs(30), what, || count() > from + 200);
+    };
+    let (_b, c) = upgrade_twice(&mut a, &file, &pid_file, &grows);
+    let _ = curl.kill();
+    let _ = curl.wait();
+    reader.join().unwrap();
+    drop(c);
+    let lines = lines.lock().unwrap();
+    // The last line may be the request curl was killed in.
+    let done = &lines[..lines.len().saturating_sub(1)];
+    let failed: Vec<_> = done.iter().filter(|l| !l.starts_with("200 ")).collect();
+    let connects = done.iter().filter(|l| l.ends_with(" 1")).count();
+    assert!(
+        failed.is_empty(),
+        "{} of {} HTTPS requests failed: {:?}",
+        failed.len(),
+        done.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(connects >= 3, "curl opened {connects} connections");
+    eprintln!(
+        "HTTPS keep-alive through two upgrades: {} requests, 0 failed, on {connects} connections",
+        done.len()
+    );
+}
+
 /// `inherit_old_mosnconfig`: the new process runs the old one's effective `servers` (sent on
 /// `mosnconfig.sock`), not its own file's, which changed meanwhile.
 #[test]
