@@ -398,11 +398,12 @@ fn registry_publishes_subscribes_and_follows_providers_live() {
     // A second provider registered directly in ZooKeeper takes traffic within 1 s.
     let (_b, b_addr) = provider("B", "1.0.0");
     let mut s = Stream::start(egress);
-    s.run(Duration::from_millis(800));
-    assert!(
-        s.since(Instant::now() - Duration::from_secs(1)).count() > 10,
-        "the stream runs"
-    );
+    // The stream is up once it answers steadily (Node takes a while to start on a loaded machine).
+    let until = Instant::now() + Duration::from_secs(20);
+    while s.since(Instant::now() - Duration::from_millis(500)).count() <= 10 {
+        assert!(Instant::now() < until, "the stream runs");
+        s.run(Duration::from_millis(200));
+    }
     let added = Instant::now();
     let b_node = z.add_provider(b_addr);
     s.run(Duration::from_millis(1500));
@@ -573,11 +574,14 @@ fn a_hot_upgrade_keeps_the_registry_and_its_nodes() {
         "the subscription's provider is routed"
     );
     let mut s = Stream::start(egress);
-    s.run(Duration::from_millis(800));
-    assert!(
-        s.seen.iter().any(|(_, r)| r.is_ok()),
-        "calls go through the mesh"
-    );
+    let answers_grow = |s: &mut Stream, what: &str| {
+        let (from, until) = (s.seen.len(), Instant::now() + Duration::from_secs(20));
+        while s.seen.len() <= from + 10 {
+            assert!(Instant::now() < until, "{what}");
+            s.run(Duration::from_millis(200));
+        }
+    };
+    answers_grow(&mut s, "calls go through the mesh");
 
     let new = spawn(&cfg_path);
     new.log_line(&["hot upgrade: this process serves"]);
@@ -602,9 +606,8 @@ fn a_hot_upgrade_keeps_the_registry_and_its_nodes() {
     // The API on the same port is the new process's: the registration is there already.
     let again = api(api_addr, "pub", SERVICE);
     assert!(again.contains("already registered"), "{again}");
-    s.run(Duration::from_millis(800));
+    answers_grow(&mut s, "calls go on after the upgrade");
     let after = s.seen.len();
-    assert!(after > 10, "calls go on after the upgrade");
     assert!(s.failures().is_empty(), "{:?}", s.failures());
     eprintln!("registry through a hot upgrade: {after} calls, 0 failed; nodes now {nodes:?}");
 }
