@@ -1376,6 +1376,79 @@ fn tls_connections_drain_cleanly_through_two_upgrades() {
     );
 }
 
+/// OpenKruise's exact sequence: the new container's process starts on the shared `uds_dir`
+/// while the old one serves; once the new one is ready, Kruise stops the old container
+/// (SIGTERM) while it still drains. The old process exits without touching the new one's pid
+/// file or `reconfig.sock` (MOSN's old process removed both), no request of the load fails, and
+/// the next upgrade (the next SidecarSet rollout) finds the new process.
+#[test]
+fn openkruise_sigterm_of_the_old_container_mid_drain_leaves_the_new_one_whole() {
+    let dir = temp_dir("upgrade-kruise");
+    let app = text_upstream("app");
+    let listener = closed_port();
+    let socks = dir.join("shared");
+    let pid_file = dir.join("mosn.pid");
+    let cfg = json!({
+        "pid": pid_file.to_str().unwrap(),
+        "uds_dir": socks.to_str().unwrap(),
+        "servers": [{"default_log_path": "stderr", "graceful_timeout": "10s",
+            "routers": [{"router_config_name": "r", "virtual_hosts": [{"name": "v", "domains": ["*"],
+                "routers": [{"match": {"prefix": "/"}, "route": {"cluster_name": "app"}}]}]}],
+            "listeners": [{"name": "l", "address": listener.to_string(), "filter_chains": [{"filters": [
+                {"type": "proxy", "config": {"downstream_protocol": "Http1", "router_config_name": "r"}}]}]}]}],
+        "cluster_manager": {"clusters": [{"name": "app", "type": "SIMPLE", "lb_type": "LB_ROUNDROBIN",
+            "hosts": [{"address": app.to_string()}]}]}
+    });
+    let file = dir.join("mosn.json");
+    std::fs::write(&file, cfg.to_string()).unwrap();
+    let mut old = spawn(&file);
+    old.log_line(&["hot upgrade: listening"]);
+    let load = Load::start(listener, 4);
+    let grows = |what: &str| {
+        let from = load.ok();
+        within(Duration::from_secs(20), what, || load.ok() > from + 500);
+    };
+    grows("the old process serves");
+    let new = spawn(&file);
+    new.log_line(&["hot upgrade: this process serves"]);
+    old.log_line(&["hot upgrade: draining"]);
+    // Kruise resets the old container once the pod is ready: SIGTERM mid-drain.
+    old.signal("-TERM");
+    assert_eq!(
+        wait_timeout(&mut old.child, Duration::from_secs(15)),
+        Some(0)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap().trim(),
+        new.child.id().to_string(),
+        "the pid file is the new process's"
+    );
+    within(
+        Duration::from_secs(5),
+        "the new process's reconfig.sock",
+        || socks.join("reconfig.sock").exists(),
+    );
+    grows("the new process serves");
+    // The next rollout finds the running process.
+    let mut new = new;
+    let next = spawn(&file);
+    next.log_line(&["hot upgrade: this process serves"]);
+    assert_eq!(
+        wait_timeout(&mut new.child, Duration::from_secs(15)),
+        Some(0)
+    );
+    grows("the next process serves");
+    let (ok, failed) = load.finish();
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {:?}",
+        failed.len(),
+        ok + failed.len() as u64,
+        &failed[..failed.len().min(5)]
+    );
+    drop(next);
+}
+
 /// `inherit_old_mosnconfig`: the new process runs the old one's effective `servers` (sent on
 /// `mosnconfig.sock`), not its own file's, which changed meanwhile.
 #[test]
