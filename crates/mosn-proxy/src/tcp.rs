@@ -41,21 +41,9 @@ pub async fn serve<D: SpliceIo + AsyncRead + AsyncWrite + Unpin>(
     prefix: &[u8],
 ) {
     let stats = worker.stats.clone();
-    let ls = stats.listeners.get(listener);
-    if let Some(l) = ls {
-        l.connection_total.inc();
-        l.connection_active.inc();
-    }
-    let relaying = Relaying::new(&stats);
+    let relaying = Relaying::new(&stats, listener, true);
     let moved = proxy(&worker, snapshot, listener, tp, down, (peer, local), prefix).await;
-    drop(relaying);
-    if let Some(l) = ls {
-        l.connection_active.dec();
-        // A connection moved to a new process closes there.
-        if !moved {
-            l.connection_destroy.inc();
-        }
-    }
+    relaying.moved.set(moved);
 }
 
 /// Serves a `tcp_proxy` connection a previous process moved here with its upstream connection
@@ -93,11 +81,8 @@ pub(crate) async fn adopt_pair(
         .map_or(usize::MAX, |h| h.id);
     tracing::debug!(%peer, upstream = %up_addr, "hot upgrade: serving a moved tcp_proxy connection");
     let stats = worker.stats.clone();
-    let _relaying = Relaying::new(&stats);
-    let ls = stats.listeners.get(listener);
-    if let Some(l) = ls {
-        l.connection_active.inc();
-    }
+    // Counted as accepted by the process it came from.
+    let relaying = Relaying::new(&stats, listener, false);
     stats.upstream.both(ci, hi, |s| s.connection_active.inc());
     let counts = Counts {
         worker: &worker,
@@ -113,12 +98,7 @@ pub(crate) async fn adopt_pair(
             s.connection_close.inc();
         }
     });
-    if let Some(l) = ls {
-        l.connection_active.dec();
-        if !moved {
-            l.connection_destroy.inc();
-        }
-    }
+    relaying.moved.set(moved);
 }
 
 async fn connect_plain(addr: &HostAddr, timeout: Duration) -> std::io::Result<Stream> {
@@ -276,12 +256,7 @@ pub async fn serve_tls(
     (peer, local): (SocketAddr, SocketAddr),
 ) {
     let stats = worker.stats.clone();
-    let ls = stats.listeners.get(listener);
-    if let Some(l) = ls {
-        l.connection_total.inc();
-        l.connection_active.inc();
-    }
-    let _relaying = Relaying::new(&stats);
+    let _relaying = Relaying::new(&stats, listener, true);
     if let Some((up, ci, hi, _slot)) = connect_upstream(&worker, snapshot, tp, (peer, local)).await
     {
         let up_stats = &*stats.upstream;
@@ -301,26 +276,47 @@ pub async fn serve_tls(
             s.connection_close.inc();
         });
     }
-    if let Some(l) = ls {
-        l.connection_active.dec();
-        l.connection_destroy.inc();
-    }
 }
 
-/// Counts a relayed connection among the worker's open connections while it lives, so a drain
-/// (SIGTERM, or a hot upgrade until it moved) waits for it, up to `graceful_timeout`.
-struct Relaying<'a>(&'a crate::stats::WorkerStats);
+/// Counts a relayed client connection while it lives: on its listener (`connection_total` when
+/// `accepted` here, `connection_active`, then `connection_destroy` unless it [`moved`] to a new
+/// process, where it closes), and among the worker's open connections, so a drain (SIGTERM, or a
+/// hot upgrade until it moved) waits for it, up to `graceful_timeout`.
+///
+/// [`moved`]: Relaying::moved
+struct Relaying<'a> {
+    stats: &'a crate::stats::WorkerStats,
+    listener: usize,
+    /// Set when the connection moved to a new process.
+    moved: Cell<bool>,
+}
 
 impl<'a> Relaying<'a> {
-    fn new(stats: &'a crate::stats::WorkerStats) -> Self {
+    fn new(stats: &'a crate::stats::WorkerStats, listener: usize, accepted: bool) -> Self {
         stats.active_connections.inc();
-        Relaying(stats)
+        if let Some(l) = stats.listeners.get(listener) {
+            if accepted {
+                l.connection_total.inc();
+            }
+            l.connection_active.inc();
+        }
+        Relaying {
+            stats,
+            listener,
+            moved: Cell::new(false),
+        }
     }
 }
 
 impl Drop for Relaying<'_> {
     fn drop(&mut self) {
-        self.0.active_connections.dec();
+        self.stats.active_connections.dec();
+        if let Some(l) = self.stats.listeners.get(self.listener) {
+            l.connection_active.dec();
+            if !self.moved.get() {
+                l.connection_destroy.inc();
+            }
+        }
     }
 }
 

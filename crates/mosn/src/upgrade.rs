@@ -108,6 +108,26 @@ pub fn detect(paths: &Paths) -> bool {
     matches!(s.read(&mut b), Ok(1))
 }
 
+/// New process: the old process's connection on the non-blocking listener `l`, within MOSN's
+/// 10 s, made blocking with a read timeout of as much.
+///
+/// Errors: nothing came in time, or the socket calls failed.
+fn accept_old(l: &UnixListener) -> std::io::Result<UnixStream> {
+    let until = Instant::now() + ACCEPT_LISTEN;
+    let s = loop {
+        match l.accept() {
+            Ok((s, _)) => break s,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < until => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    s.set_nonblocking(false)?;
+    s.set_read_timeout(Some(ACCEPT_LISTEN))?;
+    Ok(s)
+}
+
 /// New process: takes the sockets the old process sends on `listen.sock`; returns them with the
 /// control connection, on which [`ready`] is said later.
 ///
@@ -116,18 +136,7 @@ pub fn receive(paths: &Paths) -> anyhow::Result<(UnixStream, Vec<OwnedFd>, Owned
     let (l, owned) = OwnedPath::bind(&paths.listen)
         .with_context(|| format!("listening on {}", paths.listen.display()))?;
     l.set_nonblocking(true)?;
-    let until = Instant::now() + ACCEPT_LISTEN;
-    let s = loop {
-        match l.accept() {
-            Ok((s, _)) => break s,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < until => {
-                std::thread::sleep(Duration::from_millis(10))
-            }
-            Err(e) => return Err(e).context("waiting for the old process on listen.sock"),
-        }
-    };
-    s.set_nonblocking(false)?;
-    s.set_read_timeout(Some(ACCEPT_LISTEN))?;
+    let s = accept_old(&l).context("waiting for the old process on listen.sock")?;
     let (data, fds) =
         mosn_net::fdpass::recv_fds(&s, 1).context("receiving the listening sockets")?;
     anyhow::ensure!(data == [0], "listen.sock: unexpected data {data:?}");
@@ -142,18 +151,7 @@ pub fn receive_config(paths: &Paths) -> anyhow::Result<serde_json::Value> {
     let (l, _owned) = OwnedPath::bind(&paths.mosnconfig)
         .with_context(|| format!("listening on {}", paths.mosnconfig.display()))?;
     l.set_nonblocking(true)?;
-    let until = Instant::now() + ACCEPT_LISTEN;
-    let mut s = loop {
-        match l.accept() {
-            Ok((s, _)) => break s,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < until => {
-                std::thread::sleep(Duration::from_millis(10))
-            }
-            Err(e) => return Err(e).context("waiting for the old process on mosnconfig.sock"),
-        }
-    };
-    s.set_nonblocking(false)?;
-    s.set_read_timeout(Some(ACCEPT_LISTEN))?;
+    let mut s = accept_old(&l).context("waiting for the old process on mosnconfig.sock")?;
     let mut data = Vec::new();
     s.read_to_end(&mut data)?;
     serde_json::from_slice(&data).context("the inherited config is not JSON")
